@@ -1,0 +1,3 @@
+from ishow.cli import main
+
+raise SystemExit(main())

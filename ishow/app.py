@@ -1,0 +1,283 @@
+"""The daemon: wires sources → policy → queue → batcher → engine worker → player → sinks, and owns every task.
+
+Startup order: engine (in its thread) → sinks → HTTP server → sources, batcher and player in one TaskGroup.
+Shutdown (SIGINT/SIGTERM or ``stop``): sources stop; the batch in flight is finished or dropped per
+``engine.on_shutdown``; audio already made is handed to the sinks; sinks, engine and server close.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable
+
+import structlog
+from aiohttp import web
+
+from ishow.batcher import BatchWindow, next_batch
+from ishow.config import Config
+from ishow.engine.worker import EngineFactory, EngineWorker, _default_factory
+from ishow.errors import IshowError
+from ishow.events import SAMPLE_RATE, Audio, Batch, ChatEvent, EventKind, Priority, User, Utterance
+from ishow.metrics import Metrics
+from ishow.outputs.base import Sink
+from ishow.outputs.obs import ObsHub, ObsSettings
+from ishow.policy.compose import Dropped, compose
+from ishow.queue import AsyncUtteranceQueue, QueueDrop
+from ishow.sources.base import Source
+
+log = structlog.get_logger(__name__)
+
+AUDIO_QUEUE_SIZE = 32  # finished utterances waiting for the player; when full the batcher waits (backpressure)
+DRAIN_TIMEOUT_S = 10.0
+
+
+def build_sources(cfg: Config) -> list[Source]:
+    from ishow.sources.replay import ReplaySource
+    from ishow.sources.stdin import StdinSource
+
+    sources: list[Source] = []
+    for i, sc in enumerate(cfg.sources):
+        if not sc.enabled:
+            continue
+        name = sc.name or f"{sc.kind}{i}"
+        if sc.kind == "demo":
+            sources.append(ReplaySource(name, sc.file, speed=sc.speed, loop=sc.loop))
+        elif sc.kind == "stdin":
+            sources.append(StdinSource(name))
+    return sources
+
+
+def build_sinks(cfg: Config) -> list[Sink]:
+    sinks: list[Sink] = []
+    out = cfg.outputs
+    if out.obs.enabled:
+        sinks.append(ObsHub(ObsSettings(max_client_queue=out.obs.max_client_queue, send_timeout_s=out.obs.send_timeout_s)))
+    if out.local.enabled:
+        from ishow.outputs.local import LocalSettings, LocalSink
+
+        device: str | int | None = out.local.device or None
+        if isinstance(device, str) and device.isdigit():
+            device = int(device)
+        sinks.append(LocalSink(LocalSettings(device=device, volume=out.local.volume)))
+    if out.wav.enabled:
+        from ishow.outputs.wav import WavSettings, WavSink
+
+        sinks.append(WavSink(WavSettings(dir=out.wav.dir)))
+    return sinks
+
+
+class Daemon:
+    sample_rate = SAMPLE_RATE
+
+    def __init__(
+        self,
+        cfg: Config,
+        *,
+        engine_factory: EngineFactory = _default_factory,
+        sinks: list[Sink] | None = None,
+        sources: list[Source] | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.metrics = Metrics()
+        self.queue = AsyncUtteranceQueue(cfg.queue.max_size, cfg.queue.max_age_s, self._on_queue_drop)
+        self.worker = EngineWorker(cfg.engine, cfg.voices, engine_factory)
+        self.sinks = build_sinks(cfg) if sinks is None else sinks
+        self.obs = next((s for s in self.sinks if isinstance(s, ObsHub)), None)
+        self.sources = build_sources(cfg) if sources is None else sources
+        self._audio: asyncio.Queue[Audio | None] = asyncio.Queue(AUDIO_QUEUE_SIZE)
+        self._busy = False
+        self.port: int | None = None
+        self.started = asyncio.Event()
+        self.stopping = asyncio.Event()
+
+    # ------------------------------------------------------------------ intake
+
+    def ingest(self, event: ChatEvent, voice: str = "") -> Utterance | Dropped:
+        """Filter, compose and enqueue one chat event (called on the event loop)."""
+        self.metrics.messages.labels(event.platform).inc()
+        outcome = compose(event, self.cfg, voice)
+        if isinstance(outcome, Dropped):
+            self.metrics.dropped.labels(outcome.reason).inc()
+            log.debug("message dropped", reason=outcome.reason, user=event.user.name, text=event.text[:80])
+            return outcome
+        self.queue.put(outcome)
+        self.metrics.queue_depth.set(len(self.queue))
+        return outcome
+
+    def submit_text(self, user: str, text: str, platform: str = "api", voice: str = "") -> Utterance | Dropped:
+        event = ChatEvent(platform=platform, room="api", user=User(id=user, name=user), kind=EventKind.DANMAKU, text=text)
+        return self.ingest(event, voice)
+
+    def _on_queue_drop(self, drop: QueueDrop) -> None:
+        self.metrics.dropped.labels(drop.reason).inc()
+        level = log.warning if drop.utterance.priority >= Priority.PAID else log.debug
+        level("queued message dropped", reason=drop.reason, user=drop.utterance.user, text=drop.utterance.text[:80])
+
+    # ------------------------------------------------------------------ stages
+
+    async def _run_source(self, source: Source) -> None:
+        gauge = self.metrics.source_state.labels(source.name)
+        gauge.set(1)
+        try:
+            await source.run(self.ingest)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # noqa: BLE001 - supervisor boundary for one source: log it, keep the daemon up
+            source.state = "failed"
+            log.exception("source failed", source=source.name)
+        finally:
+            gauge.set(0)
+
+    async def _batch_loop(self) -> None:
+        window = BatchWindow(self.cfg.window_s, self.cfg.batch.max_items)
+        while not self.stopping.is_set():
+            batch = await next_batch(self.queue, window)
+            self._busy = True
+            try:
+                await self._synthesize(batch)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - supervisor boundary: one bad batch must not stop the daemon
+                log.exception("batch failed", size=len(batch.items))
+            finally:
+                self._busy = False
+
+    async def _synthesize(self, batch: Batch) -> None:
+        self.metrics.queue_depth.set(len(self.queue))
+        requests, items = [], []
+        for u in batch.items:
+            try:
+                requests.append(self.worker.request(u.text, u.voice))
+                items.append(u)
+            except IshowError as e:
+                self.metrics.synth_errors.labels(type(e).__name__).inc()
+                log.warning("utterance skipped", id=u.id, error=str(e))
+        if not requests:
+            return
+        t0 = time.perf_counter()
+        results = await self.worker.synthesize(requests)
+        elapsed = time.perf_counter() - t0
+        audio_s = 0.0
+        for u, r in zip(items, results, strict=True):
+            if r.audio is None:
+                self.metrics.synth_errors.labels(type(r.error).__name__).inc()
+                log.warning("utterance not synthesized", id=u.id, text=u.text[:80], error=str(r.error))
+                continue
+            audio = Audio(utterance=u, samples=r.audio, sample_rate=self.sample_rate, engine=r.engine, synth_seconds=elapsed)
+            audio_s += audio.duration
+            await self._audio.put(audio)
+        engine = results[0].engine if results else "none"
+        self.metrics.batches.labels(engine).inc()
+        self.metrics.batch_size.observe(len(requests))
+        self.metrics.synth_seconds.observe(elapsed)
+        self.metrics.audio_seconds.inc(audio_s)
+        if audio_s > 0:
+            self.metrics.rtf.set(elapsed / audio_s)
+        log.info("batch synthesized", engine=engine, size=len(requests), synth_s=round(elapsed, 3), audio_s=round(audio_s, 2))
+
+    async def _player_loop(self) -> None:
+        while (audio := await self._audio.get()) is not None:
+            for sink in self.sinks:
+                try:
+                    await sink.play(audio)
+                except asyncio.CancelledError:
+                    raise
+                except Exception:  # noqa: BLE001 - one sink failing must not silence the others
+                    log.exception("sink failed", sink=sink.name, id=audio.utterance.id)
+            self.metrics.spoken.inc()
+            log.info("spoken", id=audio.utterance.id, user=audio.utterance.user, text=audio.utterance.text[:80],
+                     voice=audio.utterance.voice, engine=audio.engine, seconds=round(audio.duration, 2))
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def health(self) -> dict[str, object]:
+        return {
+            "status": "ok",
+            "engine": self.worker.active_kind,
+            "model_loaded": self.worker.model_loaded,
+            "engine_state": self.worker.state(),
+            "sources": [{"name": s.name, "state": s.state} for s in self.sources],
+            "queue": len(self.queue),
+            "outputs": [s.state() for s in self.sinks],
+        }
+
+    async def run(self, stop: asyncio.Event | None = None) -> None:
+        """Run until ``stop`` is set (or the task is cancelled)."""
+        stop = stop or asyncio.Event()
+        await self.worker.start()
+        runner: web.AppRunner | None = None
+        try:
+            for sink in self.sinks:
+                await sink.start()
+            from ishow.server import build_app
+
+            runner = web.AppRunner(build_app(self), access_log=None, handle_signals=False)
+            await runner.setup()
+            site = web.TCPSite(runner, self.cfg.server.host, self.cfg.server.port)
+            await site.start()
+            self.port = _bound_port(runner, self.cfg.server.port)
+            self._announce()
+            self.started.set()
+            async with asyncio.TaskGroup() as tg:
+                source_tasks = [tg.create_task(self._run_source(s), name=f"source:{s.name}") for s in self.sources]
+                batcher = tg.create_task(self._batch_loop(), name="batcher")
+                player = tg.create_task(self._player_loop(), name="player")
+                await stop.wait()
+                log.info("shutting down")
+                self.stopping.set()
+                for t in source_tasks:
+                    t.cancel()
+                if self._busy and self.cfg.engine.on_shutdown == "finish":
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(asyncio.shield(batcher), DRAIN_TIMEOUT_S)
+                batcher.cancel()
+                await self._audio.put(None)
+                try:
+                    await asyncio.wait_for(asyncio.shield(player), DRAIN_TIMEOUT_S)
+                except TimeoutError:
+                    player.cancel()
+        finally:
+            for sink in self.sinks:
+                with contextlib.suppress(Exception):
+                    await sink.close()
+            if runner is not None:
+                await runner.cleanup()
+            await self.worker.close()
+            log.info("stopped")
+
+    def _announce(self) -> None:
+        host = self.cfg.server.host
+        url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{self.port}"
+        log.info("ishow is running", obs_page=f"{url}/obs", api=f"{url}/api/messages", engine=self.worker.active_kind)
+        if not self.worker.model_loaded and self.cfg.engine.kind == "f5":
+            log.warning(
+                "F5-TTS weights not loaded: speaking with the espeak fallback. "
+                "To clone voices, run `ishow models fetch` and restart",
+                reason=self.worker.primary_error,
+            )
+
+
+def _bound_port(runner: web.AppRunner, default: int) -> int:
+    for addr in runner.addresses:
+        if isinstance(addr, tuple) and len(addr) >= 2:
+            return int(addr[1])
+    return default
+
+
+def install_signal_handlers(stop: asyncio.Event) -> Callable[[], None]:
+    import signal
+
+    loop = asyncio.get_running_loop()
+    sigs = (signal.SIGINT, signal.SIGTERM)
+    for sig in sigs:
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+
+    def remove() -> None:
+        for sig in sigs:
+            with contextlib.suppress(NotImplementedError):
+                loop.remove_signal_handler(sig)
+
+    return remove

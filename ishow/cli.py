@@ -1,0 +1,190 @@
+"""Command line: ishow run | say | check-config | models fetch | models tiny | voices."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from pathlib import Path
+
+from ishow.config import DEFAULT_CONFIG, Config, default_config, load_config
+from ishow.errors import ConfigError, IshowError
+
+
+def _load(path: Path | None) -> Config:
+    if path is not None:
+        return load_config(path)
+    if DEFAULT_CONFIG.is_file():
+        return load_config(DEFAULT_CONFIG)
+    return default_config()
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from ishow.app import Daemon, install_signal_handlers
+
+    cfg = _load(args.config)
+    if args.port is not None:
+        import dataclasses
+
+        cfg = dataclasses.replace(cfg, server=dataclasses.replace(cfg.server, port=args.port))
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        remove = install_signal_handlers(stop)
+        try:
+            await Daemon(cfg).run(stop)
+        finally:
+            remove()
+
+    asyncio.run(main())
+    return 0
+
+
+def cmd_say(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    import numpy as np
+    import soundfile as sf
+
+    from ishow.engine.worker import EngineWorker
+    from ishow.policy.compose import pick_voice
+
+    cfg = _load(args.config)
+    engine_cfg = cfg.engine
+    if args.engine:
+        engine_cfg = dataclasses.replace(engine_cfg, kind=args.engine)
+    if args.checkpoint:
+        engine_cfg = dataclasses.replace(engine_cfg, checkpoint=args.checkpoint, model="auto")
+    if args.vocoder:
+        engine_cfg = dataclasses.replace(engine_cfg, vocoder=args.vocoder)
+    if args.vocab:
+        engine_cfg = dataclasses.replace(engine_cfg, vocab=args.vocab)
+    if args.device:
+        engine_cfg = dataclasses.replace(engine_cfg, device=args.device)
+
+    async def main() -> int:
+        worker = EngineWorker(engine_cfg, cfg.voices)
+        await worker.start()
+        try:
+            voice = args.voice or pick_voice(cfg, args.text)
+            req = worker.request(args.text, voice, nfe_step=args.nfe_step, seed=args.seed)
+            import time
+
+            t0 = time.perf_counter()
+            (result,) = await worker.synthesize([req])
+            elapsed = time.perf_counter() - t0
+        finally:
+            await worker.close()
+        if result.audio is None:
+            print(f"error: {result.error}", file=sys.stderr)
+            return 1
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        sf.write(args.out, result.audio, 24000, subtype="PCM_16")
+        dur = len(result.audio) / 24000
+        rms = float(np.sqrt(np.mean(np.square(result.audio, dtype=np.float64)))) if len(result.audio) else 0.0
+        print(f"wrote {args.out}: {dur:.2f} s, RMS {rms:.4f}, engine {result.engine}, voice {voice}, synth {elapsed:.2f} s")
+        return 0
+
+    return asyncio.run(main())
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    try:
+        cfg = load_config(args.path)
+    except ConfigError as e:
+        print(f"{args.path}: {len(e.problems)} problem(s):", file=sys.stderr)
+        for p in e.problems:
+            print(f"  {p}", file=sys.stderr)
+        return 1
+    print(f"{args.path}: OK ({len(cfg.voices)} voices, {len(cfg.sources)} sources, engine {cfg.engine.kind})")
+    return 0
+
+
+def cmd_models_tiny(args: argparse.Namespace) -> int:
+    from ishow.engine.checkpoint import write_tiny_model
+
+    paths = write_tiny_model(args.dir, seed=args.seed)
+    print(f"tiny random F5 model written to {args.dir} (for tests and demos; it speaks noise, not words):")
+    for name, value in vars(paths).items() if hasattr(paths, "__dict__") else paths._asdict().items():
+        print(f"  {name}: {value}")
+    return 0
+
+
+def cmd_models_fetch(args: argparse.Namespace) -> int:
+    from ishow.engine.fetch import fetch_models
+
+    for path in fetch_models(args.dest):
+        print(f"  {path}")
+    return 0
+
+
+def cmd_voices(args: argparse.Namespace) -> int:
+    cfg = _load(args.config)
+    for v in cfg.voices:
+        ok = "ok" if v.ref_audio is None or v.ref_audio.is_file() else "MISSING"
+        print(f"{v.id}\t{v.ref_audio} [{ok}]\t{v.ref_text}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="ishow", description="Live-stream chat text-to-speech daemon (F5-TTS).")
+    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    p.add_argument("--log-json", action="store_true", default=None, help="JSON log lines (default: when not a TTY)")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run the daemon")
+    run.add_argument("--config", type=Path, help=f"config file (default: {DEFAULT_CONFIG} if present, else built-in)")
+    run.add_argument("--port", type=int, help="override server.port")
+    run.set_defaults(func=cmd_run)
+
+    say = sub.add_parser("say", help="synthesize one text to a wav file (same engine path as the daemon)")
+    say.add_argument("text")
+    say.add_argument("--out", type=Path, required=True)
+    say.add_argument("--voice", default="")
+    say.add_argument("--config", type=Path)
+    say.add_argument("--engine", choices=["f5", "espeak"])
+    say.add_argument("--checkpoint", type=Path, help="override engine.checkpoint")
+    say.add_argument("--vocoder", type=Path, help="override engine.vocoder (folder)")
+    say.add_argument("--vocab", type=Path, help="override engine.vocab")
+    say.add_argument("--device", help="override engine.device")
+    say.add_argument("--nfe-step", type=int, default=None)
+    say.add_argument("--seed", type=int, default=None)
+    say.set_defaults(func=cmd_say)
+
+    check = sub.add_parser("check-config", help="validate a config file and list every problem")
+    check.add_argument("path", type=Path, nargs="?", default=DEFAULT_CONFIG)
+    check.set_defaults(func=cmd_check_config)
+
+    models = sub.add_parser("models", help="model weights")
+    msub = models.add_subparsers(dest="models_command", required=True)
+    fetch = msub.add_parser("fetch", help="download F5TTS_v1_Base and vocos-mel-24khz (huggingface_hub)")
+    fetch.add_argument("--dest", type=Path, default=Path("models"))
+    fetch.set_defaults(func=cmd_models_fetch)
+    tiny = msub.add_parser("tiny", help="write a tiny random F5 + Vocos model in the real file formats")
+    tiny.add_argument("dir", type=Path)
+    tiny.add_argument("--seed", type=int, default=0)
+    tiny.set_defaults(func=cmd_models_tiny)
+
+    voices = sub.add_parser("voices", help="list configured voices")
+    voices.add_argument("--config", type=Path)
+    voices.set_defaults(func=cmd_voices)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from ishow.logs import configure
+
+    configure(args.log_level, args.log_json)
+    try:
+        return int(args.func(args))
+    except ConfigError as e:
+        print(f"configuration error ({len(e.problems)} problem(s)):", file=sys.stderr)
+        for p in e.problems:
+            print(f"  {p}", file=sys.stderr)
+        return 2
+    except IshowError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130

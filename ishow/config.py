@@ -1,0 +1,389 @@
+"""TOML configuration → frozen dataclasses, validated once.
+
+Every problem is collected (not just the first) and reported as ``key.path: what was wrong`` so
+``ishow check-config`` can list them all. Relative paths are resolved against ``root`` (a top-level key,
+itself relative to the config file's folder; default: that folder).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import re
+import tomllib
+import types
+import typing
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from ishow.config_engine import EngineConfig
+from ishow.engine.base import VoiceSpec
+from ishow.errors import ConfigError
+
+DEFAULT_CONFIG = Path("config/ishowtts.toml")
+WINDOW_MS_RANGE = (50, 100)
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    host: str = "127.0.0.1"
+    port: int = 27121
+    token: str = ""
+    max_text_chars: int = 500
+    max_body_bytes: int = 65536
+
+    @property
+    def loopback(self) -> bool:
+        return is_loopback(self.host)
+
+
+@dataclass(frozen=True)
+class BatchConfig:
+    window_ms: int = 80  # clamped to 50–100 ms
+    max_items: int = 8
+
+
+@dataclass(frozen=True)
+class QueueConfig:
+    max_size: int = 100  # when full, the oldest normal-priority chat is dropped; paid events are never dropped
+    max_age_s: float = 60.0  # normal chat older than this when its turn comes is dropped as stale
+
+
+@dataclass(frozen=True)
+class FilterConfig:
+    min_chars: int = 1
+    max_chars: int = 200  # longer chat is dropped (paid messages are shortened instead)
+    banned_words: tuple[str, ...] = ()
+    drop_links: bool = True  # drop messages that are only a link
+    command_prefixes: tuple[str, ...] = ("!",)
+
+
+@dataclass(frozen=True)
+class TemplateConfig:
+    danmaku: str = "{text}"
+    super_chat: str = "{user}的醒目留言：{text}"
+    gift: str = "谢谢{user}的{text}"
+
+
+@dataclass(frozen=True)
+class SourceConfig:
+    kind: str = "demo"  # "demo" (replays a recorded JSONL chat) | "stdin"
+    name: str = ""
+    enabled: bool = True
+    file: Path | None = None  # demo: a JSONL chat recording; none → the built-in sample chat
+    speed: float = 1.0  # demo: replay speed factor
+    loop: bool = False  # demo: start again at the end
+
+
+@dataclass(frozen=True)
+class VoiceMapConfig:
+    default: str = "default_zh"  # voice for chat containing Chinese (and everything when `english` is empty)
+    english: str = "default_en"  # voice for chat without Chinese characters; "" → use `default`
+
+
+@dataclass(frozen=True)
+class LocalOutputConfig:
+    enabled: bool = True
+    device: str = ""  # sounddevice output device: name, index as text, or "" for the system default
+    volume: float = 1.0
+
+
+@dataclass(frozen=True)
+class ObsOutputConfig:
+    enabled: bool = True
+    max_client_queue: int = 64  # utterances buffered per OBS client; a client that falls further behind is dropped
+    send_timeout_s: float = 5.0
+
+
+@dataclass(frozen=True)
+class WavOutputConfig:
+    enabled: bool = False
+    dir: Path = Path("out/wav")
+
+
+@dataclass(frozen=True)
+class OutputsConfig:
+    local: LocalOutputConfig = LocalOutputConfig()
+    obs: ObsOutputConfig = ObsOutputConfig()
+    wav: WavOutputConfig = WavOutputConfig()
+
+
+def _default_voices() -> tuple[VoiceSpec, ...]:
+    return (
+        VoiceSpec(
+            id="default_zh",
+            ref_audio=Path("voices/default_zh.wav"),
+            ref_text="大家好，欢迎来到我的直播间，今天我们一起聊天玩游戏。",
+        ),
+        VoiceSpec(
+            id="default_en",
+            ref_audio=Path("voices/default_en.wav"),
+            ref_text="Hello everyone, welcome to the stream. Thanks for hanging out with me today.",
+        ),
+    )
+
+
+@dataclass(frozen=True)
+class Config:
+    root: Path = Path(".")
+    server: ServerConfig = ServerConfig()
+    engine: EngineConfig = EngineConfig()
+    batch: BatchConfig = BatchConfig()
+    queue: QueueConfig = QueueConfig()
+    filter: FilterConfig = FilterConfig()
+    templates: TemplateConfig = TemplateConfig()
+    sources: tuple[SourceConfig, ...] = (SourceConfig(),)
+    voices: tuple[VoiceSpec, ...] = field(default_factory=_default_voices)
+    voice_map: VoiceMapConfig = VoiceMapConfig()
+    outputs: OutputsConfig = OutputsConfig()
+
+    def voice(self, voice_id: str) -> VoiceSpec | None:
+        return next((v for v in self.voices if v.id == voice_id), None)
+
+    @property
+    def window_s(self) -> float:
+        lo, hi = WINDOW_MS_RANGE
+        return min(max(self.batch.window_ms, lo), hi) / 1000.0
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+# ---------------------------------------------------------------- loading
+
+T = TypeVar("T")
+_Check = Callable[[Any], str | None]
+
+# Per-field checks beyond the type: return a message when the value is bad.
+_CHECKS: dict[str, _Check] = {
+    "server.port": lambda v: None if 0 <= v <= 65535 else "must be 0–65535",
+    "server.max_text_chars": lambda v: None if v >= 1 else "must be ≥ 1",
+    "server.max_body_bytes": lambda v: None if v >= 1024 else "must be ≥ 1024",
+    "engine.kind": lambda v: None if v in ("f5", "espeak") else "must be one of 'f5', 'espeak'",
+    "engine.fallback": lambda v: None if v in ("espeak", "none") else "must be one of 'espeak', 'none'",
+    "engine.model": lambda v: None
+    if v in ("F5TTS_v1_Base", "F5TTS_v1_Small", "tiny", "auto")
+    else "must be one of 'F5TTS_v1_Base', 'F5TTS_v1_Small', 'tiny', 'auto'",
+    "engine.nfe_step": lambda v: None if 1 <= v <= 64 else "must be 1–64",
+    "engine.cfg_strength": lambda v: None if 0 <= v <= 10 else "must be 0–10",
+    "engine.speed": lambda v: None if 0.25 <= v <= 4 else "must be 0.25–4",
+    "engine.device": lambda v: None
+    if v in ("auto", "cpu", "cuda") or (v.startswith("cuda:") and v[5:].isdigit())
+    else "must be 'auto', 'cpu', 'cuda' or 'cuda:N'",
+    "engine.precision": lambda v: None if v in ("auto", "fp32", "fp16") else "must be one of 'auto', 'fp32', 'fp16'",
+    "engine.on_shutdown": lambda v: None if v in ("finish", "drop") else "must be 'finish' or 'drop'",
+    "batch.window_ms": lambda v: None
+    if WINDOW_MS_RANGE[0] <= v <= WINDOW_MS_RANGE[1]
+    else f"must be {WINDOW_MS_RANGE[0]}–{WINDOW_MS_RANGE[1]} ms",
+    "batch.max_items": lambda v: None if 1 <= v <= 64 else "must be 1–64",
+    "queue.max_size": lambda v: None if v >= 1 else "must be ≥ 1",
+    "queue.max_age_s": lambda v: None if v > 0 else "must be > 0",
+    "filter.min_chars": lambda v: None if v >= 0 else "must be ≥ 0",
+    "filter.max_chars": lambda v: None if v >= 1 else "must be ≥ 1",
+    "sources.kind": lambda v: None if v in ("demo", "stdin") else "must be one of 'demo', 'stdin'",
+    "sources.speed": lambda v: None if 0.01 <= v <= 100 else "must be 0.01–100",
+    "voices.id": lambda v: None if v and v.replace("_", "").replace("-", "").isalnum() else "must be letters, digits, _ or -",
+    "voices.speed": lambda v: None if 0.25 <= v <= 4 else "must be 0.25–4",
+    "voices.volume": lambda v: None if 0 <= v <= 4 else "must be 0–4",
+    "outputs.local.volume": lambda v: None if 0 <= v <= 4 else "must be 0–4",
+    "outputs.obs.max_client_queue": lambda v: None if v >= 1 else "must be ≥ 1",
+    "outputs.obs.send_timeout_s": lambda v: None if v > 0 else "must be > 0",
+}
+
+
+class _Loader:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.problems: list[str] = []
+
+    def table(self, cls: type[T], data: Any, path: str, check_path: str | None = None) -> T:
+        """Build dataclass ``cls`` from TOML table ``data``; problems are recorded with ``path``."""
+        check_path = check_path if check_path is not None else path
+        if not isinstance(data, Mapping):
+            self.problems.append(f"{path}: expected a table, got {_show(data)}")
+            return _BAD  # type: ignore[return-value]
+        hints = typing.get_type_hints(cls)
+        names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+        for key in data:
+            if key not in names:
+                self.problems.append(f"{_join(path, key)}: unknown key; expected one of {', '.join(sorted(names))}")
+        values: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+            if f.name not in data:
+                continue
+            key_path = _join(path, f.name)
+            value = self.value(hints[f.name], data[f.name], key_path, _join(check_path, f.name))
+            if value is not _BAD:
+                values[f.name] = value
+        missing = [
+            f.name
+            for f in dataclasses.fields(cls)  # type: ignore[arg-type]
+            if f.name not in values
+            and f.default is dataclasses.MISSING
+            and f.default_factory is dataclasses.MISSING
+        ]
+        for name in missing:
+            if name not in data:
+                self.problems.append(f"{_join(path, name)}: missing required key")
+        if missing:
+            return _BAD  # type: ignore[return-value]
+        return cls(**values)
+
+    def value(self, hint: Any, raw: Any, path: str, check_path: str) -> Any:
+        origin = typing.get_origin(hint)
+        args = typing.get_args(hint)
+        if origin in (typing.Union, types.UnionType):
+            if raw in ("", None) and type(None) in args:
+                return None
+            hint = next(a for a in args if a is not type(None))
+            origin, args = typing.get_origin(hint), typing.get_args(hint)
+        if dataclasses.is_dataclass(hint):
+            return self.table(hint, raw, path, check_path)  # type: ignore[arg-type]
+        if hint is Any:
+            return raw
+        if origin is tuple:
+            if not isinstance(raw, list):
+                self.problems.append(f"{path}: expected a list, got {_show(raw)}")
+                return _BAD
+            item = args[0]
+            if dataclasses.is_dataclass(item):
+                tables = [self.table(item, r, f"{path}[{i}]", check_path) for i, r in enumerate(raw)]  # type: ignore[arg-type]
+                return tuple(t for t in tables if t is not _BAD)
+            out = [self.value(item, r, f"{path}[{i}]", check_path) for i, r in enumerate(raw)]
+            return _BAD if _BAD in out else tuple(out)
+        ok: bool
+        if hint is bool:
+            ok = isinstance(raw, bool)
+        elif hint is int:
+            ok = isinstance(raw, int) and not isinstance(raw, bool)
+        elif hint is float:
+            ok = isinstance(raw, int | float) and not isinstance(raw, bool)
+            raw = float(raw) if ok else raw
+        elif hint is str:
+            ok = isinstance(raw, str)
+        elif hint is Path:
+            ok = isinstance(raw, str) and raw != ""
+            if ok:
+                p = Path(raw).expanduser()
+                raw = p if p.is_absolute() else self.root / p
+        else:  # pragma: no cover - a programming error in the dataclasses above
+            raise TypeError(f"unsupported config type {hint!r} at {path}")
+        if not ok:
+            self.problems.append(f"{path}: expected {_type_name(hint)}, got {_show(raw)}")
+            return _BAD
+        check = _CHECKS.get(_strip_index(check_path))
+        msg = check(raw) if check else None
+        if msg:
+            self.problems.append(f"{path}: {msg}, got {_show(raw)}")
+            return _BAD
+        return raw
+
+
+_BAD = object()
+
+
+def _join(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
+
+
+def _strip_index(path: str) -> str:
+    return re.sub(r"\[\d+\]", "", path)
+
+
+def _type_name(hint: Any) -> str:
+    return {bool: "true/false", int: "an integer", float: "a number", str: "a string", Path: "a path string"}.get(
+        hint, str(hint)
+    )
+
+
+def _show(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _cross_checks(cfg: Config, problems: list[str]) -> None:
+    ids = [v.id for v in cfg.voices]
+    seen: set[str] = set()
+    for i, vid in enumerate(ids):
+        if vid in seen:
+            problems.append(f"voices[{i}].id: duplicate voice id {vid!r}")
+        seen.add(vid)
+    if not ids:
+        problems.append("voices: at least one voice is required")
+    for key, vid in (("voice_map.default", cfg.voice_map.default), ("voice_map.english", cfg.voice_map.english)):
+        if vid and vid not in seen:
+            problems.append(f"{key}: unknown voice {vid!r}; configured voices: {', '.join(ids) or '(none)'}")
+    if not cfg.server.loopback and not cfg.server.token:
+        problems.append(
+            f"server.token: required when server.host is not loopback (host is {cfg.server.host!r}); "
+            "set a long random token"
+        )
+    if cfg.filter.min_chars > cfg.filter.max_chars:
+        problems.append(f"filter.min_chars: {cfg.filter.min_chars} is larger than filter.max_chars {cfg.filter.max_chars}")
+    for i, voice in enumerate(cfg.voices):
+        if voice.ref_audio is not None and not voice.ref_text.strip():
+            problems.append(f"voices[{i}].ref_text: the transcript of {voice.ref_audio} is required")
+    for i, src in enumerate(cfg.sources):
+        if src.kind == "demo" and src.file is not None and not src.file.is_file():
+            problems.append(f"sources[{i}].file: no such file {str(src.file)!r}")
+
+
+def parse_config(text: str, root: Path = Path("."), origin: str = "<config>") -> Config:
+    """Parse TOML ``text``; raises ``ConfigError`` listing every problem."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{origin}: not valid TOML: {e}") from e
+    root_raw = data.pop("root", ".")
+    if not isinstance(root_raw, str):
+        raise ConfigError(f"root: expected a path string, got {_show(root_raw)}")
+    root = (root / root_raw).resolve()
+    loader = _Loader(root)
+    cfg = loader.table(Config, data, "")
+    if cfg is _BAD:  # pragma: no cover - the top level is always a table
+        raise ConfigError(loader.problems)
+    cfg = _rebase(cfg, root)
+    problems = loader.problems
+    _cross_checks(cfg, problems)
+    if problems:
+        raise ConfigError(problems)
+    return cfg
+
+
+def load_config(path: Path) -> Config:
+    """Read and validate the config file at ``path``."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError as e:
+        raise ConfigError(f"{path}: no such config file") from e
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path}: cannot read: {e}") from e
+    return parse_config(text, root=path.parent, origin=str(path))
+
+
+def default_config(root: Path | None = None) -> Config:
+    """The embedded default (used when no config file exists): paths relative to ``root`` (default: cwd)."""
+    return _rebase(Config(), (root or Path.cwd()).resolve())
+
+
+def _rebase(cfg: Config, base: Path) -> Config:
+    def fix(p: Path) -> Path:
+        return p if p.is_absolute() else base / p
+
+    engine = dataclasses.replace(
+        cfg.engine, checkpoint=fix(cfg.engine.checkpoint), vocab=fix(cfg.engine.vocab), vocoder=fix(cfg.engine.vocoder)
+    )
+    voices = tuple(
+        dataclasses.replace(v, ref_audio=fix(v.ref_audio) if v.ref_audio else None) for v in cfg.voices
+    )
+    wav = dataclasses.replace(cfg.outputs.wav, dir=fix(cfg.outputs.wav.dir))
+    outputs = dataclasses.replace(cfg.outputs, wav=wav)
+    return dataclasses.replace(cfg, root=base, engine=engine, voices=voices, outputs=outputs)

@@ -1,0 +1,24 @@
+"""Engine settings (the ``[engine]`` table), kept apart so the engine path imports no daemon code."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    kind: str = "f5"  # "f5" | "espeak"
+    fallback: str = "espeak"  # "espeak" | "none"
+    model: str = "F5TTS_v1_Base"  # architecture: F5TTS_v1_Base | F5TTS_v1_Small | tiny
+    checkpoint: Path = Path("models/F5TTS_v1_Base/model_1250000.safetensors")
+    vocab: Path = Path("models/F5TTS_v1_Base/vocab.txt")
+    vocoder: Path = Path("models/vocos-mel-24khz")  # folder with config.yaml + pytorch_model.bin
+    nfe_step: int = 7
+    cfg_strength: float = 2.0
+    sway_coef: float = -1.0
+    speed: float = 1.0
+    device: str = "auto"  # "auto" | "cpu" | "cuda" | "cuda:N"
+    precision: str = "auto"  # "auto" (fp16 on CUDA, fp32 on CPU) | "fp32" | "fp16"
+    seed: int = 0
+    on_shutdown: str = "finish"  # "finish" the batch in flight, or "drop" it

@@ -1,0 +1,62 @@
+"""The engine interface every speech engine implements.
+
+An engine is owned by exactly one thread (the worker in ``ishow.engine.worker``); none of its methods is
+called from the event loop.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+import numpy.typing as npt
+
+
+@dataclass(frozen=True)
+class VoiceSpec:
+    """A configured voice: a reference recording with its transcript (for cloning engines), plus knobs."""
+
+    id: str
+    ref_audio: Path | None = None
+    ref_text: str = ""
+    speed: float = 1.0
+    volume: float = 1.0
+    espeak: str = "auto"  # espeak-ng voice name for the espeak engine; "auto" picks by the text's language
+
+
+@dataclass(frozen=True)
+class SynthRequest:
+    text: str
+    voice: VoiceSpec
+    nfe_step: int = 7
+    seed: int = 0
+    speed: float = 1.0
+
+
+class Engine(abc.ABC):
+    """Turns batches of text into waveforms. Methods run only on the engine's owning thread."""
+
+    kind: ClassVar[str]
+    sample_rate: int = 24_000
+
+    @abc.abstractmethod
+    def load(self) -> None:
+        """Load weights/libraries. Raises ``ModelLoadError``/``WeightsMissingError`` with a precise message."""
+
+    def prepare_voice(self, voice: VoiceSpec) -> None:  # noqa: B027 - optional hook
+        """Preprocess and cache a reference voice (raises ``VoiceError``). Default: nothing to do."""
+
+    @abc.abstractmethod
+    def synthesize(self, requests: Sequence[SynthRequest]) -> list[npt.NDArray[np.float32]]:
+        """Synthesize every request (one batch); returns float32 mono waveforms at ``sample_rate``."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release resources."""
+
+    def describe(self) -> dict[str, object]:
+        """Facts for /healthz (device, precision...)."""
+        return {"kind": self.kind}

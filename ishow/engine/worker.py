@@ -1,0 +1,226 @@
+"""The engine worker: ONE thread owns the speech engine(s); the event loop only awaits results.
+
+Fallback: when the primary engine cannot load (missing weights, bad checkpoint) the fallback engine serves
+everything and one clear log line says why and what to run. When the primary fails on a batch, the batch is
+retried item by item; items that still fail with an engine error are spoken by the fallback, items with bad
+input are reported. After ``MAX_CONSECUTIVE_FAILURES`` failed batches in a row the primary is retired.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+import structlog
+
+from ishow.config_engine import EngineConfig
+from ishow.engine.base import Engine, SynthRequest, VoiceSpec
+from ishow.errors import EngineError, InputError, IshowError, ModelLoadError, UnknownVoiceError
+
+log = structlog.get_logger(__name__)
+
+MAX_CONSECUTIVE_FAILURES = 3
+Waveform = npt.NDArray[np.float32]
+EngineFactory = Callable[[str, EngineConfig], Engine]
+
+
+@dataclass(frozen=True)
+class SynthResult:
+    """One item's outcome: audio (and the engine that made it) or the error that stopped it."""
+
+    audio: Waveform | None
+    engine: str
+    error: IshowError | None = None
+
+
+def _default_factory(kind: str, cfg: EngineConfig) -> Engine:
+    from ishow.engine.registry import create_engine
+
+    return create_engine(kind, cfg)
+
+
+class EngineWorker:
+    def __init__(
+        self,
+        cfg: EngineConfig,
+        voices: Sequence[VoiceSpec],
+        factory: EngineFactory = _default_factory,
+    ) -> None:
+        self.cfg = cfg
+        self._voices = {v.id: v for v in voices}
+        self._factory = factory
+        self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="ishow-engine")
+        self.primary: Engine | None = None
+        self.fallback: Engine | None = None
+        self.primary_error: str = ""
+        self._failures = 0
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        await asyncio.get_running_loop().run_in_executor(self._pool, self._load_all)
+
+    def _load_all(self) -> None:
+        try:
+            engine = self._factory(self.cfg.kind, self.cfg)
+            engine.load()
+            self.primary = engine
+            self._prepare_voices(engine)
+            log.info("engine ready", engine=self.cfg.kind, **_describe(engine))
+        except IshowError as e:
+            self.primary_error = str(e)
+            if self.cfg.fallback == "none" or self.cfg.fallback == self.cfg.kind:
+                raise
+            log.warning(
+                f"{self.cfg.kind} engine unavailable, speaking with the {self.cfg.fallback} fallback: {e}",
+                hint=_hint(e),
+            )
+        if self.cfg.fallback != "none" and self.cfg.fallback != self.cfg.kind:
+            try:
+                fb = self._factory(self.cfg.fallback, self.cfg)
+                fb.load()
+                self.fallback = fb
+            except IshowError as e:
+                if self.primary is None:
+                    raise
+                log.warning("fallback engine unavailable", engine=self.cfg.fallback, error=str(e))
+
+    def _prepare_voices(self, engine: Engine) -> None:
+        for voice in self._voices.values():
+            try:
+                engine.prepare_voice(voice)
+            except IshowError as e:
+                log.warning("voice not usable by this engine; its messages use the fallback", voice=voice.id, error=str(e))
+
+    async def close(self) -> None:
+        def _close() -> None:
+            for engine in (self.primary, self.fallback):
+                if engine is not None:
+                    engine.close()
+
+        await asyncio.get_running_loop().run_in_executor(self._pool, _close)
+        self._pool.shutdown(wait=True)
+
+    # ------------------------------------------------------------------ queries
+
+    @property
+    def active_kind(self) -> str:
+        engine = self.primary or self.fallback
+        return engine.kind if engine else "none"
+
+    @property
+    def model_loaded(self) -> bool:
+        return self.primary is not None and self.primary.kind == "f5"
+
+    def voice(self, voice_id: str) -> VoiceSpec:
+        try:
+            return self._voices[voice_id]
+        except KeyError:
+            raise UnknownVoiceError(voice_id, list(self._voices)) from None
+
+    def voice_ids(self) -> list[str]:
+        return list(self._voices)
+
+    def state(self) -> dict[str, object]:
+        return {
+            "configured": self.cfg.kind,
+            "active": self.active_kind,
+            "fallback": self.fallback.kind if self.fallback else None,
+            "model_loaded": self.model_loaded,
+            "primary_error": self.primary_error or None,
+        }
+
+    # ------------------------------------------------------------------ synthesis
+
+    def request(self, text: str, voice_id: str, nfe_step: int | None = None, seed: int | None = None) -> SynthRequest:
+        voice = self.voice(voice_id)
+        return SynthRequest(
+            text=text,
+            voice=voice,
+            nfe_step=nfe_step if nfe_step is not None else self.cfg.nfe_step,
+            seed=seed if seed is not None else self.cfg.seed,
+            speed=self.cfg.speed,
+        )
+
+    async def synthesize(self, requests: Sequence[SynthRequest]) -> list[SynthResult]:
+        """Synthesize a batch on the engine thread; one result per request, in order."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._pool, self._synthesize_sync, list(requests))
+
+    def _synthesize_sync(self, requests: list[SynthRequest]) -> list[SynthResult]:
+        if not requests:
+            return []
+        if self.primary is not None:
+            try:
+                out = self.primary.synthesize(requests)
+                self._failures = 0
+                return [SynthResult(_scaled(a, r), self.primary.kind) for a, r in zip(out, requests, strict=True)]
+            except InputError:
+                pass  # some item is bad: isolate it below
+            except Exception as e:  # noqa: BLE001 - the engine boundary: any crash falls back, never kills the daemon
+                self._note_failure(e, len(requests))
+            return [self._one(r) for r in requests]
+        return [self._with_fallback(r, None) for r in requests]
+
+    def _one(self, request: SynthRequest) -> SynthResult:
+        assert self.primary is not None
+        try:
+            (audio,) = self.primary.synthesize([request])
+            return SynthResult(_scaled(audio, request), self.primary.kind)
+        except InputError as e:
+            return SynthResult(None, self.primary.kind, e)
+        except Exception as e:  # noqa: BLE001 - see above
+            err = e if isinstance(e, EngineError) else EngineError(f"{type(e).__name__}: {e}")
+            return self._with_fallback(request, err)
+
+    def _with_fallback(self, request: SynthRequest, cause: IshowError | None) -> SynthResult:
+        if self.fallback is None:
+            return SynthResult(None, "none", cause or EngineError("no speech engine is available"))
+        try:
+            (audio,) = self.fallback.synthesize([request])
+            return SynthResult(_scaled(audio, request), self.fallback.kind)
+        except IshowError as e:
+            return SynthResult(None, self.fallback.kind, e)
+        except Exception as e:  # noqa: BLE001 - see above
+            return SynthResult(None, self.fallback.kind, EngineError(f"{type(e).__name__}: {e}"))
+
+    def _note_failure(self, error: BaseException, size: int) -> None:
+        self._failures += 1
+        log.error(
+            "engine failed on a batch; retrying item by item with fallback",
+            engine=self.primary.kind if self.primary else None,
+            error=f"{type(error).__name__}: {error}",
+            batch_size=size,
+            consecutive=self._failures,
+        )
+        if self._failures >= MAX_CONSECUTIVE_FAILURES and self.fallback is not None and self.primary is not None:
+            self.primary_error = f"retired after {self._failures} failed batches: {error}"
+            log.error(
+                f"{self.primary.kind} engine retired after {self._failures} failed batches in a row; "
+                f"speaking with {self.fallback.kind} until restart",
+            )
+            self.primary = None
+
+
+def _scaled(audio: Waveform, request: SynthRequest) -> Waveform:
+    vol = request.voice.volume
+    out = np.asarray(audio, dtype=np.float32)
+    return out if vol == 1.0 else np.clip(out * vol, -1.0, 1.0).astype(np.float32)
+
+
+def _describe(engine: Engine) -> dict[str, object]:
+    try:
+        return {k: v for k, v in engine.describe().items() if k != "kind"}
+    except Exception:  # noqa: BLE001 - description is best-effort
+        return {}
+
+
+def _hint(error: IshowError) -> str:
+    if isinstance(error, ModelLoadError):
+        return "run `ishow models fetch` to download F5-TTS weights (or set engine.kind = \"espeak\")"
+    return "see the error above"
+

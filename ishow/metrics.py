@@ -1,0 +1,36 @@
+"""Prometheus metrics, one registry per daemon instance (so tests can run several)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.messages = Counter("ishow_messages", "Chat events received", ["platform"], registry=r)
+        self.dropped = Counter("ishow_dropped_messages", "Messages not spoken, by reason", ["reason"], registry=r)
+        self.queue_depth = Gauge("ishow_queue_depth", "Utterances waiting for synthesis", registry=r)
+        self.batches = Counter("ishow_batches", "Batches synthesized", ["engine"], registry=r)
+        self.batch_size = Histogram(
+            "ishow_batch_size", "Utterances per batch", buckets=(1, 2, 4, 8, 16, 32, 64), registry=r
+        )
+        self.synth_seconds = Histogram(
+            "ishow_synth_seconds",
+            "Wall time per batch synthesis",
+            buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30),
+            registry=r,
+        )
+        self.audio_seconds = Counter("ishow_audio_seconds", "Seconds of audio synthesized", registry=r)
+        self.rtf = Gauge("ishow_rtf", "Real-time factor of the last batch (synth seconds / audio seconds)", registry=r)
+        self.spoken = Counter("ishow_utterances_spoken", "Utterances handed to the outputs", registry=r)
+        self.synth_errors = Counter("ishow_synth_errors", "Utterances that failed to synthesize", ["kind"], registry=r)
+        self.source_state = Gauge(
+            "ishow_source_connected", "1 when the source is connected/running", ["source"], registry=r
+        )
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,1 @@
+"""Pure message policies: filters, utterance composition (templates, voice choice)."""

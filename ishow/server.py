@@ -1,0 +1,208 @@
+"""The aiohttp application: /healthz, /metrics, /api/*, /obs and /ws/obs.
+
+Bad requests always get a 4xx JSON ``{"error": ...}`` that names the field and what was wrong; handlers never
+raise past the error middleware, so a bad request cannot take the daemon down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import io
+import json
+import re
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import soundfile as sf
+import structlog
+from aiohttp import web
+
+from ishow.errors import InputError, IshowError
+from ishow.metrics import CONTENT_TYPE
+from ishow.policy.compose import Dropped, pick_voice
+from ishow.policy.filters import clean_text
+
+if TYPE_CHECKING:
+    from ishow.app import Daemon
+
+log = structlog.get_logger(__name__)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+DAEMON: web.AppKey[Daemon] = web.AppKey("daemon")
+_BAD_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def json_error(status: int, message: str) -> web.Response:
+    return web.json_response({"error": message}, status=status)
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except InputError as e:
+        return json_error(400, str(e))
+    except web.HTTPException as e:
+        if e.status >= 400 and e.content_type != "application/json":
+            reason = e.text if e.text and not e.text.startswith(f"{e.status}:") else e.reason
+            return json_error(e.status, reason or "request failed")
+        raise
+    except asyncio.CancelledError:
+        raise
+    except Exception:  # noqa: BLE001 - the one supervisor boundary for HTTP handlers
+        log.exception("request handler failed", path=request.path)
+        return json_error(500, "internal error; see the daemon log")
+
+
+def token_middleware(token: str) -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
+    @web.middleware
+    async def check(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if token and (request.path.startswith("/api/") or request.path.startswith("/ws/")):
+            given = request.query.get("token", "")
+            auth = request.headers.get("Authorization", "")
+            if auth.startswith("Bearer "):
+                given = auth[7:]
+            if not hmac.compare_digest(given.encode(), token.encode()):
+                return json_error(401, "missing or wrong token: send 'Authorization: Bearer <token>' or ?token=")
+        return await handler(request)
+
+    return check
+
+
+async def read_json_object(request: web.Request) -> dict[str, Any]:
+    try:
+        body = await request.read()
+    except web.HTTPRequestEntityTooLarge as e:
+        raise InputError(f"request body too large: limit is {e.max_size} bytes") from e
+    try:
+        obj = json.loads(body.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise InputError(f"body is not valid JSON: {e}") from e
+    if not isinstance(obj, dict):
+        raise InputError(f"body must be a JSON object, got {type(obj).__name__}")
+    return obj
+
+
+def field_str(obj: dict[str, Any], key: str, *, required: bool, max_len: int | None = None) -> str:
+    if key not in obj or obj[key] is None:
+        if required:
+            raise InputError(f"'{key}' is required")
+        return ""
+    value = obj[key]
+    if not isinstance(value, str):
+        raise InputError(f"'{key}' must be a string, got {type(value).__name__}")
+    if max_len is not None and len(value) > max_len:
+        raise InputError(f"'{key}' is too long: {len(value)} characters, the limit is {max_len}")
+    bad = _BAD_CONTROL.search(value)
+    if bad:
+        raise InputError(f"'{key}' contains control character U+{ord(bad.group()):04X} at index {bad.start()}")
+    return value
+
+
+def wav_bytes(samples: np.ndarray, sample_rate: int) -> bytes:
+    buf = io.BytesIO()
+    sf.write(buf, samples, sample_rate, format="WAV", subtype="PCM_16")
+    return buf.getvalue()
+
+
+# ---------------------------------------------------------------------- handlers
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.json_response(request.app[DAEMON].health())
+
+
+async def metrics(request: web.Request) -> web.Response:
+    daemon = request.app[DAEMON]
+    daemon.metrics.queue_depth.set(len(daemon.queue))
+    return web.Response(body=daemon.metrics.render(), headers={"Content-Type": CONTENT_TYPE})
+
+
+async def voices(request: web.Request) -> web.Response:
+    daemon = request.app[DAEMON]
+    return web.json_response(
+        {
+            "default": daemon.cfg.voice_map.default,
+            "voices": [
+                {
+                    "id": v.id,
+                    "ref_audio": v.ref_audio.name if v.ref_audio else None,
+                    "ref_text": v.ref_text,
+                    "speed": v.speed,
+                    "volume": v.volume,
+                }
+                for v in daemon.cfg.voices
+            ],
+        }
+    )
+
+
+async def tts(request: web.Request) -> web.Response:
+    daemon = request.app[DAEMON]
+    obj = await read_json_object(request)
+    limit = daemon.cfg.server.max_text_chars
+    text = clean_text(field_str(obj, "text", required=True, max_len=limit))
+    if not text:
+        raise InputError("'text' is empty")
+    voice = field_str(obj, "voice", required=False, max_len=64) or pick_voice(daemon.cfg, text)
+    nfe = obj.get("nfe_step")
+    if nfe is not None and (not isinstance(nfe, int) or isinstance(nfe, bool) or not 1 <= nfe <= 64):
+        raise InputError(f"'nfe_step' must be an integer 1–64, got {json.dumps(nfe)}")
+    request_ = daemon.worker.request(text, voice, nfe_step=nfe)  # UnknownVoiceError → 400
+    (result,) = await daemon.worker.synthesize([request_])
+    if result.error is not None:
+        status = 400 if isinstance(result.error, InputError) else 503
+        return json_error(status, str(result.error))
+    assert result.audio is not None
+    body = await asyncio.to_thread(wav_bytes, result.audio, daemon.sample_rate)
+    return web.Response(body=body, content_type="audio/wav", headers={"X-Ishow-Engine": result.engine})
+
+
+async def messages(request: web.Request) -> web.Response:
+    daemon = request.app[DAEMON]
+    obj = await read_json_object(request)
+    limit = daemon.cfg.server.max_text_chars
+    user = field_str(obj, "user", required=True, max_len=64)
+    text = field_str(obj, "text", required=True, max_len=limit)
+    platform = field_str(obj, "platform", required=False, max_len=32) or "api"
+    voice = field_str(obj, "voice", required=False, max_len=64)
+    if voice:
+        daemon.worker.voice(voice)  # UnknownVoiceError → 400
+    outcome = daemon.submit_text(user, text, platform, voice)
+    if isinstance(outcome, Dropped):
+        return web.json_response({"queued": False, "dropped": outcome.reason}, status=202)
+    return web.json_response({"queued": True, "id": outcome.id, "text": outcome.text, "voice": outcome.voice}, status=202)
+
+
+async def index(request: web.Request) -> web.Response:
+    html = (
+        "<!doctype html><meta charset=utf-8><title>ishow</title>"
+        "<h1>ishow</h1><ul><li><a href=/obs>/obs</a> — OBS browser source</li>"
+        "<li><a href=/healthz>/healthz</a></li><li><a href=/api/voices>/api/voices</a></li>"
+        "<li><a href=/metrics>/metrics</a></li></ul>"
+    )
+    return web.Response(text=html, content_type="text/html")
+
+
+def build_app(daemon: Daemon) -> web.Application:
+    cfg = daemon.cfg.server
+    app = web.Application(
+        middlewares=[error_middleware, token_middleware(cfg.token)], client_max_size=cfg.max_body_bytes
+    )
+    app[DAEMON] = daemon
+    app.router.add_get("/", index)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/api/voices", voices)
+    app.router.add_post("/api/tts", tts)
+    app.router.add_post("/api/messages", messages)
+    if daemon.obs is not None:
+        app.router.add_get("/obs", daemon.obs.handle_page)
+        app.router.add_get("/ws/obs", daemon.obs.handle_ws)
+    return app
+
+
+def error_text(e: IshowError) -> str:
+    return str(e)

@@ -1,0 +1,1 @@
+"""Chat sources: each turns a platform (or local input) into ChatEvents."""
