@@ -53,7 +53,9 @@ def build_sinks(cfg: Config) -> list[Sink]:
     sinks: list[Sink] = []
     out = cfg.outputs
     if out.obs.enabled:
-        sinks.append(ObsHub(ObsSettings(max_client_queue=out.obs.max_client_queue, send_timeout_s=out.obs.send_timeout_s)))
+        sinks.append(
+            ObsHub(ObsSettings(max_client_queue=out.obs.max_client_queue, send_timeout_s=out.obs.send_timeout_s))
+        )
     if out.local.enabled:
         from ishow.outputs.local import LocalSettings, LocalSink
 
@@ -107,7 +109,9 @@ class Daemon:
         return outcome
 
     def submit_text(self, user: str, text: str, platform: str = "api", voice: str = "") -> Utterance | Dropped:
-        event = ChatEvent(platform=platform, room="api", user=User(id=user, name=user), kind=EventKind.DANMAKU, text=text)
+        event = ChatEvent(
+            platform=platform, room="api", user=User(id=user, name=user), kind=EventKind.DANMAKU, text=text
+        )
         return self.ingest(event, voice)
 
     def _on_queue_drop(self, drop: QueueDrop) -> None:
@@ -124,7 +128,7 @@ class Daemon:
             await source.run(self.ingest)
         except asyncio.CancelledError:
             raise
-        except Exception:  # noqa: BLE001 - supervisor boundary for one source: log it, keep the daemon up
+        except Exception:
             source.state = "failed"
             log.exception("source failed", source=source.name)
         finally:
@@ -139,7 +143,7 @@ class Daemon:
                 await self._synthesize(batch)
             except asyncio.CancelledError:
                 raise
-            except Exception:  # noqa: BLE001 - supervisor boundary: one bad batch must not stop the daemon
+            except Exception:
                 log.exception("batch failed", size=len(batch.items))
             finally:
                 self._busy = False
@@ -165,7 +169,13 @@ class Daemon:
                 self.metrics.synth_errors.labels(type(r.error).__name__).inc()
                 log.warning("utterance not synthesized", id=u.id, text=u.text[:80], error=str(r.error))
                 continue
-            audio = Audio(utterance=u, samples=r.audio, sample_rate=self.sample_rate, engine=r.engine, synth_seconds=elapsed)
+            if len(r.audio) == 0:  # e.g. only punctuation: nothing to say
+                self.metrics.dropped.labels("no_speech").inc()
+                log.debug("utterance has nothing to say", id=u.id, text=u.text[:80])
+                continue
+            audio = Audio(
+                utterance=u, samples=r.audio, sample_rate=self.sample_rate, engine=r.engine, synth_seconds=elapsed
+            )
             audio_s += audio.duration
             await self._audio.put(audio)
         engine = results[0].engine if results else "none"
@@ -175,7 +185,9 @@ class Daemon:
         self.metrics.audio_seconds.inc(audio_s)
         if audio_s > 0:
             self.metrics.rtf.set(elapsed / audio_s)
-        log.info("batch synthesized", engine=engine, size=len(requests), synth_s=round(elapsed, 3), audio_s=round(audio_s, 2))
+        log.info(
+            "batch synthesized", engine=engine, size=len(requests), synth_s=round(elapsed, 3), audio_s=round(audio_s, 2)
+        )
 
     async def _player_loop(self) -> None:
         while (audio := await self._audio.get()) is not None:
@@ -184,11 +196,18 @@ class Daemon:
                     await sink.play(audio)
                 except asyncio.CancelledError:
                     raise
-                except Exception:  # noqa: BLE001 - one sink failing must not silence the others
+                except Exception:
                     log.exception("sink failed", sink=sink.name, id=audio.utterance.id)
             self.metrics.spoken.inc()
-            log.info("spoken", id=audio.utterance.id, user=audio.utterance.user, text=audio.utterance.text[:80],
-                     voice=audio.utterance.voice, engine=audio.engine, seconds=round(audio.duration, 2))
+            log.info(
+                "spoken",
+                id=audio.utterance.id,
+                user=audio.utterance.user,
+                text=audio.utterance.text[:80],
+                voice=audio.utterance.voice,
+                engine=audio.engine,
+                seconds=round(audio.duration, 2),
+            )
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -251,12 +270,6 @@ class Daemon:
         host = self.cfg.server.host
         url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{self.port}"
         log.info("ishow is running", obs_page=f"{url}/obs", api=f"{url}/api/messages", engine=self.worker.active_kind)
-        if not self.worker.model_loaded and self.cfg.engine.kind == "f5":
-            log.warning(
-                "F5-TTS weights not loaded: speaking with the espeak fallback. "
-                "To clone voices, run `ishow models fetch` and restart",
-                reason=self.worker.primary_error,
-            )
 
 
 def _bound_port(runner: web.AppRunner, default: int) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -24,8 +25,6 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     cfg = _load(args.config)
     if args.port is not None:
-        import dataclasses
-
         cfg = dataclasses.replace(cfg, server=dataclasses.replace(cfg.server, port=args.port))
 
     async def main() -> None:
@@ -41,7 +40,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_say(args: argparse.Namespace) -> int:
-    import dataclasses
+    import time
 
     import numpy as np
     import soundfile as sf
@@ -68,8 +67,6 @@ def cmd_say(args: argparse.Namespace) -> int:
         try:
             voice = args.voice or pick_voice(cfg, args.text)
             req = worker.request(args.text, voice, nfe_step=args.nfe_step, seed=args.seed)
-            import time
-
             t0 = time.perf_counter()
             (result,) = await worker.synthesize([req])
             elapsed = time.perf_counter() - t0
@@ -82,7 +79,8 @@ def cmd_say(args: argparse.Namespace) -> int:
         sf.write(args.out, result.audio, 24000, subtype="PCM_16")
         dur = len(result.audio) / 24000
         rms = float(np.sqrt(np.mean(np.square(result.audio, dtype=np.float64)))) if len(result.audio) else 0.0
-        print(f"wrote {args.out}: {dur:.2f} s, RMS {rms:.4f}, engine {result.engine}, voice {voice}, synth {elapsed:.2f} s")
+        print(f"wrote {args.out}: {dur:.2f} s, RMS {rms:.4f}, engine {result.engine}, voice {voice}")
+        print(f"synthesis took {elapsed:.2f} s (real-time factor {elapsed / max(dur, 1e-9):.3f})")
         return 0
 
     return asyncio.run(main())
@@ -105,7 +103,7 @@ def cmd_models_tiny(args: argparse.Namespace) -> int:
 
     paths = write_tiny_model(args.dir, seed=args.seed)
     print(f"tiny random F5 model written to {args.dir} (for tests and demos; it speaks noise, not words):")
-    for name, value in vars(paths).items() if hasattr(paths, "__dict__") else paths._asdict().items():
+    for name, value in dataclasses.asdict(paths).items():
         print(f"  {name}: {value}")
     return 0
 

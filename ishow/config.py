@@ -169,20 +169,26 @@ _CHECKS: dict[str, _Check] = {
     "server.max_body_bytes": lambda v: None if v >= 1024 else "must be ≥ 1024",
     "engine.kind": lambda v: None if v in ("f5", "espeak") else "must be one of 'f5', 'espeak'",
     "engine.fallback": lambda v: None if v in ("espeak", "none") else "must be one of 'espeak', 'none'",
-    "engine.model": lambda v: None
-    if v in ("F5TTS_v1_Base", "F5TTS_v1_Small", "tiny", "auto")
-    else "must be one of 'F5TTS_v1_Base', 'F5TTS_v1_Small', 'tiny', 'auto'",
+    "engine.model": lambda v: (
+        None
+        if v in ("F5TTS_v1_Base", "F5TTS_v1_Small", "tiny", "auto")
+        else "must be one of 'F5TTS_v1_Base', 'F5TTS_v1_Small', 'tiny', 'auto'"
+    ),
     "engine.nfe_step": lambda v: None if 1 <= v <= 64 else "must be 1–64",
     "engine.cfg_strength": lambda v: None if 0 <= v <= 10 else "must be 0–10",
     "engine.speed": lambda v: None if 0.25 <= v <= 4 else "must be 0.25–4",
-    "engine.device": lambda v: None
-    if v in ("auto", "cpu", "cuda") or (v.startswith("cuda:") and v[5:].isdigit())
-    else "must be 'auto', 'cpu', 'cuda' or 'cuda:N'",
+    "engine.device": lambda v: (
+        None
+        if v in ("auto", "cpu", "cuda") or (v.startswith("cuda:") and v[5:].isdigit())
+        else "must be 'auto', 'cpu', 'cuda' or 'cuda:N'"
+    ),
     "engine.precision": lambda v: None if v in ("auto", "fp32", "fp16") else "must be one of 'auto', 'fp32', 'fp16'",
     "engine.on_shutdown": lambda v: None if v in ("finish", "drop") else "must be 'finish' or 'drop'",
-    "batch.window_ms": lambda v: None
-    if WINDOW_MS_RANGE[0] <= v <= WINDOW_MS_RANGE[1]
-    else f"must be {WINDOW_MS_RANGE[0]}–{WINDOW_MS_RANGE[1]} ms",
+    "batch.window_ms": lambda v: (
+        None
+        if WINDOW_MS_RANGE[0] <= v <= WINDOW_MS_RANGE[1]
+        else f"must be {WINDOW_MS_RANGE[0]}–{WINDOW_MS_RANGE[1]} ms"
+    ),
     "batch.max_items": lambda v: None if 1 <= v <= 64 else "must be 1–64",
     "queue.max_size": lambda v: None if v >= 1 else "must be ≥ 1",
     "queue.max_age_s": lambda v: None if v > 0 else "must be > 0",
@@ -190,7 +196,9 @@ _CHECKS: dict[str, _Check] = {
     "filter.max_chars": lambda v: None if v >= 1 else "must be ≥ 1",
     "sources.kind": lambda v: None if v in ("demo", "stdin") else "must be one of 'demo', 'stdin'",
     "sources.speed": lambda v: None if 0.01 <= v <= 100 else "must be 0.01–100",
-    "voices.id": lambda v: None if v and v.replace("_", "").replace("-", "").isalnum() else "must be letters, digits, _ or -",
+    "voices.id": lambda v: (
+        None if v and v.replace("_", "").replace("-", "").isalnum() else "must be letters, digits, _ or -"
+    ),
     "voices.speed": lambda v: None if 0.25 <= v <= 4 else "must be 0.25–4",
     "voices.volume": lambda v: None if 0 <= v <= 4 else "must be 0–4",
     "outputs.local.volume": lambda v: None if 0 <= v <= 4 else "must be 0–4",
@@ -226,9 +234,7 @@ class _Loader:
         missing = [
             f.name
             for f in dataclasses.fields(cls)  # type: ignore[arg-type]
-            if f.name not in values
-            and f.default is dataclasses.MISSING
-            and f.default_factory is dataclasses.MISSING
+            if f.name not in values and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
         ]
         for name in missing:
             if name not in data:
@@ -327,7 +333,9 @@ def _cross_checks(cfg: Config, problems: list[str]) -> None:
             "set a long random token"
         )
     if cfg.filter.min_chars > cfg.filter.max_chars:
-        problems.append(f"filter.min_chars: {cfg.filter.min_chars} is larger than filter.max_chars {cfg.filter.max_chars}")
+        problems.append(
+            f"filter.min_chars: {cfg.filter.min_chars} is larger than filter.max_chars {cfg.filter.max_chars}"
+        )
     for i, voice in enumerate(cfg.voices):
         if voice.ref_audio is not None and not voice.ref_text.strip():
             problems.append(f"voices[{i}].ref_text: the transcript of {voice.ref_audio} is required")
@@ -381,9 +389,7 @@ def _rebase(cfg: Config, base: Path) -> Config:
     engine = dataclasses.replace(
         cfg.engine, checkpoint=fix(cfg.engine.checkpoint), vocab=fix(cfg.engine.vocab), vocoder=fix(cfg.engine.vocoder)
     )
-    voices = tuple(
-        dataclasses.replace(v, ref_audio=fix(v.ref_audio) if v.ref_audio else None) for v in cfg.voices
-    )
+    voices = tuple(dataclasses.replace(v, ref_audio=fix(v.ref_audio) if v.ref_audio else None) for v in cfg.voices)
     wav = dataclasses.replace(cfg.outputs.wav, dir=fix(cfg.outputs.wav.dir))
     outputs = dataclasses.replace(cfg.outputs, wav=wav)
     return dataclasses.replace(cfg, root=base, engine=engine, voices=voices, outputs=outputs)

@@ -18,8 +18,9 @@ import numpy as np
 import soundfile as sf
 import structlog
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
-from ishow.errors import InputError, IshowError
+from ishow.errors import InputError
 from ishow.metrics import CONTENT_TYPE
 from ishow.policy.compose import Dropped, pick_voice
 from ishow.policy.filters import clean_text
@@ -34,6 +35,10 @@ DAEMON: web.AppKey[Daemon] = web.AppKey("daemon")
 _BAD_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
+class PayloadTooLargeError(InputError):
+    """The request body is over ``server.max_body_bytes`` (HTTP 413)."""
+
+
 def json_error(status: int, message: str) -> web.Response:
     return web.json_response({"error": message}, status=status)
 
@@ -42,6 +47,8 @@ def json_error(status: int, message: str) -> web.Response:
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
+    except PayloadTooLargeError as e:
+        return json_error(413, str(e))
     except InputError as e:
         return json_error(400, str(e))
     except web.HTTPException as e:
@@ -51,12 +58,12 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         raise
     except asyncio.CancelledError:
         raise
-    except Exception:  # noqa: BLE001 - the one supervisor boundary for HTTP handlers
+    except Exception:
         log.exception("request handler failed", path=request.path)
         return json_error(500, "internal error; see the daemon log")
 
 
-def token_middleware(token: str) -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
+def token_middleware(token: str) -> Middleware:
     @web.middleware
     async def check(request: web.Request, handler: Handler) -> web.StreamResponse:
         if token and (request.path.startswith("/api/") or request.path.startswith("/ws/")):
@@ -75,7 +82,8 @@ async def read_json_object(request: web.Request) -> dict[str, Any]:
     try:
         body = await request.read()
     except web.HTTPRequestEntityTooLarge as e:
-        raise InputError(f"request body too large: limit is {e.max_size} bytes") from e
+        limit = request.app[DAEMON].cfg.server.max_body_bytes
+        raise PayloadTooLargeError(f"request body too large: the limit is {limit} bytes") from e
     try:
         obj = json.loads(body.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
@@ -173,7 +181,9 @@ async def messages(request: web.Request) -> web.Response:
     outcome = daemon.submit_text(user, text, platform, voice)
     if isinstance(outcome, Dropped):
         return web.json_response({"queued": False, "dropped": outcome.reason}, status=202)
-    return web.json_response({"queued": True, "id": outcome.id, "text": outcome.text, "voice": outcome.voice}, status=202)
+    return web.json_response(
+        {"queued": True, "id": outcome.id, "text": outcome.text, "voice": outcome.voice}, status=202
+    )
 
 
 async def index(request: web.Request) -> web.Response:
@@ -202,7 +212,3 @@ def build_app(daemon: Daemon) -> web.Application:
         app.router.add_get("/obs", daemon.obs.handle_page)
         app.router.add_get("/ws/obs", daemon.obs.handle_ws)
     return app
-
-
-def error_text(e: IshowError) -> str:
-    return str(e)

@@ -94,7 +94,9 @@ class EngineWorker:
             try:
                 engine.prepare_voice(voice)
             except IshowError as e:
-                log.warning("voice not usable by this engine; its messages use the fallback", voice=voice.id, error=str(e))
+                log.warning(
+                    "voice not usable by this engine; its messages use the fallback", voice=voice.id, error=str(e)
+                )
 
     async def close(self) -> None:
         def _close() -> None:
@@ -221,6 +223,5 @@ def _describe(engine: Engine) -> dict[str, object]:
 
 def _hint(error: IshowError) -> str:
     if isinstance(error, ModelLoadError):
-        return "run `ishow models fetch` to download F5-TTS weights (or set engine.kind = \"espeak\")"
+        return 'run `ishow models fetch` to download F5-TTS weights (or set engine.kind = "espeak")'
     return "see the error above"
-

@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 from ishow.events import ChatEvent
 
-Emit = Callable[[ChatEvent], None]
+Emit = Callable[[ChatEvent], object]
 
 
 class Source(abc.ABC):

@@ -1,0 +1,56 @@
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from ishow.config import FilterConfig, default_config
+from ishow.events import ChatEvent, EventKind, Priority, User
+from ishow.policy.compose import Dropped, compose
+from ishow.policy.filters import clean_text, drop_reason
+
+
+def ev(text: str, kind: EventKind = EventKind.DANMAKU, name: str = "viewer", moderator: bool = False) -> ChatEvent:
+    return ChatEvent("test", "room", User(id=name, name=name, moderator=moderator), kind, text)
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ("", "empty"),
+        ("   \u200b ", "empty"),
+        ("!song", "command"),
+        ("https://example.com/x", "link_only"),
+        ("www.spam.io/free", "link_only"),
+        ("x" * 201, "too_long"),
+        ("hello", None),
+        ("看看这个 https://example.com", None),
+    ],
+)
+def test_drop_reasons(text: str, reason: str | None) -> None:
+    assert drop_reason(ev(text), clean_text(text), FilterConfig()) == reason
+
+
+def test_banned_words_match_through_spacing_and_full_width() -> None:
+    cfg = FilterConfig(banned_words=("spoiler", "剧透"))
+    for text in ("S P O I L E R alert", "ｓｐｏｉｌｅｒ", "这里有剧 透"):
+        assert drop_reason(ev(text), clean_text(text), cfg) == "banned_word"
+
+
+def test_compose_templates_priority_voice_and_links() -> None:
+    cfg = default_config()
+    sc = compose(ev("加油" * 150, EventKind.SUPER_CHAT, "大佬"), cfg)
+    assert not isinstance(sc, Dropped)
+    assert sc.priority == Priority.PAID and sc.text.startswith("大佬的醒目留言：") and sc.text.endswith("…")
+    en = compose(ev("check https://x.io/a out"), cfg)
+    assert not isinstance(en, Dropped) and en.text == "check link out" and en.voice == "default_en"
+    zh = compose(ev("看 https://x.io/a 这个", moderator=True), cfg)
+    assert not isinstance(zh, Dropped) and zh.text == "看 链接 这个" and zh.voice == "default_zh"
+    assert zh.priority == Priority.MODERATOR
+    off = dataclasses.replace(cfg, templates=dataclasses.replace(cfg.templates, gift=""))
+    gift = ev("辣条", EventKind.GIFT)
+    assert compose(gift, off) == Dropped("template_disabled", gift)
+
+
+def test_clean_text_strips_controls_and_normalizes_width() -> None:
+    assert clean_text("ｈｅｌｌｏ\x07\u200bworld  \n x") == "hello world x"
