@@ -165,6 +165,8 @@ class EngineWorker:
                 pass  # some item is bad: isolate it below
             except Exception as e:  # noqa: BLE001 - the engine boundary: any crash falls back, never kills the daemon
                 self._note_failure(e, len(requests))
+                if self.primary is None:  # just retired
+                    return [self._with_fallback(r, None) for r in requests]
             return [self._one(r) for r in requests]
         return [self._with_fallback(r, None) for r in requests]
 
