@@ -19,7 +19,7 @@ from ishow.batcher import BatchWindow, next_batch
 from ishow.config import Config
 from ishow.engine.worker import EngineFactory, EngineWorker, _default_factory
 from ishow.errors import IshowError
-from ishow.events import SAMPLE_RATE, Audio, Batch, ChatEvent, EventKind, Priority, User, Utterance
+from ishow.events import SAMPLE_RATE, Audio, Batch, ChatEvent, EventKind, Priority, Removal, User, Utterance
 from ishow.metrics import Metrics
 from ishow.outputs.base import Sink
 from ishow.outputs.obs import ObsHub, ObsSettings
@@ -34,19 +34,9 @@ DRAIN_TIMEOUT_S = 10.0
 
 
 def build_sources(cfg: Config) -> list[Source]:
-    from ishow.sources.replay import ReplaySource
-    from ishow.sources.stdin import StdinSource
+    from ishow.sources.registry import create_source
 
-    sources: list[Source] = []
-    for i, sc in enumerate(cfg.sources):
-        if not sc.enabled:
-            continue
-        name = sc.name or f"{sc.kind}{i}"
-        if sc.kind == "demo":
-            sources.append(ReplaySource(name, sc.file, speed=sc.speed, loop=sc.loop))
-        elif sc.kind == "stdin":
-            sources.append(StdinSource(name))
-    return sources
+    return [create_source(sc.name or f"{sc.kind}{i}", sc) for i, sc in enumerate(cfg.sources) if sc.enabled]
 
 
 def build_sinks(cfg: Config) -> list[Sink]:
@@ -96,8 +86,15 @@ class Daemon:
 
     # ------------------------------------------------------------------ intake
 
-    def ingest(self, event: ChatEvent, voice: str = "") -> Utterance | Dropped:
-        """Filter, compose and enqueue one chat event (called on the event loop)."""
+    def ingest(self, event: ChatEvent | Removal) -> None:
+        """What sources emit (called on the event loop): chat to speak, or removals to apply."""
+        if isinstance(event, Removal):
+            self.remove(event)
+        else:
+            self.accept(event)
+
+    def accept(self, event: ChatEvent, voice: str = "") -> Utterance | Dropped:
+        """Filter, compose and enqueue one chat event."""
         self.metrics.messages.labels(event.platform).inc()
         outcome = compose(event, self.cfg, voice)
         if isinstance(outcome, Dropped):
@@ -108,11 +105,25 @@ class Daemon:
         self.metrics.queue_depth.set(len(self.queue))
         return outcome
 
+    def remove(self, removal: Removal) -> list[Utterance]:
+        def match(u: Utterance) -> bool:
+            if u.platform != removal.platform:
+                return False
+            if removal.msg_id:
+                return u.msg_id == removal.msg_id
+            return not removal.user_id or u.user_id == removal.user_id
+
+        gone = self.queue.remove(match)
+        for u in gone:
+            self.metrics.dropped.labels("removed").inc()
+            log.info("queued message removed by a moderator", user=u.user, text=u.text[:80], platform=u.platform)
+        return gone
+
     def submit_text(self, user: str, text: str, platform: str = "api", voice: str = "") -> Utterance | Dropped:
         event = ChatEvent(
             platform=platform, room="api", user=User(id=user, name=user), kind=EventKind.DANMAKU, text=text
         )
-        return self.ingest(event, voice)
+        return self.accept(event, voice)
 
     def _on_queue_drop(self, drop: QueueDrop) -> None:
         self.metrics.dropped.labels(drop.reason).inc()

@@ -67,14 +67,41 @@ class TemplateConfig:
     gift: str = "谢谢{user}的{text}"
 
 
+SOURCE_KINDS = ("demo", "stdin", "websocket", "bilibili", "bilibili_open", "twitch", "youtube")
+
+
 @dataclass(frozen=True)
 class SourceConfig:
-    kind: str = "demo"  # "demo" (replays a recorded JSONL chat) | "stdin"
+    """One ``[[sources]]`` entry. Which keys matter depends on ``kind`` (see config/ishowtts.toml)."""
+
+    kind: str = "demo"
     name: str = ""
     enabled: bool = True
-    file: Path | None = None  # demo: a JSONL chat recording; none → the built-in sample chat
-    speed: float = 1.0  # demo: replay speed factor
-    loop: bool = False  # demo: start again at the end
+    # demo: a JSONL chat recording (none → the built-in sample chat), replay speed, loop at the end
+    file: Path | None = None
+    speed: float = 1.0
+    loop: bool = False
+    # bilibili: room id (short or long); twitch: channel login; youtube: video id, watch URL or @handle
+    room: str = ""
+    # bilibili: optional login cookie (SESSDATA=...; names are masked without it); never logged
+    cookie: str = ""
+    # twitch: OAuth token ("oauth:..."; empty → anonymous justinfan login) and its nick
+    token: str = ""
+    nick: str = ""
+    # bilibili_open (open platform / 身份码): app id, key id/secret and the streamer's 身份码
+    app_id: int = 0
+    access_key_id: str = ""
+    access_key_secret: str = ""
+    code: str = ""
+    # endpoint overrides (tests point these at local servers); empty → the platform's real endpoints
+    ws_url: str = ""
+    api_base: str = ""
+    # websocket input: local path served by our HTTP server (e.g. "/ws/input")
+    path: str = "/ws/input"
+    # bilibili: merge repeated gifts from one user within this window
+    gift_merge_s: float = 3.0
+    # reconnect backoff ceiling (jittered exponential from 1 s)
+    reconnect_max_s: float = 30.0
 
 
 @dataclass(frozen=True)
@@ -194,7 +221,9 @@ _CHECKS: dict[str, _Check] = {
     "queue.max_age_s": lambda v: None if v > 0 else "must be > 0",
     "filter.min_chars": lambda v: None if v >= 0 else "must be ≥ 0",
     "filter.max_chars": lambda v: None if v >= 1 else "must be ≥ 1",
-    "sources.kind": lambda v: None if v in ("demo", "stdin") else "must be one of 'demo', 'stdin'",
+    "sources.kind": lambda v: None if v in SOURCE_KINDS else f"must be one of {', '.join(map(repr, SOURCE_KINDS))}",
+    "sources.gift_merge_s": lambda v: None if 0 <= v <= 60 else "must be 0–60",
+    "sources.reconnect_max_s": lambda v: None if 1 <= v <= 600 else "must be 1–600",
     "sources.speed": lambda v: None if 0.01 <= v <= 100 else "must be 0.01–100",
     "voices.id": lambda v: (
         None if v and v.replace("_", "").replace("-", "").isalnum() else "must be letters, digits, _ or -"
@@ -342,6 +371,20 @@ def _cross_checks(cfg: Config, problems: list[str]) -> None:
     for i, src in enumerate(cfg.sources):
         if src.kind == "demo" and src.file is not None and not src.file.is_file():
             problems.append(f"sources[{i}].file: no such file {str(src.file)!r}")
+        if src.kind in ("bilibili", "twitch", "youtube") and not src.room.strip():
+            what = {"bilibili": "a room id", "twitch": "a channel name", "youtube": "a video id, URL or @handle"}
+            problems.append(f"sources[{i}].room: {src.kind} needs {what[src.kind]}")
+        if src.kind == "bilibili_open":
+            for key in ("access_key_id", "access_key_secret", "code"):
+                if not getattr(src, key):
+                    problems.append(f"sources[{i}].{key}: required for bilibili_open")
+            if src.app_id <= 0:
+                problems.append(f"sources[{i}].app_id: required for bilibili_open (a positive integer)")
+        if src.kind == "websocket" and not src.path.startswith("/ws/"):
+            problems.append(f"sources[{i}].path: must start with /ws/, got {src.path!r}")
+    names = [s.name for s in cfg.sources if s.name]
+    for dup in sorted({n for n in names if names.count(n) > 1}):
+        problems.append(f"sources: duplicate source name {dup!r}")
 
 
 def parse_config(text: str, root: Path = Path("."), origin: str = "<config>") -> Config:

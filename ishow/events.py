@@ -54,6 +54,19 @@ class ChatEvent:
     msg_id: str = ""
 
 
+@dataclass(frozen=True)
+class Removal:
+    """A moderator removed chat upstream (Twitch CLEARMSG/CLEARCHAT, Bilibili super-chat delete).
+
+    ``msg_id`` set → that message; else ``user_id`` set → all of that user's messages; else everything from
+    ``platform``. Queued utterances that match are dropped (reason "removed").
+    """
+
+    platform: str
+    msg_id: str = ""
+    user_id: str = ""
+
+
 _ids = itertools.count(1)
 
 
@@ -74,6 +87,7 @@ class Utterance:
     kind: EventKind = EventKind.DANMAKU
     priority: Priority = Priority.NORMAL
     msg_id: str = ""
+    user_id: str = ""
     created: float = field(default_factory=time.monotonic)
 
 

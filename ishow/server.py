@@ -208,6 +208,8 @@ def build_app(daemon: Daemon) -> web.Application:
     app.router.add_get("/api/voices", voices)
     app.router.add_post("/api/tts", tts)
     app.router.add_post("/api/messages", messages)
+    for source in daemon.sources:
+        app.router.add_routes(source.routes())
     if daemon.obs is not None:
         app.router.add_get("/obs", daemon.obs.handle_page)
         app.router.add_get("/ws/obs", daemon.obs.handle_ws)

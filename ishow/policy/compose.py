@@ -59,4 +59,5 @@ def compose(event: ChatEvent, cfg: Config, voice: str = "") -> Utterance | Dropp
         kind=event.kind,
         priority=priority,
         msg_id=event.msg_id,
+        user_id=event.user.id,
     )

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import structlog
 
+from ishow.config import SourceConfig
 from ishow.errors import ConfigError
 from ishow.events import ChatEvent, EventKind, User
 from ishow.sources.base import Emit, Source
@@ -77,6 +78,10 @@ class ReplaySource(Source):
         self.lines = parse_replay(text, origin)  # raises ConfigError at startup, never mid-stream
         self.speed = speed
         self.loop = loop
+
+    @classmethod
+    def from_config(cls, name: str, cfg: SourceConfig) -> ReplaySource:
+        return cls(name, cfg.file, speed=cfg.speed, loop=cfg.loop)
 
     async def run(self, emit: Emit) -> None:
         self.state = "replaying"

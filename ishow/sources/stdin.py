@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import sys
 
+from ishow.config import SourceConfig
 from ishow.events import ChatEvent, EventKind, User
 from ishow.sources.base import Emit, Source
 
@@ -20,6 +21,10 @@ def parse_line(line: str) -> ChatEvent | None:
 
 
 class StdinSource(Source):
+    @classmethod
+    def from_config(cls, name: str, cfg: SourceConfig) -> StdinSource:
+        return cls(name)
+
     async def run(self, emit: Emit) -> None:
         self.state = "reading"
         while True:
