@@ -1,0 +1,53 @@
+"""The interface every audio output ("sink") implements.
+
+A sink receives one finished utterance at a time from the player, in playback order. Rules every sink keeps:
+
+- ``start()`` acquires resources. A missing device or folder is not fatal: the sink logs one clear warning and
+  becomes inactive (``state()["active"] is False``); the daemon keeps running with its other sinks.
+- ``play()`` hands over one utterance and returns promptly: it never blocks the event loop and never waits for
+  the audio to finish. Each sink buffers a bounded amount and documents what it drops when that bound is hit.
+- ``close()`` flushes or stops and is idempotent.
+- ``state()`` is a small JSON-able dict for ``/healthz``.
+"""
+
+from __future__ import annotations
+
+import abc
+from types import TracebackType
+from typing import ClassVar
+
+from ishow.events import Audio
+
+
+class Sink(abc.ABC):
+    """One audio output: local speakers, the OBS page, wav files."""
+
+    name: ClassVar[str]
+
+    @abc.abstractmethod
+    async def start(self) -> None:
+        """Acquire resources; on "no device"-type failures log a warning and become inactive instead of raising."""
+
+    @abc.abstractmethod
+    async def play(self, audio: Audio) -> None:
+        """Hand over one utterance's audio; returns without waiting for playback (bounded buffering)."""
+
+    @abc.abstractmethod
+    async def close(self) -> None:
+        """Flush or stop; safe to call more than once."""
+
+    @abc.abstractmethod
+    def state(self) -> dict[str, object]:
+        """A JSON-able snapshot for ``/healthz``; always has ``name`` and ``active``."""
+
+    async def __aenter__(self) -> Sink:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
