@@ -23,13 +23,13 @@ from ishow.events import SAMPLE_RATE, Audio, Batch, ChatEvent, EventKind, Priori
 from ishow.metrics import Metrics
 from ishow.outputs.base import Sink
 from ishow.outputs.obs import ObsHub, ObsSettings
+from ishow.player import AudioBuffer, Player
 from ishow.policy.compose import Dropped, compose
 from ishow.queue import AsyncUtteranceQueue, QueueDrop
 from ishow.sources.base import Source
 
 log = structlog.get_logger(__name__)
 
-AUDIO_QUEUE_SIZE = 32  # finished utterances waiting for the player; when full the batcher waits (backpressure)
 DRAIN_TIMEOUT_S = 10.0
 
 
@@ -78,7 +78,13 @@ class Daemon:
         self.sinks = build_sinks(cfg) if sinks is None else sinks
         self.obs = next((s for s in self.sinks if isinstance(s, ObsHub)), None)
         self.sources = build_sources(cfg) if sources is None else sources
-        self._audio: asyncio.Queue[Audio | None] = asyncio.Queue(AUDIO_QUEUE_SIZE)
+        # Finished audio waiting for the player: one batch ahead at most, so stale chat is dropped in the queue
+        # (where its age is checked), not after synthesis; when full the batcher waits (backpressure).
+        self.audio = AudioBuffer(cfg.batch.max_items)
+        self.player = Player(self.sinks, self.audio, cfg.outputs.realtime, self._on_spoken)
+        self._muted: dict[str, float] = {}
+        self._inflight: list[Utterance] = []  # the batch being collected or synthesized now
+        self._cancelled: set[str] = set()  # ids removed while in flight: dropped when synthesis returns
         self._busy = False
         self.port: int | None = None
         self.started = asyncio.Event()
@@ -96,7 +102,11 @@ class Daemon:
     def accept(self, event: ChatEvent, voice: str = "") -> Utterance | Dropped:
         """Filter, compose and enqueue one chat event."""
         self.metrics.messages.labels(event.platform).inc()
-        outcome = compose(event, self.cfg, voice)
+        outcome: Utterance | Dropped
+        if self._muted and self._is_muted(event.user.id, event.user.name):
+            outcome = Dropped("muted", event)
+        else:
+            outcome = compose(event, self.cfg, voice)
         if isinstance(outcome, Dropped):
             self.metrics.dropped.labels(outcome.reason).inc()
             log.debug("message dropped", reason=outcome.reason, user=event.user.name, text=event.text[:80])
@@ -106,6 +116,8 @@ class Daemon:
         return outcome
 
     def remove(self, removal: Removal) -> list[Utterance]:
+        """A moderator deleted chat upstream: drop the matching waiting utterances."""
+
         def match(u: Utterance) -> bool:
             if u.platform != removal.platform:
                 return False
@@ -113,9 +125,8 @@ class Daemon:
                 return u.msg_id == removal.msg_id
             return not removal.user_id or u.user_id == removal.user_id
 
-        gone = self.queue.remove(match)
+        gone = self._drop_waiting(match, "removed")
         for u in gone:
-            self.metrics.dropped.labels("removed").inc()
             log.info("queued message removed by a moderator", user=u.user, text=u.text[:80], platform=u.platform)
         return gone
 
@@ -148,7 +159,8 @@ class Daemon:
     async def _batch_loop(self) -> None:
         window = BatchWindow(self.cfg.window_s, self.cfg.batch.max_items)
         while not self.stopping.is_set():
-            batch = await next_batch(self.queue, window)
+            self._inflight = []
+            batch = await next_batch(self.queue, window, items=self._inflight)
             self._busy = True
             try:
                 await self._synthesize(batch)
@@ -163,6 +175,9 @@ class Daemon:
         self.metrics.queue_depth.set(len(self.queue))
         requests, items = [], []
         for u in batch.items:
+            if u.id in self._cancelled:  # removed while the batch was being collected
+                self._cancelled.discard(u.id)
+                continue
             try:
                 requests.append(self.worker.request(u.text, u.voice))
                 items.append(u)
@@ -172,10 +187,16 @@ class Daemon:
         if not requests:
             return
         t0 = time.perf_counter()
-        results = await self.worker.synthesize(requests)
+        try:
+            results = await self.worker.synthesize(requests)
+        finally:
+            self._inflight = []
         elapsed = time.perf_counter() - t0
         audio_s = 0.0
         for u, r in zip(items, results, strict=True):
+            if u.id in self._cancelled:
+                self._cancelled.discard(u.id)
+                continue
             if r.audio is None:
                 self.metrics.synth_errors.labels(type(r.error).__name__).inc()
                 log.warning("utterance not synthesized", id=u.id, text=u.text[:80], error=str(r.error))
@@ -188,7 +209,7 @@ class Daemon:
                 utterance=u, samples=r.audio, sample_rate=self.sample_rate, engine=r.engine, synth_seconds=elapsed
             )
             audio_s += audio.duration
-            await self._audio.put(audio)
+            await self.audio.put(audio)
         engine = results[0].engine if results else "none"
         self.metrics.batches.labels(engine).inc()
         self.metrics.batch_size.observe(len(requests))
@@ -200,25 +221,86 @@ class Daemon:
             "batch synthesized", engine=engine, size=len(requests), synth_s=round(elapsed, 3), audio_s=round(audio_s, 2)
         )
 
-    async def _player_loop(self) -> None:
-        while (audio := await self._audio.get()) is not None:
-            for sink in self.sinks:
-                try:
-                    await sink.play(audio)
-                except asyncio.CancelledError:
-                    raise
-                except Exception:
-                    log.exception("sink failed", sink=sink.name, id=audio.utterance.id)
-            self.metrics.spoken.inc()
-            log.info(
-                "spoken",
-                id=audio.utterance.id,
-                user=audio.utterance.user,
-                text=audio.utterance.text[:80],
-                voice=audio.utterance.voice,
-                engine=audio.engine,
-                seconds=round(audio.duration, 2),
-            )
+    def _on_spoken(self, audio: Audio) -> None:
+        self.metrics.spoken.inc()
+        u = audio.utterance
+        log.info(
+            "spoken",
+            id=u.id,
+            user=u.user,
+            text=u.text[:80],
+            voice=u.voice,
+            engine=audio.engine,
+            seconds=round(audio.duration, 2),
+        )
+
+    # ------------------------------------------------------------------ control (panel, API)
+
+    def _drop_waiting(self, predicate: Callable[[Utterance], bool], reason: str) -> list[Utterance]:
+        """Remove matching utterances wherever they wait: queue, in-flight batch, synthesized buffer."""
+        inflight = [u for u in self._inflight if u.id not in self._cancelled and predicate(u)]
+        self._cancelled.update(u.id for u in inflight)
+        gone = self.queue.remove(predicate) + inflight + self.audio.remove(predicate)
+        for _ in gone:
+            self.metrics.dropped.labels(reason).inc()
+        return gone
+
+    def clear(self) -> int:
+        """Drop everything waiting (queued, being synthesized, synthesized); the utterance playing continues."""
+        return len(self._drop_waiting(lambda _: True, "cleared"))
+
+    def remove_id(self, utterance_id: str) -> bool:
+        return bool(self._drop_waiting(lambda u: u.id == utterance_id, "removed"))
+
+    def mute(self, user: str, minutes: float) -> int:
+        """Silence ``user`` (name or id) for ``minutes``; their waiting messages are dropped too."""
+        self._muted[user] = time.monotonic() + minutes * 60.0
+        gone = self._drop_waiting(lambda u: user in (u.user, u.user_id), "muted")
+        log.info("user muted", user=user, minutes=minutes, removed=len(gone))
+        return len(gone)
+
+    def unmute(self, user: str) -> bool:
+        return self._muted.pop(user, None) is not None
+
+    def _is_muted(self, user_id: str, name: str) -> bool:
+        now = time.monotonic()
+        for key in (user_id, name):
+            until = self._muted.get(key)
+            if until is not None:
+                if until > now:
+                    return True
+                del self._muted[key]
+        return False
+
+    def muted(self) -> dict[str, float]:
+        now = time.monotonic()
+        return {user: round(until - now, 1) for user, until in self._muted.items() if until > now}
+
+    def snapshot(self) -> dict[str, object]:
+        """The live queue for the control panel: playing, synthesized, waiting."""
+        now = time.monotonic()
+
+        def row(u: Utterance, state: str) -> dict[str, object]:
+            return {
+                "id": u.id,
+                "user": u.user,
+                "text": u.text,
+                "raw": u.raw,
+                "voice": u.voice,
+                "platform": u.platform,
+                "kind": u.kind.value,
+                "priority": u.priority.name.lower(),
+                "state": state,
+                "age_s": round(now - u.created, 1),
+            }
+
+        rows = []
+        if self.player.current is not None:
+            rows.append(row(self.player.current, "playing"))
+        rows += [row(u, "ready") for u in self.audio.utterances()]
+        rows += [row(u, "synthesizing") for u in self._inflight if u.id not in self._cancelled]
+        rows += [row(u, "queued") for u in self.queue.snapshot()]
+        return {"paused": self.player.paused, "items": rows, "muted": self.muted()}
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -230,6 +312,7 @@ class Daemon:
             "engine_state": self.worker.state(),
             "sources": [{"name": s.name, "state": s.state} for s in self.sources],
             "queue": len(self.queue),
+            "paused": self.player.paused,
             "outputs": [s.state() for s in self.sinks],
         }
 
@@ -253,7 +336,7 @@ class Daemon:
             async with asyncio.TaskGroup() as tg:
                 source_tasks = [tg.create_task(self._run_source(s), name=f"source:{s.name}") for s in self.sources]
                 batcher = tg.create_task(self._batch_loop(), name="batcher")
-                player = tg.create_task(self._player_loop(), name="player")
+                player = tg.create_task(self.player.run(), name="player")
                 await stop.wait()
                 log.info("shutting down")
                 self.stopping.set()
@@ -263,7 +346,8 @@ class Daemon:
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(asyncio.shield(batcher), DRAIN_TIMEOUT_S)
                 batcher.cancel()
-                await self._audio.put(None)
+                self.player.resume()
+                await self.audio.put(None)
                 try:
                     await asyncio.wait_for(asyncio.shield(player), DRAIN_TIMEOUT_S)
                 except TimeoutError:

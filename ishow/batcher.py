@@ -24,10 +24,17 @@ class BatchWindow:
 
 
 async def next_batch(
-    queue: AsyncUtteranceQueue, window: BatchWindow, clock: Callable[[], float] = time.monotonic
+    queue: AsyncUtteranceQueue,
+    window: BatchWindow,
+    clock: Callable[[], float] = time.monotonic,
+    items: list[Utterance] | None = None,
 ) -> Batch:
-    """Block for the first item, then collect until the window closes or the batch is full."""
-    items: list[Utterance] = [await queue.get()]
+    """Block for the first item, then collect until the window closes or the batch is full.
+
+    ``items`` (optional) is the list collected into, so the caller can see (and cancel) items mid-collection.
+    """
+    items = [] if items is None else items
+    items.append(await queue.get())
     opened = clock()
     while not window.complete(opened, len(items), clock()):
         item = queue.get_nowait()

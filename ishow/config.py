@@ -132,6 +132,7 @@ class WavOutputConfig:
 
 @dataclass(frozen=True)
 class OutputsConfig:
+    realtime: bool = True  # pace hand-offs at playback speed (false: as fast as synthesis, e.g. wav rendering)
     local: LocalOutputConfig = LocalOutputConfig()
     obs: ObsOutputConfig = ObsOutputConfig()
     wav: WavOutputConfig = WavOutputConfig()

@@ -186,6 +186,53 @@ async def messages(request: web.Request) -> web.Response:
     )
 
 
+async def queue_view(request: web.Request) -> web.Response:
+    return web.json_response(request.app[DAEMON].snapshot())
+
+
+async def control(request: web.Request) -> web.Response:
+    """``{"action": "pause"|"resume"|"skip"|"clear"}``."""
+    daemon = request.app[DAEMON]
+    obj = await read_json_object(request)
+    action = field_str(obj, "action", required=True, max_len=16)
+    result: dict[str, object] = {"ok": True, "action": action}
+    if action == "pause":
+        daemon.player.pause()
+    elif action == "resume":
+        daemon.player.resume()
+    elif action == "skip":
+        skipped = await daemon.player.skip()
+        result["skipped"] = skipped.id if skipped else None
+    elif action == "clear":
+        result["cleared"] = daemon.clear()
+    else:
+        raise InputError(f"'action' must be one of 'pause', 'resume', 'skip', 'clear', got {action!r}")
+    log.info("control", action=action)
+    result["paused"] = daemon.player.paused
+    return web.json_response(result)
+
+
+async def remove_item(request: web.Request) -> web.Response:
+    if not request.app[DAEMON].remove_id(request.match_info["id"]):
+        return json_error(404, f"no waiting utterance with id {request.match_info['id']!r}")
+    return web.json_response({"ok": True, "removed": request.match_info["id"]})
+
+
+async def mute(request: web.Request) -> web.Response:
+    """``{"user": str, "minutes": number}``; minutes 0 unmutes."""
+    obj = await read_json_object(request)
+    user = field_str(obj, "user", required=True, max_len=64)
+    if not user:
+        raise InputError("'user' is empty")
+    minutes = obj.get("minutes", 10)
+    if not isinstance(minutes, int | float) or isinstance(minutes, bool) or not 0 <= minutes <= 24 * 60:
+        raise InputError(f"'minutes' must be a number 0–1440, got {json.dumps(minutes)}")
+    daemon = request.app[DAEMON]
+    if minutes == 0:
+        return web.json_response({"ok": True, "unmuted": daemon.unmute(user)})
+    return web.json_response({"ok": True, "removed": daemon.mute(user, float(minutes))})
+
+
 async def index(request: web.Request) -> web.Response:
     html = (
         "<!doctype html><meta charset=utf-8><title>ishow</title>"
@@ -208,6 +255,10 @@ def build_app(daemon: Daemon) -> web.Application:
     app.router.add_get("/api/voices", voices)
     app.router.add_post("/api/tts", tts)
     app.router.add_post("/api/messages", messages)
+    app.router.add_get("/api/queue", queue_view)
+    app.router.add_delete("/api/queue/{id}", remove_item)
+    app.router.add_post("/api/control", control)
+    app.router.add_post("/api/mute", mute)
     for source in daemon.sources:
         app.router.add_routes(source.routes())
     if daemon.obs is not None:

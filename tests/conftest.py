@@ -21,7 +21,9 @@ def espeak_config(**changes: object) -> Config:
         engine=dataclasses.replace(cfg.engine, kind="espeak", fallback="none"),
         server=dataclasses.replace(cfg.server, port=0),
         sources=(),
-        outputs=dataclasses.replace(cfg.outputs, local=dataclasses.replace(cfg.outputs.local, enabled=False)),
+        outputs=dataclasses.replace(
+            cfg.outputs, realtime=False, local=dataclasses.replace(cfg.outputs.local, enabled=False)
+        ),
     )
     return dataclasses.replace(cfg, **changes)  # type: ignore[arg-type]
 
@@ -58,4 +60,9 @@ async def start_daemon() -> AsyncIterator[Callable[..., asyncio.Future[RunningDa
     yield start  # type: ignore[misc]
     for rd in running:
         rd.stop.set()
-        await asyncio.wait_for(rd.task, 30)
+        try:
+            await asyncio.wait_for(asyncio.shield(rd.task), 30)
+        except TimeoutError:
+            for task in asyncio.all_tasks():
+                task.print_stack(limit=8)
+            raise

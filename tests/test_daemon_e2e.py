@@ -146,7 +146,9 @@ async def test_shipped_config_demo_chat_with_fallback(start_daemon: Any) -> None
         server=dataclasses.replace(cfg.server, port=0),
         engine=dataclasses.replace(cfg.engine, checkpoint=missing),
         sources=(dataclasses.replace(cfg.sources[0], speed=20.0),),
-        outputs=dataclasses.replace(cfg.outputs, local=dataclasses.replace(cfg.outputs.local, enabled=False)),
+        outputs=dataclasses.replace(
+            cfg.outputs, realtime=False, local=dataclasses.replace(cfg.outputs.local, enabled=False)
+        ),
     )
     rd = await start_daemon(cfg)
     health = rd.daemon.health()

@@ -32,6 +32,9 @@ class Sink(abc.ABC):
     async def play(self, audio: Audio) -> None:
         """Hand over one utterance's audio; returns without waiting for playback (bounded buffering)."""
 
+    async def skip(self, utterance_id: str) -> None:  # noqa: B027 - optional hook
+        """Stop playing ``utterance_id`` now if it is playing or waiting (moderator "skip"). Default: nothing."""
+
     @abc.abstractmethod
     async def close(self) -> None:
         """Flush or stop; safe to call more than once."""

@@ -176,6 +176,9 @@ class LocalSink(Sink):
                 total_dropped=self._dropped,
             )
 
+    async def skip(self, utterance_id: str) -> None:
+        self.skip_current()
+
     def skip_current(self) -> None:
         """Cut the utterance playing now (at the next block boundary); the next one follows."""
         self._skip.set()

@@ -209,6 +209,15 @@ class ObsHub(Sink):
             ],
         }
 
+    async def skip(self, utterance_id: str) -> None:
+        """Tell every page to stop ``utterance_id`` now: a ``{"type":"skip","id":...}`` frame."""
+        item = _Item(id="", frames=(json.dumps({"type": "skip", "id": utterance_id}),))
+        for client in list(self._clients.values()):
+            try:
+                client.queue.put_nowait(item)
+            except asyncio.QueueFull:
+                self._drop(client, "queue full", queued=client.queue.qsize(), id=utterance_id)
+
     def played_ids(self) -> list[str]:
         """Ids any page reported as played, oldest first (the last ``played_history``)."""
         return list(self._played)
@@ -269,7 +278,11 @@ class ObsHub(Sink):
             writer = client.writer
             if writer is not None:
                 writer.cancel()
-                await asyncio.wait([writer])
+                # bounded: a send stuck on a dead peer must not hold the handler (and shutdown) forever
+                _, pending = await asyncio.wait([writer], timeout=settings.close_timeout_s)
+                if pending and client.transport is not None:
+                    client.log.debug("obs writer did not stop; aborting the connection")
+                    client.transport.abort()
             if not ws.closed:
                 await self._close_ws(client, WSCloseCode.GOING_AWAY, "")
             client.log.info(
