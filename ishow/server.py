@@ -186,6 +186,16 @@ async def messages(request: web.Request) -> web.Response:
     )
 
 
+async def status(request: web.Request) -> web.Response:
+    """Numbers for the control panel: engine, RTF of the last batch, backlog, sources, outputs."""
+    daemon = request.app[DAEMON]
+    health = daemon.health()
+    health["rtf"] = round(daemon.metrics.rtf._value.get(), 4)
+    health["backlog"] = len(daemon.queue) + len(daemon.audio)
+    health["voices"] = [v.id for v in daemon.cfg.voices]
+    return web.json_response(health)
+
+
 async def queue_view(request: web.Request) -> web.Response:
     return web.json_response(request.app[DAEMON].snapshot())
 
@@ -255,6 +265,7 @@ def build_app(daemon: Daemon) -> web.Application:
     app.router.add_get("/api/voices", voices)
     app.router.add_post("/api/tts", tts)
     app.router.add_post("/api/messages", messages)
+    app.router.add_get("/api/status", status)
     app.router.add_get("/api/queue", queue_view)
     app.router.add_delete("/api/queue/{id}", remove_item)
     app.router.add_post("/api/control", control)
