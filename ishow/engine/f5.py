@@ -1,0 +1,264 @@
+"""The F5-TTS engine: voice-cloning synthesis with our DiT, CFM sampler and Vocos, many messages per forward.
+
+All requests of a ``synthesize`` call (different texts, different voices) go through ONE sampler call (one per
+distinct ``nfe_step``); padding is masked, so each item's audio equals its single-item result. Reference voices are
+preprocessed once and cached per voice id, file and modification time.
+
+Importing this module probes no device and downloads nothing; ``load()`` does the work.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import torch
+
+from ishow.config_engine import EngineConfig
+from ishow.engine.base import Engine, SynthRequest, VoiceSpec
+from ishow.engine.sampler import SampleItem, SamplerConfig, sample
+from ishow.errors import ConfigError, EngineError, InputError, OutOfMemoryError, VoiceError
+
+HOP = 256
+SAMPLE_RATE = 24_000
+TARGET_RMS = 0.1
+MIN_REF_SECONDS = 0.5
+MAX_REF_SECONDS = 30.0
+MAX_GEN_SECONDS = 30.0
+# Chat is short. Upstream stretches texts under 10 UTF-8 bytes 3.3x (speed 0.3), which makes "哈哈哈" last 2.4 s
+# and jumps at 10 bytes. We give every text at least the time of MIN_GEN_BYTES bytes at the voice's own rate
+# (0.5-0.7 s for typical voices): "ok", "好" or "666" get room to be pronounced without dragging, and texts of
+# 6 bytes or more (two CJK chars, most words) follow the plain rule, continuously.
+MIN_GEN_BYTES = 6
+
+Waveform = npt.NDArray[np.float32]
+
+
+def utf8_len(text: str) -> int:
+    return len(text.encode("utf-8", errors="replace"))
+
+
+def ref_text_for_prompt(ref_text: str) -> str:
+    """Upstream appends a space to a reference transcript that ends in a 1-byte (ASCII) char."""
+    ref_text = ref_text.strip()
+    return ref_text + " " if ref_text and utf8_len(ref_text[-1]) == 1 else ref_text
+
+
+def generated_frames(ref_frames: int, ref_bytes: int, gen_bytes: int, speed: float) -> int:
+    """Frames to generate: the reference's frames per UTF-8 byte × text bytes / speed (at least MIN_GEN_BYTES)."""
+    if ref_bytes <= 0 or speed <= 0:
+        raise ValueError(f"need ref_bytes > 0 and speed > 0, got {ref_bytes}, {speed}")
+    return max(1, int(ref_frames / ref_bytes * max(gen_bytes, MIN_GEN_BYTES) / speed))
+
+
+@dataclass(frozen=True, eq=False)
+class PreparedVoice:
+    """A reference voice ready for sampling: ``mel`` [Tref, 100] fp32 (CPU), transcript, original RMS."""
+
+    id: str
+    key: tuple[object, ...]
+    mel: torch.Tensor
+    ref_text: str
+    rms: float
+
+    @property
+    def frames(self) -> int:
+        return int(self.mel.shape[0])
+
+
+def _resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(name)
+    except RuntimeError as e:
+        raise ConfigError(f"engine.device: {name!r} is not a device; expected auto, cpu, cuda or cuda:N") from e
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"engine.device: {name!r} requested but CUDA is not available")
+    return dev
+
+
+def _resolve_dtype(name: str, device: torch.device) -> torch.dtype:
+    if name == "auto":
+        return torch.float16 if device.type == "cuda" else torch.float32
+    if name == "fp32":
+        return torch.float32
+    if name == "fp16":
+        if device.type != "cuda":
+            raise ConfigError("engine.precision: fp16 needs a CUDA device; use fp32 (or auto) on CPU")
+        return torch.float16
+    raise ConfigError(f"engine.precision: {name!r}; expected auto, fp32 or fp16")
+
+
+class F5Engine(Engine):
+    kind = "f5"
+
+    def __init__(self, config: EngineConfig) -> None:
+        self.config = config
+        self.device: torch.device | None = None
+        self.dtype: torch.dtype | None = None
+        self.model: Any = None
+        self.vocoder: Any = None
+        self.vocab: dict[str, int] = {}
+        self._mel: Any = None
+        self._voices: dict[str, PreparedVoice] = {}
+        self._tokenize: Callable[[str], list[str]] | None = None
+
+    # -- lifecycle -------------------------------------------------------------------------------------------
+    def load(self) -> None:
+        from ishow.engine.audio import MelSpectrogram
+        from ishow.engine.checkpoint import load_dit
+        from ishow.engine.text import load_vocab, text_to_tokens
+        from ishow.engine.vocos import load_vocos
+
+        cfg = self.config
+        device = _resolve_device(cfg.device)
+        dtype = _resolve_dtype(cfg.precision, device)
+        vocab = load_vocab(Path(cfg.vocab))
+        model = load_dit(Path(cfg.checkpoint), device=device, dtype=dtype, expect=cfg.model)
+        if model.config.text_num_embeds < len(vocab):
+            raise EngineError(
+                f"vocab {str(cfg.vocab)!r} has {len(vocab)} tokens but checkpoint {str(cfg.checkpoint)!r} embeds only "
+                f"{model.config.text_num_embeds}; use the vocab.txt shipped with the checkpoint"
+            )
+        self.vocoder = load_vocos(Path(cfg.vocoder), device=device)  # fp32: cheap, and the ISTFT wants it
+        self.model, self.vocab, self.device, self.dtype = model, vocab, device, dtype
+        self._mel = MelSpectrogram()
+        self._tokenize = text_to_tokens
+
+    def close(self) -> None:
+        self.model = self.vocoder = None
+        self._voices.clear()
+
+    def describe(self) -> dict[str, object]:
+        info: dict[str, object] = {"kind": self.kind, "loaded": self.model is not None}
+        if self.model is not None:
+            info.update(
+                device=str(self.device),
+                precision=str(self.dtype).removeprefix("torch."),
+                model=self.config.model,
+                checkpoint=str(self.config.checkpoint),
+                voices=sorted(self._voices),
+            )
+        return info
+
+    def _require_loaded(self) -> None:
+        if self.model is None or self.vocoder is None or self._tokenize is None:
+            raise EngineError("F5Engine.load() must succeed before prepare_voice()/synthesize()")
+
+    # -- voices ----------------------------------------------------------------------------------------------
+    def prepare_voice(self, voice: VoiceSpec) -> None:
+        """Load, normalise and mel the reference once; cached per (id, path, mtime, size, transcript)."""
+        self.prepared(voice)
+
+    def prepared(self, voice: VoiceSpec) -> PreparedVoice:
+        """The cached :class:`PreparedVoice` of ``voice``, (re)computed when its file or transcript changed."""
+        from ishow.engine.audio import load_audio, rms_normalize
+
+        self._require_loaded()
+        if voice.ref_audio is None:
+            raise VoiceError(f"voice {voice.id!r} has no ref_audio; the f5 engine clones a reference recording")
+        if not voice.ref_text.strip():
+            raise VoiceError(f"voice {voice.id!r} has no ref_text; the f5 engine needs the reference's transcript")
+        path = Path(voice.ref_audio)
+        try:
+            st = path.stat()
+        except OSError as e:
+            raise VoiceError(f"voice {voice.id!r}: reference audio {str(path)!r} is not readable: {e}") from e
+        key = (str(path.resolve()), st.st_mtime_ns, st.st_size, voice.ref_text)
+        cached = self._voices.get(voice.id)
+        if cached is not None and cached.key == key:
+            return cached
+        audio = load_audio(path)
+        seconds = len(audio) / SAMPLE_RATE
+        if not MIN_REF_SECONDS <= seconds <= MAX_REF_SECONDS:
+            raise VoiceError(
+                f"voice {voice.id!r}: reference {str(path)!r} lasts {seconds:.2f} s; expected "
+                f"{MIN_REF_SECONDS}–{MAX_REF_SECONDS} s (5–12 s of clean speech works best)"
+            )
+        audio, rms = rms_normalize(audio, TARGET_RMS)
+        mel = self._mel(torch.from_numpy(audio))[0].transpose(0, 1).contiguous()  # [Tref, 100]
+        prepared = PreparedVoice(id=voice.id, key=key, mel=mel, ref_text=ref_text_for_prompt(voice.ref_text), rms=rms)
+        self._voices[voice.id] = prepared
+        return prepared
+
+    # -- synthesis -------------------------------------------------------------------------------------------
+    def _item(self, req: SynthRequest) -> tuple[SampleItem, PreparedVoice]:
+        assert self._tokenize is not None
+        text = req.text.strip()
+        if not text:
+            raise InputError(f"empty text for voice {req.voice.id!r}; expected something to say")
+        speed = req.speed * req.voice.speed * self.config.speed
+        if not (math.isfinite(speed) and 0.1 <= speed <= 10):
+            raise InputError(f"speed {speed:g} (request × voice × engine) is outside 0.1–10")
+        voice = self.prepared(req.voice)
+        gen = generated_frames(voice.frames, utf8_len(voice.ref_text), utf8_len(text), speed)
+        if gen * HOP / SAMPLE_RATE > MAX_GEN_SECONDS:
+            raise InputError(
+                f"text of {len(text)} chars would take {gen * HOP / SAMPLE_RATE:.1f} s with voice {req.voice.id!r}; "
+                f"at most {MAX_GEN_SECONDS:.0f} s per message (split it)"
+            )
+        ids = [self.vocab.get(t, 0) for t in self._tokenize(voice.ref_text + text)]
+        seed = self.config.seed + req.seed
+        item = SampleItem(cond=voice.mel, text=tuple(ids), duration=voice.frames + gen, seed=seed)
+        return item, voice
+
+    def synthesize(self, requests: Sequence[SynthRequest]) -> list[Waveform]:
+        """One waveform (float32, 24 kHz, reference cut off, reference loudness restored) per request."""
+        self._require_loaded()
+        if not requests:
+            return []
+        prepared = [self._item(r) for r in requests]
+        out: list[Waveform | None] = [None] * len(requests)
+        by_nfe: dict[int, list[int]] = {}
+        for i, r in enumerate(requests):
+            if r.nfe_step < 1:
+                raise InputError(f"nfe_step must be >= 1, got {r.nfe_step}")
+            by_nfe.setdefault(r.nfe_step, []).append(i)
+        for nfe, idx in by_nfe.items():
+            sc = SamplerConfig(nfe_step=nfe, cfg_strength=self.config.cfg_strength, sway_coef=self.config.sway_coef)
+            waves = self._run_split([prepared[i] for i in idx], sc)
+            for i, w in zip(idx, waves, strict=True):
+                out[i] = w
+        return [w for w in out if w is not None]
+
+    def _run_split(self, items: list[tuple[SampleItem, PreparedVoice]], sc: SamplerConfig) -> list[Waveform]:
+        """Run a batch; on CUDA OOM retry it in halves; a single item that still does not fit raises."""
+        try:
+            return self._run(items, sc)
+        except torch.OutOfMemoryError as e:
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+            if len(items) == 1:
+                frames = items[0][0].total_frames()
+                raise OutOfMemoryError(
+                    f"out of accelerator memory for a single message of {frames} frames on {self.device}: {e}"
+                ) from e
+            half = len(items) // 2
+            return self._run_split(items[:half], sc) + self._run_split(items[half:], sc)
+
+    def _run(self, items: list[tuple[SampleItem, PreparedVoice]], sc: SamplerConfig) -> list[Waveform]:
+        mels = sample(self.model, [it for it, _ in items], sc)
+        waves: list[Waveform] = []
+        for mel, (_, voice) in zip(mels, items, strict=True):
+            # per item: Vocos' convolutions would see other items' padding in a padded batch (it costs ~2 ms)
+            wave = self.vocoder.decode(mel.transpose(0, 1).unsqueeze(0).float())[0]
+            if voice.rms < TARGET_RMS:
+                wave = wave * (voice.rms / TARGET_RMS)
+            waves.append(np.ascontiguousarray(wave.float().cpu().numpy(), dtype=np.float32))
+        return waves
+
+
+def timed_synthesize(engine: F5Engine, requests: Sequence[SynthRequest]) -> tuple[list[Waveform], float]:
+    """Synthesize and return the wall time in seconds (a convenience for benchmarks)."""
+    t0 = time.perf_counter()
+    out = engine.synthesize(requests)
+    if engine.device is not None and engine.device.type == "cuda":
+        torch.cuda.synchronize(engine.device)
+    return out, time.perf_counter() - t0

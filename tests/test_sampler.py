@@ -1,0 +1,130 @@
+"""CFM sampler: time grid, upstream golden NFE-7 sample, batch == single for B = 1, 4, 16."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors import safe_open
+from safetensors.torch import load_file
+
+from ishow.engine.checkpoint import randomize_
+from ishow.engine.dit import TINY, DiT, DiTConfig
+from ishow.engine.sampler import SampleItem, SamplerConfig, item_noise, sample, sample_full, timesteps
+
+GOLDEN = Path(__file__).parent / "golden"
+
+
+def rel_l2(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a.double() - b.double()).norm() / b.double().norm())
+
+
+def test_nfe7_grid_is_epss_then_sway() -> None:
+    ts = timesteps(7, -1.0)
+    epss = [0, 2, 4, 6, 8, 16, 24, 32]
+    assert ts == pytest.approx([g / 32 - (math.cos(math.pi / 2 * g / 32) - 1 + g / 32) for g in epss])
+    assert ts == pytest.approx([1 - math.cos(math.pi / 2 * g / 32) for g in epss])  # coef −1: t ↦ 1 − cos(πt/2)
+    assert ts[0] == 0.0 and ts[-1] == pytest.approx(1.0)
+
+
+def test_other_nfe_uses_uniform_grid_then_sway() -> None:
+    ts = timesteps(9, -1.0)
+    assert len(ts) == 10
+    assert ts == pytest.approx([1 - math.cos(math.pi / 2 * i / 9) for i in range(10)])
+    assert timesteps(4, None) == pytest.approx([0, 0.25, 0.5, 0.75, 1.0])
+
+
+def test_item_noise_depends_only_on_its_seed() -> None:
+    assert torch.equal(item_noise(5, 40, 100), item_noise(5, 40, 100))
+    assert torch.equal(item_noise(5, 60, 100)[:40], item_noise(5, 40, 100))
+    assert not torch.equal(item_noise(5, 40, 100), item_noise(6, 40, 100))
+
+
+def golden() -> tuple[DiT, dict[str, torch.Tensor]]:
+    with safe_open(str(GOLDEN / "dit_golden.safetensors"), "pt") as f:
+        config = DiTConfig.from_dict(json.loads(f.metadata()["config"]))
+    weights = load_file(str(GOLDEN / "dit_golden.safetensors"))
+    model = DiT(config).eval()
+    model.load_state_dict({k[2:]: v for k, v in weights.items() if k.startswith("w.")}, strict=True)
+    return model, load_file(str(GOLDEN / "sample_golden.safetensors"))
+
+
+@pytest.mark.parametrize("i", [0, 1])
+def test_nfe7_sample_matches_upstream_golden(i: int) -> None:
+    model, g = golden()
+    item = SampleItem(cond=g[f"{i}.cond"][0], text=tuple(g[f"{i}.text"][0].tolist()), duration=int(g[f"{i}.duration"]))
+    out = sample_full(
+        model, [item], SamplerConfig(nfe_step=7, cfg_strength=2.0, sway_coef=-1.0), noise=[g[f"{i}.noise"]]
+    )
+    assert out.shape == g[f"{i}.out"].shape
+    ref = int(item.cond.shape[0])
+    assert rel_l2(out[:, ref:], g[f"{i}.out"][:, ref:]) < 1e-4
+    assert torch.equal(out[0, :ref], item.cond)
+
+
+def test_golden_sample_through_seeded_api_and_batch() -> None:
+    """The two golden items in ONE batch (padded, masked) give upstream's single-item results."""
+    model, g = golden()
+    items = [
+        SampleItem(cond=g[f"{i}.cond"][0], text=tuple(g[f"{i}.text"][0].tolist()), duration=int(g[f"{i}.duration"]))
+        for i in range(2)
+    ]
+    outs = sample(model, items, noise=[g["0.noise"], g["1.noise"]])
+    for i, (it, out) in enumerate(zip(items, outs, strict=True)):
+        ref = int(it.cond.shape[0])
+        assert rel_l2(out, g[f"{i}.out"][0, ref:]) < 1e-4
+
+
+@pytest.fixture(scope="module")
+def tiny() -> DiT:
+    model = DiT(TINY).eval()
+    randomize_(model, seed=3)
+    return model
+
+
+def make_items(n: int) -> list[SampleItem]:
+    gen = torch.Generator().manual_seed(n)
+    voices = [torch.randn(int(f), 100, generator=gen) - 4 for f in (20, 33, 47)]  # three reference "voices"
+    items = []
+    for i in range(n):
+        cond = voices[i % 3]
+        n_text = 3 + (i * 7) % 40
+        text = tuple(torch.randint(1, 2545, (n_text,), generator=gen).tolist())
+        items.append(SampleItem(cond=cond, text=text, duration=int(cond.shape[0]) + 5 + (i * 13) % 60, seed=1000 + i))
+    return items
+
+
+@pytest.mark.parametrize("b", [1, 4, 16])
+def test_batch_equals_single(tiny: DiT, b: int) -> None:
+    items = make_items(b)
+    batch = sample(tiny, items)
+    assert len(batch) == b
+    for it, out in zip(items, batch, strict=True):
+        (single,) = sample(tiny, [it])
+        assert out.shape == (it.total_frames() - it.cond.shape[0], 100)
+        assert rel_l2(out, single) < 1e-4
+
+
+def test_duration_at_least_text_and_reference_plus_one(tiny: DiT) -> None:
+    item = SampleItem(cond=torch.zeros(10, 100), text=tuple(range(1, 31)), duration=5)
+    assert item.total_frames() == 31
+    (out,) = sample(tiny, [item])
+    assert out.shape == (21, 100)
+    assert bool(torch.isfinite(out).all())
+
+
+def test_no_cfg_path_runs(tiny: DiT) -> None:
+    (out,) = sample(tiny, make_items(1), SamplerConfig(cfg_strength=0.0))
+    assert bool(torch.isfinite(out).all())
+
+
+def test_bad_inputs_raise(tiny: DiT) -> None:
+    with pytest.raises(ValueError, match="at least one item"):
+        sample(tiny, [])
+    with pytest.raises(ValueError, match="cond must be"):
+        sample(tiny, [SampleItem(cond=torch.zeros(10, 80), text=(1,), duration=20)])
+    with pytest.raises(ValueError, match="noise must be"):
+        sample(tiny, [SampleItem(cond=torch.zeros(10, 100), text=(1,), duration=20)], noise=[torch.zeros(5, 100)])
