@@ -25,6 +25,7 @@ from ishow.outputs.base import Sink
 from ishow.outputs.obs import ObsHub, ObsSettings
 from ishow.player import AudioBuffer, Player
 from ishow.policy.compose import Dropped, compose
+from ishow.policy.gates import ChatGate
 from ishow.queue import AsyncUtteranceQueue, QueueDrop
 from ishow.sources.base import Source
 
@@ -83,6 +84,7 @@ class Daemon:
         self.audio = AudioBuffer(cfg.batch.max_items)
         self.player = Player(self.sinks, self.audio, cfg.outputs.realtime, self._on_spoken)
         self._muted: dict[str, float] = {}
+        self.gate = ChatGate(cfg.filter)
         self._inflight: list[Utterance] = []  # the batch being collected or synthesized now
         self._cancelled: set[str] = set()  # ids removed while in flight: dropped when synthesis returns
         self._busy = False
@@ -106,7 +108,7 @@ class Daemon:
         if self._muted and self._is_muted(event.user.id, event.user.name):
             outcome = Dropped("muted", event)
         else:
-            outcome = compose(event, self.cfg, voice)
+            outcome = compose(event, self.cfg, self.gate, time.monotonic(), voice)
         if isinstance(outcome, Dropped):
             self.metrics.dropped.labels(outcome.reason).inc()
             log.debug("message dropped", reason=outcome.reason, user=event.user.name, text=event.text[:80])

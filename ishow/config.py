@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 from ishow.config_engine import EngineConfig
 from ishow.engine.base import VoiceSpec
 from ishow.errors import ConfigError
+from ishow.events import EventKind
 
 DEFAULT_CONFIG = Path("config/ishowtts.toml")
 WINDOW_MS_RANGE = (50, 100)
@@ -47,24 +48,79 @@ class BatchConfig:
 
 @dataclass(frozen=True)
 class QueueConfig:
-    max_size: int = 100  # when full, the oldest normal-priority chat is dropped; paid events are never dropped
-    max_age_s: float = 60.0  # normal chat older than this when its turn comes is dropped as stale
+    max_size: int = 30  # when full, the oldest normal-priority chat is dropped; paid events are never dropped
+    max_age_s: float = 45.0  # normal chat older than this when its turn comes is dropped as stale
 
 
 @dataclass(frozen=True)
 class FilterConfig:
+    """What is not read aloud. Every drop is counted by reason in /metrics and logged at debug level."""
+
     min_chars: int = 1
     max_chars: int = 200  # longer chat is dropped (paid messages are shortened instead)
-    banned_words: tuple[str, ...] = ()
+    banned_words: tuple[str, ...] = ()  # matched through spacing, case and full-width tricks
+    banned_patterns: tuple[str, ...] = ()  # regular expressions (Python syntax), case-insensitive
+    blocked_users: tuple[str, ...] = ()  # names or ids never read
+    trusted_users: tuple[str, ...] = ()  # names or ids that skip gates, duplicate and rate checks
     drop_links: bool = True  # drop messages that are only a link
+    drop_emote_only: bool = True  # drop messages that are only emotes/stickers/emoji
     command_prefixes: tuple[str, ...] = ("!",)
+    paid_only: bool = False  # read only super chats, gifts, guards, subs
+    min_user_level: int = 0  # Bilibili user level gate (0: off)
+    require_medal: bool = False  # Bilibili: only viewers wearing a fan medal
+    guard_only: bool = False  # Bilibili: only 舰长/提督/总督
+    subscribers_only: bool = False  # Twitch subscribers / YouTube members (and moderators)
+    duplicate_window_s: float = 30.0  # the same text again within this window is dropped (0: off)
+    user_rate_limit: int = 6  # at most this many messages per user per minute are read (0: off)
+
+
+@dataclass(frozen=True)
+class PlatformTemplates:
+    """Per-platform overrides; a key left out falls back to the general template."""
+
+    danmaku: str | None = None
+    super_chat: str | None = None
+    gift: str | None = None
+    guard: str | None = None
+    sub: str | None = None
+    raid: str | None = None
+    system: str | None = None
+
+
+def _default_platform_templates() -> dict[str, PlatformTemplates]:
+    return {
+        "twitch": PlatformTemplates(
+            super_chat="{user} cheered {amount} bits: {text}",
+            sub="{user} subscribed! {text}",
+            raid="{user} is raiding with {num} viewers!",
+        ),
+        "youtube": PlatformTemplates(
+            super_chat="{user} sent a super chat of {amount} {currency}: {text}",
+            sub="{user} became a member! {text}",
+        ),
+    }
 
 
 @dataclass(frozen=True)
 class TemplateConfig:
+    """What is spoken per event kind. Fields: {user} {text} {amount} {currency} {gift} {num} {platform}.
+
+    An empty template disables that kind.
+    """
+
     danmaku: str = "{text}"
     super_chat: str = "{user}的醒目留言：{text}"
-    gift: str = "谢谢{user}的{text}"
+    gift: str = "谢谢{user}的{num}个{gift}"
+    guard: str = "感谢{user}开通了{gift}"
+    sub: str = "感谢{user}的订阅"
+    raid: str = "欢迎{user}带来的{num}位观众"
+    system: str = ""
+    platforms: dict[str, PlatformTemplates] = field(default_factory=_default_platform_templates)
+
+    def for_kind(self, kind: str, platform: str) -> str:
+        override = self.platforms.get(platform)
+        value = getattr(override, kind, None) if override is not None else None
+        return value if value is not None else str(getattr(self, kind, self.danmaku))
 
 
 SOURCE_KINDS = ("demo", "stdin", "websocket", "bilibili", "bilibili_open", "twitch", "youtube")
@@ -105,9 +161,21 @@ class SourceConfig:
 
 
 @dataclass(frozen=True)
+class VoiceRule:
+    """``[[voice_map.rules]]``: the first rule whose non-empty fields all match picks the voice."""
+
+    voice: str
+    platform: str = ""
+    kind: str = ""  # danmaku, super_chat, gift, guard, sub, raid, system
+    user: str = ""  # a user name or id
+
+
+@dataclass(frozen=True)
 class VoiceMapConfig:
     default: str = "default_zh"  # voice for chat containing Chinese (and everything when `english` is empty)
     english: str = "default_en"  # voice for chat without Chinese characters; "" → use `default`
+    pool: tuple[str, ...] = ()  # give each viewer a voice from this pool by a stable hash of their user id
+    rules: tuple[VoiceRule, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -190,6 +258,26 @@ def is_loopback(host: str) -> bool:
 T = TypeVar("T")
 _Check = Callable[[Any], str | None]
 
+TEMPLATE_KINDS = ("danmaku", "super_chat", "gift", "guard", "sub", "raid", "system")
+TEMPLATE_FIELDS = ("user", "text", "amount", "currency", "gift", "num", "platform")
+
+
+def _regex_problem(value: str) -> str | None:
+    try:
+        re.compile(value)
+    except re.error as e:
+        return f"not a valid regular expression ({e})"
+    return None
+
+
+def _template_problem(value: str) -> str | None:
+    try:
+        value.format(**dict.fromkeys(TEMPLATE_FIELDS, ""))
+    except (KeyError, IndexError, ValueError) as e:
+        return f"bad template ({type(e).__name__}: {e}); fields are {', '.join('{' + f + '}' for f in TEMPLATE_FIELDS)}"
+    return None
+
+
 # Per-field checks beyond the type: return a message when the value is bad.
 _CHECKS: dict[str, _Check] = {
     "server.port": lambda v: None if 0 <= v <= 65535 else "must be 0–65535",
@@ -222,6 +310,15 @@ _CHECKS: dict[str, _Check] = {
     "queue.max_age_s": lambda v: None if v > 0 else "must be > 0",
     "filter.min_chars": lambda v: None if v >= 0 else "must be ≥ 0",
     "filter.max_chars": lambda v: None if v >= 1 else "must be ≥ 1",
+    "filter.banned_patterns": _regex_problem,
+    "filter.min_user_level": lambda v: None if 0 <= v <= 60 else "must be 0–60",
+    "filter.duplicate_window_s": lambda v: None if 0 <= v <= 3600 else "must be 0–3600",
+    "filter.user_rate_limit": lambda v: None if 0 <= v <= 1000 else "must be 0–1000",
+    **{f"templates.{k}": _template_problem for k in TEMPLATE_KINDS},
+    **{f"templates.platforms.*.{k}": _template_problem for k in TEMPLATE_KINDS},
+    "voice_map.rules.kind": lambda v: (
+        None if v in ("", *(k.value for k in EventKind)) else f"must be one of {', '.join(k.value for k in EventKind)}"
+    ),
     "sources.kind": lambda v: None if v in SOURCE_KINDS else f"must be one of {', '.join(map(repr, SOURCE_KINDS))}",
     "sources.gift_merge_s": lambda v: None if 0 <= v <= 60 else "must be 0–60",
     "sources.reconnect_max_s": lambda v: None if 1 <= v <= 600 else "must be 1–600",
@@ -277,7 +374,7 @@ class _Loader:
         origin = typing.get_origin(hint)
         args = typing.get_args(hint)
         if origin in (typing.Union, types.UnionType):
-            if raw in ("", None) and type(None) in args:
+            if raw == "" and Path in args:
                 return None
             hint = next(a for a in args if a is not type(None))
             origin, args = typing.get_origin(hint), typing.get_args(hint)
@@ -285,6 +382,12 @@ class _Loader:
             return self.table(hint, raw, path, check_path)  # type: ignore[arg-type]
         if hint is Any:
             return raw
+        if origin is dict:
+            if not isinstance(raw, Mapping):
+                self.problems.append(f"{path}: expected a table, got {_show(raw)}")
+                return _BAD
+            out_map = {str(k): self.value(args[1], v, f"{path}.{k}", f"{check_path}.*") for k, v in raw.items()}
+            return _BAD if _BAD in out_map.values() else out_map
         if origin is tuple:
             if not isinstance(raw, list):
                 self.problems.append(f"{path}: expected a list, got {_show(raw)}")
@@ -354,7 +457,10 @@ def _cross_checks(cfg: Config, problems: list[str]) -> None:
         seen.add(vid)
     if not ids:
         problems.append("voices: at least one voice is required")
-    for key, vid in (("voice_map.default", cfg.voice_map.default), ("voice_map.english", cfg.voice_map.english)):
+    mapped = [("voice_map.default", cfg.voice_map.default), ("voice_map.english", cfg.voice_map.english)]
+    mapped += [(f"voice_map.pool[{i}]", v) for i, v in enumerate(cfg.voice_map.pool)]
+    mapped += [(f"voice_map.rules[{i}].voice", r.voice) for i, r in enumerate(cfg.voice_map.rules)]
+    for key, vid in mapped:
         if vid and vid not in seen:
             problems.append(f"{key}: unknown voice {vid!r}; configured voices: {', '.join(ids) or '(none)'}")
     if not cfg.server.loopback and not cfg.server.token:
@@ -403,6 +509,10 @@ def parse_config(text: str, root: Path = Path("."), origin: str = "<config>") ->
     if cfg is _BAD:  # pragma: no cover - the top level is always a table
         raise ConfigError(loader.problems)
     cfg = _rebase(cfg, root)
+    given = data.get("templates", {}).get("platforms") if isinstance(data.get("templates"), Mapping) else None
+    if isinstance(given, Mapping):  # listed platforms replace their defaults; the others keep theirs
+        platforms = {**_default_platform_templates(), **cfg.templates.platforms}
+        cfg = dataclasses.replace(cfg, templates=dataclasses.replace(cfg.templates, platforms=platforms))
     problems = loader.problems
     _cross_checks(cfg, problems)
     if problems:

@@ -52,6 +52,9 @@ class ChatEvent:
     currency: str = ""
     timestamp: float = field(default_factory=time.time)
     msg_id: str = ""
+    gift: str = ""  # gift name (gift), guard/membership name (guard, sub)
+    count: int = 0  # gifts in this (merged) event; raid viewers; sub months
+    emote_only: bool = False  # the platform says the message is only an emote/sticker
 
 
 @dataclass(frozen=True)

@@ -39,7 +39,8 @@ def test_banned_words_match_through_spacing_and_full_width() -> None:
 
 def test_compose_templates_priority_voice_and_links() -> None:
     cfg = default_config()
-    sc = compose(ev("加油" * 150, EventKind.SUPER_CHAT, "大佬"), cfg)
+    long_text = "".join(chr(0x4E00 + 7 * i) for i in range(300))  # 300 distinct characters
+    sc = compose(ev(long_text, EventKind.SUPER_CHAT, "大佬"), cfg)
     assert not isinstance(sc, Dropped)
     assert sc.priority == Priority.PAID and sc.text.startswith("大佬的醒目留言：") and sc.text.endswith("…")
     en = compose(ev("check https://x.io/a out"), cfg)

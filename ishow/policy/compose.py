@@ -1,12 +1,15 @@
-"""ChatEvent → Utterance: clean, filter, template, choose a voice. Pure."""
+"""ChatEvent → Utterance: clean, filter, gate, normalize, template, choose a voice. Pure (the caller passes
+``now`` and owns the stateful ``ChatGate``)."""
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass
 
 from ishow.config import Config
 from ishow.events import ChatEvent, EventKind, Priority, Utterance, new_id
 from ishow.policy.filters import PAID_KINDS, clean_text, drop_reason, replace_links
+from ishow.policy.gates import ChatGate
 
 _CJK_RANGES = ((0x3400, 0x4DBF), (0x4E00, 0x9FFF), (0xF900, 0xFAFF), (0x20000, 0x2FA1F))
 
@@ -21,38 +24,106 @@ class Dropped:
     event: ChatEvent
 
 
-def pick_voice(cfg: Config, text: str, requested: str = "") -> str:
-    """The configured voice for ``text``: an explicit request, else by language via ``[voice_map]``."""
+def stable_index(key: str, size: int) -> int:
+    """The same viewer always maps to the same pool slot (across restarts and machines)."""
+    return zlib.crc32(key.encode("utf-8")) % size
+
+
+def pick_voice(
+    cfg: Config,
+    text: str,
+    requested: str = "",
+    *,
+    platform: str = "",
+    kind: str = "",
+    user_id: str = "",
+    user_name: str = "",
+) -> str:
+    """The voice for a message: explicit request → first matching rule → viewer's pool voice → by language."""
     if requested:
         return requested
-    if cfg.voice_map.english and not has_cjk(text):
-        return cfg.voice_map.english
-    return cfg.voice_map.default
+    vm = cfg.voice_map
+    for rule in vm.rules:
+        if rule.platform and rule.platform != platform:
+            continue
+        if rule.kind and rule.kind != kind:
+            continue
+        if rule.user and rule.user not in (user_id, user_name):
+            continue
+        return rule.voice
+    if vm.pool and user_id:
+        return vm.pool[stable_index(f"{platform}:{user_id}", len(vm.pool))]
+    if vm.english and not has_cjk(text):
+        return vm.english
+    return vm.default
 
 
-def compose(event: ChatEvent, cfg: Config, voice: str = "") -> Utterance | Dropped:
+def _amount(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else f"{value:.2f}"
+
+
+def speech_text(text: str) -> str:
+    """What the engine should read for a chat text: links spoken as a word, emotes gone, spam collapsed,
+    numbers in words (the normalizer), in the message's language."""
+    try:
+        from ishow.policy.normalize import normalize
+    except ImportError:  # pragma: no cover - normalizer not built into this tree
+        return replace_links(text, "链接" if has_cjk(text) else "link")
+    return normalize(text)
+
+
+def compose(
+    event: ChatEvent, cfg: Config, gate: ChatGate | None = None, now: float = 0.0, voice: str = ""
+) -> Utterance | Dropped:
     """Turn a chat event into what will be spoken, or say why it is dropped."""
     text = clean_text(event.text)
     reason = drop_reason(event, text, cfg.filter)
     if reason:
         return Dropped(reason, event)
     paid = event.kind in PAID_KINDS
-    if paid and len(text) > cfg.filter.max_chars:
-        text = text[: cfg.filter.max_chars] + "…"  # paid messages are shortened, never dropped
-    link_word = "链接" if has_cjk(text) else "link"
-    text = replace_links(text, link_word)
-    template = {
-        EventKind.SUPER_CHAT: cfg.templates.super_chat,
-        EventKind.GIFT: cfg.templates.gift,
-    }.get(event.kind, cfg.templates.danmaku)
+    if event.emote_only and cfg.filter.drop_emote_only and not paid:
+        return Dropped("emote_only", event)
+    if gate is not None:
+        reason = gate.check(event, text, now)
+        if reason:
+            return Dropped(reason, event)
+    spoken_text = speech_text(text)
+    if not spoken_text and not paid:
+        return Dropped("emote_only" if cfg.filter.drop_emote_only else "empty", event)
+    if paid and len(spoken_text) > cfg.filter.max_chars:
+        spoken_text = spoken_text[: cfg.filter.max_chars] + "…"  # paid messages are shortened, never dropped
+    template = cfg.templates.for_kind(event.kind.value, event.platform)
     if not template:
         return Dropped("template_disabled", event)
-    spoken = template.replace("{user}", clean_text(event.user.name)).replace("{text}", text).strip()
-    priority = Priority.PAID if paid else Priority.MODERATOR if event.user.moderator else Priority.NORMAL
+    spoken = template.format(
+        user=clean_text(event.user.name),
+        text=spoken_text,
+        amount=_amount(event.amount),
+        currency=event.currency,
+        gift=event.gift,
+        num=event.count,
+        platform=event.platform,
+    ).strip()
+    if not spoken:
+        return Dropped("empty", event)
+    if paid:
+        priority = Priority.PAID
+    elif event.user.moderator:
+        priority = Priority.MODERATOR
+    else:
+        priority = Priority.NORMAL
     return Utterance(
         id=new_id(),
         text=spoken,
-        voice=pick_voice(cfg, spoken, voice),
+        voice=pick_voice(
+            cfg,
+            spoken,
+            voice,
+            platform=event.platform,
+            kind=event.kind.value,
+            user_id=event.user.id,
+            user_name=event.user.name,
+        ),
         user=event.user.name,
         raw=event.text,
         platform=event.platform,
@@ -61,3 +132,6 @@ def compose(event: ChatEvent, cfg: Config, voice: str = "") -> Utterance | Dropp
         msg_id=event.msg_id,
         user_id=event.user.id,
     )
+
+
+__all__ = ["Dropped", "EventKind", "compose", "has_cjk", "pick_voice", "speech_text"]

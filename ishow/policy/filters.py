@@ -21,7 +21,7 @@ def clean_text(text: str) -> str:
     return " ".join(text.split())
 
 
-def _squash(text: str) -> str:
+def squash(text: str) -> str:
     """Lower-case without spaces or punctuation, so banned words match through ``b a n`` tricks."""
     return "".join(ch for ch in text.casefold() if ch.isalnum())
 
@@ -38,9 +38,9 @@ def drop_reason(event: ChatEvent, text: str, cfg: FilterConfig) -> str | None:
         return "command"
     if cfg.drop_links and text and not _URL.sub("", text).strip():
         return "link_only"
-    squashed = _squash(text)
+    squashed = squash(text)
     for word in cfg.banned_words:
-        w = _squash(word)
+        w = squash(word)
         if w and w in squashed:
             return "banned_word"
     if not paid:
