@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Any
 
 import structlog
 from aiohttp import web
@@ -27,6 +30,7 @@ from ishow.player import AudioBuffer, Player
 from ishow.policy.compose import Dropped, compose
 from ishow.policy.gates import ChatGate
 from ishow.queue import AsyncUtteranceQueue, QueueDrop
+from ishow.reload import ConfigWatcher, live_part, restart_needed
 from ishow.sources.base import Source
 
 log = structlog.get_logger(__name__)
@@ -71,8 +75,10 @@ class Daemon:
         engine_factory: EngineFactory = _default_factory,
         sinks: list[Sink] | None = None,
         sources: list[Source] | None = None,
+        config_path: Path | None = None,
     ) -> None:
         self.cfg = cfg
+        self.config_path = config_path
         self.metrics = Metrics()
         self.queue = AsyncUtteranceQueue(cfg.queue.max_size, cfg.queue.max_age_s, self._on_queue_drop)
         self.worker = EngineWorker(cfg.engine, cfg.voices, engine_factory)
@@ -89,6 +95,7 @@ class Daemon:
         self._cancelled: set[str] = set()  # ids removed while in flight: dropped when synthesis returns
         self._busy = False
         self.port: int | None = None
+        self.watcher: ConfigWatcher | None = None
         self.started = asyncio.Event()
         self.stopping = asyncio.Event()
 
@@ -339,11 +346,17 @@ class Daemon:
                 source_tasks = [tg.create_task(self._run_source(s), name=f"source:{s.name}") for s in self.sources]
                 batcher = tg.create_task(self._batch_loop(), name="batcher")
                 player = tg.create_task(self.player.run(), name="player")
+                watcher = None
+                if self.config_path is not None:
+                    self.watcher = ConfigWatcher(self.config_path, self.cfg.root / "voices", self.apply_config)
+                    watcher = tg.create_task(self._supervise(self.watcher.run(), "config watcher"), name="watcher")
                 await stop.wait()
                 log.info("shutting down")
                 self.stopping.set()
                 for t in source_tasks:
                     t.cancel()
+                if watcher is not None:
+                    watcher.cancel()
                 if self._busy and self.cfg.engine.on_shutdown == "finish":
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(asyncio.shield(batcher), DRAIN_TIMEOUT_S)
@@ -362,6 +375,29 @@ class Daemon:
                 await runner.cleanup()
             await self.worker.close()
             log.info("stopped")
+
+    async def _supervise(self, coro: Coroutine[Any, Any, None], what: str) -> None:
+        try:
+            await coro
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception(f"{what} failed; continuing without it")
+
+    async def apply_config(self, new: Config, voices_changed: bool = False) -> None:
+        """Swap in a validated config: filters, templates, voices and queue limits apply now."""
+        old = self.cfg
+        later = restart_needed(old, new)
+        live = live_part(old, new)
+        if live.voices != old.voices or voices_changed:
+            await self.worker.update_voices(live.voices)
+        gate = ChatGate(live.filter) if live.filter != old.filter else self.gate
+        self.queue.set_limits(live.queue.max_size, live.queue.max_age_s)
+        self.cfg, self.gate = live, gate  # one atomic swap on the event loop
+        changed = [f.name for f in dataclasses.fields(Config) if getattr(old, f.name) != getattr(live, f.name)]
+        log.info("config reloaded", changed=changed, voices_changed=voices_changed)
+        if later:
+            log.warning("these config sections change only after a restart", sections=later)
 
     def _announce(self) -> None:
         host = self.cfg.server.host

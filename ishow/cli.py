@@ -12,12 +12,15 @@ from ishow.config import DEFAULT_CONFIG, Config, default_config, load_config
 from ishow.errors import ConfigError, IshowError
 
 
-def _load(path: Path | None) -> Config:
+def _config_path(path: Path | None) -> Path | None:
     if path is not None:
-        return load_config(path)
-    if DEFAULT_CONFIG.is_file():
-        return load_config(DEFAULT_CONFIG)
-    return default_config()
+        return path
+    return DEFAULT_CONFIG if DEFAULT_CONFIG.is_file() else None
+
+
+def _load(path: Path | None) -> Config:
+    found = _config_path(path)
+    return load_config(found) if found is not None else default_config()
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -31,7 +34,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         stop = asyncio.Event()
         remove = install_signal_handlers(stop)
         try:
-            await Daemon(cfg).run(stop)
+            await Daemon(cfg, config_path=_config_path(args.config)).run(stop)
         finally:
             remove()
 

@@ -129,6 +129,10 @@ class AsyncUtteranceQueue:
     def remove(self, predicate: Callable[[Utterance], bool]) -> list[Utterance]:
         return self._q.remove(predicate)
 
+    def set_limits(self, max_size: int, max_age_s: float) -> None:
+        """New limits (hot reload); an over-full queue sheds its oldest chat at the next push."""
+        self._q.max_size, self._q.max_age_s = max_size, max_age_s
+
     def clear(self) -> list[Utterance]:
         return self._q.remove(lambda _: True)
 

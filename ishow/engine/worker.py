@@ -89,14 +89,25 @@ class EngineWorker:
                     raise
                 log.warning("fallback engine unavailable", engine=self.cfg.fallback, error=str(e))
 
-    def _prepare_voices(self, engine: Engine) -> None:
-        for voice in self._voices.values():
+    def _prepare_voices(self, engine: Engine, voices: Sequence[VoiceSpec] | None = None) -> None:
+        for voice in voices if voices is not None else self._voices.values():
             try:
                 engine.prepare_voice(voice)
             except IshowError as e:
                 log.warning(
                     "voice not usable by this engine; its messages use the fallback", voice=voice.id, error=str(e)
                 )
+
+    async def update_voices(self, voices: Sequence[VoiceSpec]) -> None:
+        """Hot reload: prepare new/changed voices on the engine thread, then swap the voice table."""
+
+        def _update() -> None:
+            for engine in (self.primary, self.fallback):
+                if engine is not None:
+                    self._prepare_voices(engine, voices)
+            self._voices = {v.id: v for v in voices}
+
+        await asyncio.get_running_loop().run_in_executor(self._pool, _update)
 
     async def close(self) -> None:
         def _close() -> None:
