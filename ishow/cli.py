@@ -119,6 +119,28 @@ def cmd_models_fetch(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_voices_add(args: argparse.Namespace) -> int:
+    from ishow.voices import add_voice
+
+    path = _config_path(args.config)
+    if path is None:
+        print(f"error: no config file ({DEFAULT_CONFIG} is missing); pass --config", file=sys.stderr)
+        return 1
+    dest, info = add_voice(path, args.id, args.wav, args.transcript)
+    print(f"added voice {args.id!r}: {dest} ({info.seconds:.1f} s, RMS {info.rms:.3f}) to {path}")
+    print(f"try it: ishow voices test {args.id} \"你好，欢迎来到直播间\"")
+    return 0
+
+
+def cmd_voices_test(args: argparse.Namespace) -> int:
+    args.voice = args.id
+    for name in ("engine", "checkpoint", "vocoder", "vocab", "device", "nfe_step", "seed"):
+        setattr(args, name, getattr(args, name, None))
+    if args.out is None:
+        args.out = Path("out") / "voices" / f"{args.id}-test.wav"
+    return cmd_say(args)
+
+
 def cmd_voices(args: argparse.Namespace) -> int:
     cfg = _load(args.config)
     for v in cfg.voices:
@@ -166,9 +188,23 @@ def build_parser() -> argparse.ArgumentParser:
     tiny.add_argument("--seed", type=int, default=0)
     tiny.set_defaults(func=cmd_models_tiny)
 
-    voices = sub.add_parser("voices", help="list configured voices")
+    voices = sub.add_parser("voices", help="list, add and test voices")
     voices.add_argument("--config", type=Path)
     voices.set_defaults(func=cmd_voices)
+    vsub = voices.add_subparsers(dest="voices_command")
+    vadd = vsub.add_parser("add", help="validate a 3–12 s reference recording and add it to the config")
+    vadd.add_argument("id")
+    vadd.add_argument("wav", type=Path)
+    vadd.add_argument("transcript", help="the exact words spoken in the recording")
+    vadd.add_argument("--config", type=Path)
+    vadd.set_defaults(func=cmd_voices_add)
+    vtest = vsub.add_parser("test", help="synthesize a test sentence with a configured voice")
+    vtest.add_argument("id")
+    vtest.add_argument("text")
+    vtest.add_argument("--out", type=Path, help="default: out/voices/ID-test.wav")
+    vtest.add_argument("--config", type=Path)
+    vtest.add_argument("--engine", choices=["f5", "espeak"])
+    vtest.set_defaults(func=cmd_voices_test)
     return p
 
 
