@@ -8,6 +8,7 @@ Shutdown (SIGINT/SIGTERM or ``stop``): sources stop; the batch in flight is fini
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import dataclasses
 import time
@@ -90,6 +91,7 @@ class Daemon:
         self.audio = AudioBuffer(cfg.batch.max_items)
         self.player = Player(self.sinks, self.audio, cfg.outputs.realtime, self._on_spoken)
         self._muted: dict[str, float] = {}
+        self.recent_waits: collections.deque[tuple[Priority, float]] = collections.deque(maxlen=2000)
         self.gate = ChatGate(cfg.filter)
         self._inflight: list[Utterance] = []  # the batch being collected or synthesized now
         self._cancelled: set[str] = set()  # ids removed while in flight: dropped when synthesis returns
@@ -231,8 +233,11 @@ class Daemon:
         )
 
     def _on_spoken(self, audio: Audio) -> None:
-        self.metrics.spoken.inc()
         u = audio.utterance
+        wait = time.monotonic() - u.created
+        self.metrics.spoken.inc()
+        self.metrics.queue_wait.observe(wait)
+        self.recent_waits.append((u.priority, wait))
         log.info(
             "spoken",
             id=u.id,
@@ -285,6 +290,13 @@ class Daemon:
         now = time.monotonic()
         return {user: round(until - now, 1) for user, until in self._muted.items() if until > now}
 
+    def wait_percentile(self, pct: float, priority: Priority | None = Priority.NORMAL) -> float | None:
+        """The ``pct`` percentile of recent arrival → hand-off waits (of one priority, or all)."""
+        waits = sorted(w for p, w in self.recent_waits if priority is None or p == priority)
+        if not waits:
+            return None
+        return round(waits[min(len(waits) - 1, int(len(waits) * pct / 100))], 3)
+
     def snapshot(self) -> dict[str, object]:
         """The live queue for the control panel: playing, synthesized, waiting."""
         now = time.monotonic()
@@ -322,6 +334,7 @@ class Daemon:
             "sources": [{"name": s.name, "state": s.state} for s in self.sources],
             "queue": len(self.queue),
             "paused": self.player.paused,
+            "wait_p95_s": self.wait_percentile(95),
             "outputs": [s.state() for s in self.sinks],
         }
 

@@ -26,6 +26,12 @@ class Metrics:
         )
         self.audio_seconds = Counter("ishow_audio_seconds", "Seconds of audio synthesized", registry=r)
         self.rtf = Gauge("ishow_rtf", "Real-time factor of the last batch (synth seconds / audio seconds)", registry=r)
+        self.queue_wait = Histogram(
+            "ishow_queue_wait_seconds",
+            "From a message's arrival to its hand-off to the outputs",
+            buckets=(0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 30, 60, 120),
+            registry=r,
+        )
         self.spoken = Counter("ishow_utterances_spoken", "Utterances handed to the outputs", registry=r)
         self.synth_errors = Counter("ishow_synth_errors", "Utterances that failed to synthesize", ["kind"], registry=r)
         self.source_state = Gauge(

@@ -82,6 +82,7 @@ class Player:
         self._skip = asyncio.Event()
         self.current: Utterance | None = None
         self.current_started = 0.0
+        self.speed = 1.0  # playback clock rate for pacing (tests and soak runs compress time with > 1)
 
     @property
     def paused(self) -> bool:
@@ -132,5 +133,5 @@ class Player:
         self._on_spoken(audio)
         if self.realtime:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._skip.wait(), max(0.0, audio.duration - LEAD_S))
+                await asyncio.wait_for(self._skip.wait(), max(0.0, audio.duration / self.speed - LEAD_S))
         self.current = None
