@@ -12,6 +12,7 @@ import io
 import json
 import re
 from collections.abc import Awaitable, Callable
+from importlib import resources
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -20,7 +21,7 @@ import structlog
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
-from ishow.errors import InputError
+from ishow.errors import InputError, LocalError
 from ishow.metrics import CONTENT_TYPE
 from ishow.policy.compose import Dropped, pick_voice
 from ishow.policy.filters import clean_text
@@ -32,6 +33,7 @@ log = structlog.get_logger(__name__)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 DAEMON: web.AppKey[Daemon] = web.AppKey("daemon")
+WEB_CACHE: web.AppKey[dict[str, str]] = web.AppKey("web_cache", dict)
 _BAD_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
@@ -243,14 +245,36 @@ async def mute(request: web.Request) -> web.Response:
     return web.json_response({"ok": True, "removed": daemon.mute(user, float(minutes))})
 
 
+WEB_ASSETS = {"panel.js": "text/javascript", "panel.css": "text/css"}  # served at /static/<name>
+
+
+def _read_web(name: str) -> str:
+    try:
+        return resources.files("ishow").joinpath("web").joinpath(name).read_text(encoding="utf-8")
+    except OSError as e:
+        raise LocalError(f"cannot read ishow/web/{name}: {e}") from e
+
+
+async def _web_text(request: web.Request, name: str) -> str:
+    cache = request.app[WEB_CACHE]
+    if name not in cache:
+        cache[name] = await asyncio.to_thread(_read_web, name)
+    return cache[name]
+
+
 async def index(request: web.Request) -> web.Response:
-    html = (
-        "<!doctype html><meta charset=utf-8><title>ishow</title>"
-        "<h1>ishow</h1><ul><li><a href=/obs>/obs</a> — OBS browser source</li>"
-        "<li><a href=/healthz>/healthz</a></li><li><a href=/api/voices>/api/voices</a></li>"
-        "<li><a href=/metrics>/metrics</a></li></ul>"
-    )
-    return web.Response(text=html, content_type="text/html")
+    """The control panel (``ishow/web/panel.html``); it calls /api/* with the ``?token=`` of its own URL."""
+    html = await _web_text(request, "panel.html")
+    return web.Response(text=html, content_type="text/html", headers={"Cache-Control": "no-cache"})
+
+
+async def static_asset(request: web.Request) -> web.Response:
+    name = request.match_info["name"]
+    content_type = WEB_ASSETS.get(name)
+    if content_type is None:
+        raise web.HTTPNotFound(text=f"no such asset {name!r}")
+    body = await _web_text(request, name)
+    return web.Response(text=body, content_type=content_type, headers={"Cache-Control": "no-cache"})
 
 
 def build_app(daemon: Daemon) -> web.Application:
@@ -259,7 +283,9 @@ def build_app(daemon: Daemon) -> web.Application:
         middlewares=[error_middleware, token_middleware(cfg.token)], client_max_size=cfg.max_body_bytes
     )
     app[DAEMON] = daemon
+    app[WEB_CACHE] = {}
     app.router.add_get("/", index)
+    app.router.add_get("/static/{name}", static_asset)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/api/voices", voices)

@@ -210,17 +210,45 @@ class RotaryEmbedding(nn.Module):
         angles = torch.outer(pos, self._inv_freq(device))
         return torch.stack((angles, angles), dim=-1).flatten(-2)
 
+    def table(self, n_frames: int) -> Tensor:
+        """The rotation table for :func:`apply_rotary_qk`: complex64 [N, dim_head // 2] = exp(i·angle)."""
+        angles = self.forward(n_frames)[:, ::2]
+        return torch.polar(torch.ones_like(angles), angles)
+
 
 def apply_rotary(x: Tensor, angles: Tensor) -> Tensor:
-    """x: [B, H, N, Dh], angles: [N, Dh] → rotated x (computed in fp32, returned in x's dtype)."""
+    """x: [B, H, N, Dh], angles: [N, Dh] → rotated x (computed in fp32, returned in x's dtype). Reference form."""
     xf = x.float()
     pairs = xf.reshape(*xf.shape[:-1], -1, 2)
     rotated = torch.stack((-pairs[..., 1], pairs[..., 0]), dim=-1).flatten(-2)
     return (xf * angles.cos() + rotated * angles.sin()).to(x.dtype)
 
 
+def apply_rotary_qk(qk: Tensor, table: Tensor) -> Tensor:
+    """qk: [B, N, 2, H, Dh] (q and k), table: complex [N, Dh/2] from :meth:`RotaryEmbedding.table` → rotated qk.
+
+    The same rotation as :func:`apply_rotary` (pair (a, b) ↦ (a·cos − b·sin, b·cos + a·sin)) as one complex product
+    in fp32: three kernels for q and k together instead of ~18."""
+    shape = qk.shape
+    xc = torch.view_as_complex(qk.float().reshape(*shape[:-1], -1, 2))
+    out = torch.view_as_real(xc * table[None, :, None, None, :]).flatten(-2)
+    return out.to(qk.dtype)
+
+
+# Per-block modulation: (shift, 1 + scale, gate, shift_mlp, 1 + scale_mlp, gate_mlp), each [D] when every row
+# shares the time step (the sampler's case, precomputed once per step) or [B, 1, D] for per-row times.
+Modulation = tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]
+
+
+def _modulate(x: Tensor, scale1p: Tensor, shift: Tensor) -> Tensor:
+    """LayerNorm(x) · (1 + scale) + shift: one fused layer_norm when the modulation is shared by all rows."""
+    if scale1p.dim() == 1:
+        return F.layer_norm(x, (x.shape[-1],), scale1p, shift, 1e-6)
+    return torch.addcmul(shift, F.layer_norm(x, (x.shape[-1],), eps=1e-6), scale1p)
+
+
 class Attention(nn.Module):
-    """Multi-head self-attention (SDPA) with a key padding mask; padded query rows come out as zeros."""
+    """Multi-head self-attention (SDPA) with an additive key padding bias; q/k/v projections run as one GEMM."""
 
     def __init__(self, dim: int, heads: int, dim_head: int) -> None:
         super().__init__()
@@ -231,35 +259,62 @@ class Attention(nn.Module):
         self.to_k = nn.Linear(dim, inner)
         self.to_v = nn.Linear(dim, inner)
         self.to_out = nn.ModuleList([nn.Linear(inner, dim)])
+        self._fused: tuple[Tensor, Tensor] | None = None
 
-    def forward(self, x: Tensor, mask: Tensor | None, rope: Tensor) -> Tensor:
-        """x: [B, N, D], mask: [B, N] bool or None (no padding), rope: [N, Dh] → [B, N, D]."""
+    def _qkv_params(self) -> tuple[Tensor, Tensor]:
+        """One [3·inner, D] weight whose thirds ARE to_q/to_k/to_v's storage (re-fused after ``.to()``/reloads)."""
+        mods = (self.to_q, self.to_k, self.to_v)
+        fused = self._fused
+        if fused is not None:
+            w, b = fused
+            step_w, step_b = w[0].numel() * w.shape[0] // 3, b.numel() // 3
+            if all(
+                m.weight.data_ptr() == w.data_ptr() + i * step_w * w.element_size()
+                and m.bias.data_ptr() == b.data_ptr() + i * step_b * b.element_size()
+                and m.weight.dtype == w.dtype
+                and m.weight.device == w.device
+                for i, m in enumerate(mods)
+            ):
+                return fused
+        with torch.inference_mode(False), torch.no_grad():
+            w = torch.cat([m.weight.detach() for m in mods])
+            b = torch.cat([m.bias.detach() for m in mods])
+            inner = self.heads * self.dim_head
+            for i, m in enumerate(mods):
+                m.weight.data = w[i * inner : (i + 1) * inner]
+                m.bias.data = b[i * inner : (i + 1) * inner]
+        self._fused = (w, b)
+        return w, b
+
+    def forward(self, x: Tensor, bias: Tensor | None, rope: Tensor) -> Tensor:
+        """x: [B, N, D], bias: additive key bias [B, 1, 1, N] (0 or −inf, x's dtype) or None, rope: complex
+        [N, Dh/2] → [B, N, D]. Padded query rows come out finite but meaningless (the DiT zeroes its output)."""
         b, n, _ = x.shape
-
-        def heads(t: Tensor) -> Tensor:
-            return t.view(b, n, self.heads, self.dim_head).transpose(1, 2)
-
-        q = apply_rotary(heads(self.to_q(x)), rope)
-        k = apply_rotary(heads(self.to_k(x)), rope)
-        v = heads(self.to_v(x))
-        attn_mask = None if mask is None else mask[:, None, None, :]  # [B, 1, 1, N]: True = attend
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)
+        w, bb = self._qkv_params()
+        qkv = F.linear(x, w, bb).view(b, n, 3, self.heads, self.dim_head)
+        qk = apply_rotary_qk(qkv[:, :, :2], rope)
+        q, k, v = qk[:, :, 0].transpose(1, 2), qk[:, :, 1].transpose(1, 2), qkv[:, :, 2].transpose(1, 2)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
         out = out.transpose(1, 2).reshape(b, n, self.heads * self.dim_head)
         proj: Tensor = self.to_out[0](out)
-        return _masked(proj, mask)
+        return proj
 
 
 class AdaLayerNorm(nn.Module):
-    """LayerNorm modulated by the time embedding; also returns the gates and MLP modulation."""
+    """LayerNorm modulated by the time embedding; ``linear`` maps silu(t) to the block's six modulations."""
 
     def __init__(self, dim: int) -> None:
         super().__init__()
         self.linear = nn.Linear(dim, dim * 6)
         self.norm = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
 
-    def forward(self, x: Tensor, emb: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    def modulation(self, emb: Tensor) -> Modulation:
+        """emb: [B, D] → six [B, 1, D] tensors, or [1, D] → six [D] tensors (shared by every row)."""
         shift, scale, gate, shift_mlp, scale_mlp, gate_mlp = self.linear(F.silu(emb)).chunk(6, dim=1)
-        return self.norm(x) * (1 + scale[:, None]) + shift[:, None], gate, shift_mlp, scale_mlp, gate_mlp
+        parts = (shift, 1 + scale, gate, shift_mlp, 1 + scale_mlp, gate_mlp)
+        if emb.shape[0] == 1:
+            return tuple(p[0].contiguous() for p in parts)  # type: ignore[return-value]
+        return tuple(p.unsqueeze(1) for p in parts)  # type: ignore[return-value]
 
 
 class AdaLayerNormFinal(nn.Module):
@@ -268,10 +323,16 @@ class AdaLayerNormFinal(nn.Module):
         self.linear = nn.Linear(dim, dim * 2)
         self.norm = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
 
-    def forward(self, x: Tensor, emb: Tensor) -> Tensor:
+    def modulation(self, emb: Tensor) -> tuple[Tensor, Tensor]:
+        """→ (1 + scale, shift), [D] each for emb [1, D], else [B, 1, D]."""
         scale, shift = self.linear(F.silu(emb)).chunk(2, dim=1)
-        out: Tensor = self.norm(x) * (1 + scale[:, None]) + shift[:, None]
-        return out
+        if emb.shape[0] == 1:
+            return (1 + scale)[0].contiguous(), shift[0].contiguous()
+        return (1 + scale).unsqueeze(1), shift.unsqueeze(1)
+
+    def forward(self, x: Tensor, emb: Tensor) -> Tensor:
+        scale1p, shift = self.modulation(emb)
+        return _modulate(x, scale1p, shift)
 
 
 class FeedForward(nn.Module):
@@ -297,13 +358,29 @@ class DiTBlock(nn.Module):
         self.ff_norm = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
         self.ff = FeedForward(dim, ff_mult)
 
-    def forward(self, x: Tensor, t: Tensor, mask: Tensor | None, rope: Tensor) -> Tensor:
-        """x: [B, N, D], t: [B, D], mask: [B, N] or None, rope: [N, Dh] → [B, N, D]."""
-        norm, gate, shift_mlp, scale_mlp, gate_mlp = self.attn_norm(x, t)
-        x = x + gate.unsqueeze(1) * self.attn(norm, mask, rope)
-        norm = self.ff_norm(x) * (1 + scale_mlp[:, None]) + shift_mlp[:, None]
-        out: Tensor = x + gate_mlp.unsqueeze(1) * self.ff(norm)
-        return out
+    def forward(self, x: Tensor, mod: Modulation, bias: Tensor | None, rope: Tensor) -> Tensor:
+        """x: [B, N, D], mod: this block's modulation, bias: [B, 1, 1, N] or None, rope: complex [N, Dh/2]."""
+        shift, scale1p, gate, shift_mlp, scale_mlp1p, gate_mlp = mod
+        x = torch.addcmul(x, gate, self.attn(_modulate(x, scale1p, shift), bias, rope))
+        return torch.addcmul(x, gate_mlp, self.ff(_modulate(x, scale_mlp1p, shift_mlp)))
+
+
+@dataclass(frozen=True, eq=False)
+class StepConditioning:
+    """Everything the time step decides, computed once per step and shared by every row: block modulations and
+    the final norm's (1 + scale, shift), all [D] in the model's dtype."""
+
+    blocks: tuple[Modulation, ...]
+    final: tuple[Tensor, Tensor]
+
+
+def key_padding_bias(mask: Tensor, dtype: torch.dtype) -> Tensor:
+    """mask: [B, N] bool valid frames → additive SDPA bias [B, 1, 1, N] (0 or −inf) in ``dtype``, its rows stored
+    16-aligned so the memory-efficient kernel takes it without a copy."""
+    b, n = mask.shape
+    store = torch.zeros(b, 1, 1, (n + 15) // 16 * 16, dtype=dtype, device=mask.device)
+    bias = store[..., :n]
+    return bias.masked_fill_(~mask[:, None, None, :], float("-inf"))
 
 
 class DiT(nn.Module):
@@ -330,21 +407,48 @@ class DiT(nn.Module):
         out: Tensor = self.text_embed(text, seq_lens, n_frames, drop_text=drop_text)
         return out
 
-    def forward(self, x: Tensor, cond: Tensor, text_embed: Tensor, time: Tensor, mask: Tensor | None) -> Tensor:
+    def step_conditioning(self, time: float) -> StepConditioning:
+        """The time conditioning of one step shared by every row (fp32 time embedding, modulations in the model's
+        dtype). The sampler computes it once per step and reuses it for every row and every batch."""
+        device = self.proj_out.weight.device
+        t = self.time_embed(torch.tensor([time], device=device, dtype=torch.float32))
+        blocks = tuple(block.attn_norm.modulation(t) for block in self.transformer_blocks)  # type: ignore[union-attr]
+        return StepConditioning(blocks=blocks, final=self.norm_out.modulation(t))
+
+    def forward(
+        self,
+        x: Tensor,
+        cond: Tensor,
+        text_embed: Tensor,
+        time: Tensor | StepConditioning,
+        mask: Tensor | None,
+        rope: Tensor | None = None,
+        bias: Tensor | None = None,
+    ) -> Tensor:
         """Predict the flow.
 
         x: [B, N, M] noisy mel, cond: [B, N, M] reference mel (zeros where generated, or all zeros for the
         unconditional row), text_embed: [B, N, Dt] from :meth:`embed_text`, time: [B] in [0, 1] (pass fp32: the
-        time embedding is computed in fp32, and fp16 times are off by up to 2.4e-4, i.e. 0.24 rad at t·1000),
-        mask: [B, N] bool valid frames, or None when no row is padded (lets SDPA use its fastest kernel) → [B, N, M].
+        time embedding is computed in fp32, and fp16 times are off by up to 2.4e-4, i.e. 0.24 rad at t·1000) or a
+        :class:`StepConditioning` shared by all rows, mask: [B, N] bool valid frames, or None when no row is padded
+        (lets SDPA use its fastest kernel). ``rope`` (:meth:`RotaryEmbedding.table` of N) and ``bias``
+        (:func:`key_padding_bias` of mask) may be passed precomputed → [B, N, M], padded frames zero.
         """
-        t = self.time_embed(time)
+        if isinstance(time, StepConditioning):
+            mods, final = time.blocks, time.final
+        else:
+            t = self.time_embed(time)
+            mods = tuple(block.attn_norm.modulation(t) for block in self.transformer_blocks)  # type: ignore[union-attr]
+            final = self.norm_out.modulation(t)
+        if rope is None:
+            rope = self.rotary_embed.table(x.shape[1])
+        if bias is None and mask is not None:
+            bias = key_padding_bias(mask, x.dtype)
         h = self.input_embed(x, cond, text_embed, mask)
-        rope = self.rotary_embed(x.shape[1])
-        for block in self.transformer_blocks:
-            h = block(h, t, mask, rope)
-        out: Tensor = self.proj_out(self.norm_out(h, t))
-        return out
+        for block, mod in zip(self.transformer_blocks, mods, strict=True):
+            h = block(h, mod, bias, rope)
+        out: Tensor = self.proj_out(_modulate(h, *final))
+        return _masked(out, mask)
 
     def forward_cfg(self, x: Tensor, cond: Tensor, text: Tensor, time: Tensor, mask: Tensor) -> Tensor:
         """Upstream's ``cfg_infer=True`` call: conditional rows then unconditional rows → [2B, N, M]."""

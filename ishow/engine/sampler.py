@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from ishow.engine.dit import DiT
+from ishow.engine.dit import DiT, StepConditioning, key_padding_bias
 
 # Empirically Pruned Step Sampling grids (in 1/32 units), upstream ``get_epss_timesteps``.
 EPSS_GRIDS: dict[int, tuple[int, ...]] = {
@@ -69,6 +69,121 @@ def item_noise(seed: int, frames: int, mel_dim: int) -> Tensor:
     return torch.randn(frames, mel_dim, generator=gen, dtype=torch.float32)
 
 
+@dataclass(frozen=True, eq=False)
+class BatchInputs:
+    """Padded inputs of one sampling run, all on one device (``B`` rows, ``N`` frames).
+
+    ``x0`` [B, N, M] fp32 noise (zero on padding), ``cond`` [B, N, M] fp32 reference mel (zero after the
+    reference), ``text`` [B, N] long ids (−1 padded, already cut to N), ``seq_lens`` [B] long total frames,
+    ``ref_lens`` [B] long reference frames. Rows past the real items (batch-size buckets) are 1-frame dummies."""
+
+    x0: Tensor
+    cond: Tensor
+    text: Tensor
+    seq_lens: Tensor
+    ref_lens: Tensor
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return int(self.x0.shape[0]), int(self.x0.shape[1])
+
+    def copy_(self, other: BatchInputs) -> None:
+        """Copy ``other`` (same shape, any device) into these tensors (static graph inputs)."""
+        for name in ("x0", "cond", "text", "seq_lens", "ref_lens"):
+            getattr(self, name).copy_(getattr(other, name), non_blocking=True)
+
+
+def prepare_inputs(
+    items: Sequence[SampleItem],
+    mel_dim: int,
+    noise: Sequence[Tensor] | None = None,
+    n_frames: int | None = None,
+    n_rows: int | None = None,
+) -> BatchInputs:
+    """Build the CPU :class:`BatchInputs` of ``items``, padded to ``n_frames`` frames and ``n_rows`` rows
+    (default: exactly the longest item and ``len(items)``)."""
+    if not items:
+        raise ValueError("sample() needs at least one item")
+    durs = [it.total_frames() for it in items]
+    n = max(durs) if n_frames is None else n_frames
+    b = len(items) if n_rows is None else n_rows
+    if n < max(durs) or b < len(items):
+        raise ValueError(f"cannot pad {len(items)} items of up to {max(durs)} frames into [{b}, {n}]")
+    x0 = torch.zeros(b, n, mel_dim)
+    cond = torch.zeros(b, n, mel_dim)
+    text = torch.full((b, n), -1, dtype=torch.long)
+    seq_lens = torch.ones(b, dtype=torch.long)
+    ref_lens = torch.zeros(b, dtype=torch.long)
+    for i, it in enumerate(items):
+        if it.cond.ndim != 2 or it.cond.shape[1] != mel_dim:
+            raise ValueError(f"item {i}: cond must be [frames, {mel_dim}], got {list(it.cond.shape)}")
+        ref = int(it.cond.shape[0])
+        cond[i, :ref] = it.cond.to(dtype=torch.float32, device="cpu")
+        ids = it.text[:n]
+        if ids:
+            text[i, : len(ids)] = torch.tensor(ids, dtype=torch.long)
+        eps = noise[i] if noise is not None else item_noise(it.seed, durs[i], mel_dim)
+        if tuple(eps.shape) != (durs[i], mel_dim):
+            raise ValueError(f"item {i}: noise must be [{durs[i]}, {mel_dim}], got {list(eps.shape)}")
+        x0[i, : durs[i]] = eps.to(dtype=torch.float32, device="cpu")
+        seq_lens[i] = durs[i]
+        ref_lens[i] = ref
+    return BatchInputs(x0=x0, cond=cond, text=text, seq_lens=seq_lens, ref_lens=ref_lens)
+
+
+def step_conditionings(model: DiT, ts: Sequence[float]) -> list[StepConditioning]:
+    """The shared time conditioning of every step (all but the last time point)."""
+    return [model.step_conditioning(t) for t in ts[:-1]]
+
+
+def run_nfe(
+    model: DiT,
+    inp: BatchInputs,
+    ts: Sequence[float],
+    steps: Sequence[StepConditioning],
+    cfg_strength: float,
+    masked: bool = True,
+) -> Tensor:
+    """The whole NFE loop on device tensors: text embedding once, then Euler steps → [B, N, M] fp32 with the
+    reference frames restored and padding zeroed. No host synchronisation: CUDA graphs capture it whole.
+
+    ``masked=False`` (only valid when no row is padded) runs the unmasked fast kernels."""
+    dtype = model.proj_out.weight.dtype
+    b, n = inp.shape
+    frames = torch.arange(n, device=inp.x0.device)
+    mask = frames.unsqueeze(0) < inp.seq_lens.unsqueeze(1)  # [B, N]
+    use_cfg = cfg_strength >= 1e-5
+    cond_m = inp.cond.to(dtype)
+    te = model.embed_text(inp.text, inp.seq_lens, n)
+    if use_cfg:
+        te = torch.cat([te, model.embed_text(inp.text, inp.seq_lens, n, drop_text=True)])
+        cond_m = torch.cat([cond_m, torch.zeros_like(cond_m)])
+        mask_m = torch.cat([mask, mask])
+    else:
+        mask_m = mask
+    fwd_mask = mask_m if masked else None
+    rope = model.rotary_embed.table(n)
+    bias = key_padding_bias(mask_m, dtype) if masked else None
+    x = inp.x0
+    for (t0, t1), step in zip(itertools.pairwise(ts), steps, strict=True):
+        xm = x.to(dtype)
+        if use_cfg:
+            xm = torch.cat([xm, xm])
+        pred = model(xm, cond_m, te, step, fwd_mask, rope=rope, bias=bias).float()
+        if use_cfg:
+            pos, neg = pred.chunk(2, dim=0)
+            pred = torch.lerp(neg, pos, 1.0 + cfg_strength)  # pos + (pos − neg)·cfg
+        x = torch.add(x, pred, alpha=t1 - t0)
+    ref_keep = (frames.unsqueeze(0) < inp.ref_lens.unsqueeze(1)).unsqueeze(-1)
+    out = torch.where(ref_keep, inp.cond, x)
+    return out.masked_fill(~mask.unsqueeze(-1), 0.0)
+
+
+def model_device_dtype(model: DiT) -> tuple[torch.device, torch.dtype]:
+    param = model.proj_out.weight
+    return param.device, param.dtype
+
+
 @torch.inference_mode()
 def sample(
     model: DiT,
@@ -91,62 +206,18 @@ def sample_full(
     items: Sequence[SampleItem],
     config: SamplerConfig = SamplerConfig(),
     noise: Sequence[Tensor] | None = None,
+    n_frames: int | None = None,
+    n_rows: int | None = None,
 ) -> Tensor:
-    """Like :func:`sample` but returns the padded batch [B, N, M] fp32, reference frames restored (as upstream)."""
-    if not items:
-        raise ValueError("sample() needs at least one item")
-    param = next(model.parameters())
-    device, dtype = param.device, param.dtype
-    mel_dim = model.config.mel_dim
-    b = len(items)
-    durs = [it.total_frames() for it in items]
-    n = max(durs)
-    seq_lens = torch.tensor(durs, device=device)
-    mask = torch.arange(n, device=device).unsqueeze(0) < seq_lens.unsqueeze(1)  # [B, N]
+    """Like :func:`sample` but returns the padded batch [B, N, M] fp32, reference frames restored (as upstream).
 
-    cond = torch.zeros(b, n, mel_dim, device=device, dtype=torch.float32)
-    x = torch.zeros(b, n, mel_dim, device=device, dtype=torch.float32)
-    n_text = max(1, max(len(it.text) for it in items))
-    text = torch.full((b, n_text), -1, dtype=torch.long)
-    for i, it in enumerate(items):
-        if it.cond.ndim != 2 or it.cond.shape[1] != mel_dim:
-            raise ValueError(f"item {i}: cond must be [frames, {mel_dim}], got {list(it.cond.shape)}")
-        cond[i, : it.cond.shape[0]] = it.cond.to(device=device, dtype=torch.float32)
-        if it.text:
-            text[i, : len(it.text)] = torch.tensor(it.text, dtype=torch.long)
-        eps = noise[i] if noise is not None else item_noise(it.seed, durs[i], mel_dim)
-        if tuple(eps.shape) != (durs[i], mel_dim):
-            raise ValueError(f"item {i}: noise must be [{durs[i]}, {mel_dim}], got {list(eps.shape)}")
-        x[i, : durs[i]] = eps.to(device=device, dtype=torch.float32)
-    text = text.to(device)
-
-    cfg = config.cfg_strength
-    use_cfg = cfg >= 1e-5
-    cond_m = cond.to(dtype)
-    te = model.embed_text(text, seq_lens, n)
-    if use_cfg:
-        te = torch.cat([te, model.embed_text(text, seq_lens, n, drop_text=True)])
-        cond_m = torch.cat([cond_m, torch.zeros_like(cond_m)])
-        mask_m = torch.cat([mask, mask])
-    else:
-        mask_m = mask
-    rows = cond_m.shape[0]
-    fwd_mask = None if len(set(durs)) == 1 else mask_m  # no padding: unmasked kernels, same result
-
+    ``n_frames``/``n_rows`` pad the batch further (bucketing); the first ``len(items)`` rows and the items' frames
+    do not change (masks make padding exact)."""
+    device, _ = model_device_dtype(model)
+    inp = prepare_inputs(items, model.config.mel_dim, noise, n_frames, n_rows)
+    inp = BatchInputs(**{k: getattr(inp, k).to(device) for k in ("x0", "cond", "text", "seq_lens", "ref_lens")})
     ts = timesteps(config.nfe_step, config.sway_coef, config.use_epss)
-    for t0, t1 in itertools.pairwise(ts):
-        xm = x.to(dtype)
-        if use_cfg:
-            xm = torch.cat([xm, xm])
-        time = torch.full((rows,), t0, device=device, dtype=torch.float32)
-        pred = model(xm, cond_m, te, time, fwd_mask).float()
-        if use_cfg:
-            pos, neg = pred.chunk(2, dim=0)
-            pred = pos + (pos - neg) * cfg
-        x = x + (t1 - t0) * pred
-
-    ref_keep = torch.zeros(b, n, 1, dtype=torch.bool, device=device)
-    for i, it in enumerate(items):
-        ref_keep[i, : it.cond.shape[0]] = True
-    out = torch.where(ref_keep, cond, x)
-    return out.masked_fill(~mask.unsqueeze(-1), 0.0)
+    durs = [it.total_frames() for it in items]
+    b, n = inp.shape
+    unpadded = b == len(items) and all(d == n for d in durs)
+    return run_nfe(model, inp, ts, step_conditionings(model, ts), config.cfg_strength, masked=not unpadded)

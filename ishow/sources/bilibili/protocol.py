@@ -17,7 +17,7 @@ import zlib
 from dataclasses import dataclass, field
 from typing import Any
 
-import brotli  # type: ignore[import-untyped]  # no stubs; used for decompress only
+import brotli  # no stubs; used for decompress only
 
 from ishow.errors import ProtocolError
 
