@@ -362,7 +362,7 @@ class Daemon:
                 watcher = None
                 if self.config_path is not None:
                     self.watcher = ConfigWatcher(self.config_path, self.cfg.root / "voices", self.apply_config)
-                    watcher = tg.create_task(self._supervise(self.watcher.run(), "config watcher"), name="watcher")
+                    watcher = tg.create_task(self._supervise(self.watcher.run, "config watcher"), name="watcher")
                 await stop.wait()
                 log.info("shutting down")
                 self.stopping.set()
@@ -389,9 +389,9 @@ class Daemon:
             await self.worker.close()
             log.info("stopped")
 
-    async def _supervise(self, coro: Coroutine[Any, Any, None], what: str) -> None:
+    async def _supervise(self, run: Callable[[], Coroutine[Any, Any, None]], what: str) -> None:
         try:
-            await coro
+            await run()
         except asyncio.CancelledError:
             raise
         except Exception:
