@@ -375,6 +375,7 @@ class Daemon:
                         await asyncio.wait_for(asyncio.shield(batcher), DRAIN_TIMEOUT_S)
                 batcher.cancel()
                 self.player.resume()
+                self.player.realtime = False  # hand what is left to the sinks now; don't pace the shutdown
                 await self.audio.put(None)
                 try:
                     await asyncio.wait_for(asyncio.shield(player), DRAIN_TIMEOUT_S)

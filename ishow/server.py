@@ -23,7 +23,7 @@ from aiohttp.typedefs import Middleware
 
 from ishow.errors import InputError, LocalError
 from ishow.metrics import CONTENT_TYPE
-from ishow.policy.compose import Dropped, pick_voice
+from ishow.policy.compose import Dropped, pick_voice, speech_text
 from ishow.policy.filters import clean_text
 
 if TYPE_CHECKING:
@@ -153,9 +153,9 @@ async def tts(request: web.Request) -> web.Response:
     daemon = request.app[DAEMON]
     obj = await read_json_object(request)
     limit = daemon.cfg.server.max_text_chars
-    text = clean_text(field_str(obj, "text", required=True, max_len=limit))
+    text = speech_text(clean_text(field_str(obj, "text", required=True, max_len=limit)))
     if not text:
-        raise InputError("'text' is empty")
+        raise InputError("'text' is empty (nothing speakable after removing links, emotes and spaces)")
     voice = field_str(obj, "voice", required=False, max_len=64) or pick_voice(daemon.cfg, text)
     nfe = obj.get("nfe_step")
     if nfe is not None and (not isinstance(nfe, int) or isinstance(nfe, bool) or not 1 <= nfe <= 64):

@@ -56,7 +56,7 @@ async def test_message_to_obs_frames_and_filtered_message_is_silent(start_daemon
         assert body["queued"] is True
         header, pcm = await read_utterance(ws)
         assert header["id"] == body["id"]
-        assert header["text"] == "主播晚上好,今天玩什么游戏?"
+        assert header["text"] == "主播晚上好，今天玩什么游戏？"  # Chinese punctuation kept for prosody
         assert header["user"] == "小明" and header["voice"] == "default_zh"
         assert header["sample_rate"] == 24000 and header["format"] == "pcm_s16le"
         seconds, rms = pcm_stats(pcm)

@@ -53,5 +53,5 @@ def test_compose_templates_priority_voice_and_links() -> None:
     assert compose(gift, off) == Dropped("template_disabled", gift)
 
 
-def test_clean_text_strips_controls_and_normalizes_width() -> None:
-    assert clean_text("ｈｅｌｌｏ\x07\u200bworld  \n x") == "hello world x"
+def test_clean_text_strips_controls_and_collapses_space() -> None:
+    assert clean_text("hello\x07\u200bworld  \n x，好") == "hello world x，好"

@@ -15,15 +15,15 @@ PAID_KINDS = frozenset({EventKind.SUPER_CHAT, EventKind.GIFT, EventKind.GUARD, E
 
 
 def clean_text(text: str) -> str:
-    """NFKC-normalise, drop control/zero-width characters, collapse whitespace."""
-    text = unicodedata.normalize("NFKC", text)
+    """Drop control/zero-width characters and collapse whitespace. Width and punctuation are left to the
+    normalizer, which keeps Chinese punctuation (good for prosody) in Chinese text."""
     text = _CONTROL.sub(" ", text)
     return " ".join(text.split())
 
 
 def squash(text: str) -> str:
     """Lower-case without spaces or punctuation, so banned words match through ``b a n`` tricks."""
-    return "".join(ch for ch in text.casefold() if ch.isalnum())
+    return "".join(ch for ch in unicodedata.normalize("NFKC", text).casefold() if ch.isalnum())
 
 
 def drop_reason(event: ChatEvent, text: str, cfg: FilterConfig) -> str | None:
