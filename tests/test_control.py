@@ -91,3 +91,30 @@ async def test_realtime_pacing_and_skip(start_daemon: Any) -> None:
                 seen.append(json.loads(msg.data))
         assert seen[0] == {"type": "skip", "id": first["id"]}
         assert seen[-1]["text"] == "short one"
+
+
+async def test_moderator_removals_drop_queued_chat(start_daemon: Any) -> None:
+    from ishow.events import ChatEvent, EventKind, Removal, User
+
+    rd = await start_daemon(espeak_config())
+    d = rd.daemon
+    d.player.pause()
+
+    def chat(uid: str, msg_id: str, text: str, platform: str = "twitch") -> None:
+        d.ingest(ChatEvent(platform, "c", User(uid, uid), EventKind.DANMAKU, text, msg_id=msg_id))
+
+    chat("ann", "m1", "hello one")
+    chat("bob", "m2", "hello two")
+    chat("bob", "m3", "hello three")
+    chat("cat", "m4", "hello four")
+    chat("dan", "m5", "hello five", platform="bilibili")
+    for _ in range(100):  # wait until the batch settled into the buffer (bounded)
+        if all(r["state"] in ("ready", "queued") for r in d.snapshot()["items"]):  # type: ignore[union-attr]
+            break
+        await asyncio.sleep(0.02)
+    d.ingest(Removal("twitch", msg_id="m1"))  # CLEARMSG
+    d.ingest(Removal("twitch", user_id="bob"))  # CLEARCHAT of one user
+    left = [r["raw"] for r in d.snapshot()["items"]]  # type: ignore[union-attr]
+    assert left == ["hello four", "hello five"]
+    d.ingest(Removal("twitch"))  # CLEARCHAT: everything from that platform
+    assert [r["raw"] for r in d.snapshot()["items"]] == ["hello five"]  # type: ignore[union-attr]

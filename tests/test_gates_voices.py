@@ -93,3 +93,29 @@ def test_voice_rules_pool_and_language() -> None:
     no_pool = dataclasses.replace(cfg, voice_map=VoiceMapConfig())
     assert pick_voice(no_pool, "你好", user_id="1") == "default_zh"
     assert pick_voice(no_pool, "hello", user_id="1") == "default_en"
+
+
+def test_pool_voice_is_stable_across_processes() -> None:
+    """A restart (new process, different hash seed) gives every viewer the same voice again."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import dataclasses, json\n"
+        "from ishow.config import VoiceMapConfig, default_config\n"
+        "from ishow.engine.base import VoiceSpec\n"
+        "from ishow.policy.compose import pick_voice\n"
+        "cfg = default_config()\n"
+        "cfg = dataclasses.replace(cfg, voices=(*cfg.voices, VoiceSpec('a'), VoiceSpec('b'), VoiceSpec('c')),\n"
+        "                          voice_map=VoiceMapConfig(pool=('a', 'b', 'c')))\n"
+        "print(json.dumps([pick_voice(cfg, 'hi', platform='twitch', user_id=str(i)) for i in range(50)]))\n"
+    )
+    runs = []
+    for seed in ("1", "2"):
+        env = dict(os.environ, PYTHONHASHSEED=seed)
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60)
+        assert out.returncode == 0, out.stderr
+        runs.append(json.loads(out.stdout))
+    assert runs[0] == runs[1] and len(set(runs[0])) == 3
