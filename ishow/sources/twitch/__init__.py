@@ -1,0 +1,1 @@
+"""Twitch chat over IRC-on-websocket: ``protocol`` (pure) and ``client`` (asyncio)."""
