@@ -188,7 +188,7 @@ async def test_daemon_speaks_websocket_input_and_reports_bad_frames(start_daemon
         assert not inp.closed
         await inp.send_str(json.dumps({"user": "小明", "text": "主播晚上好，今天玩什么游戏？", "id": "w1"}))
         header, pcm = await read_utterance(obs)
-        assert header["text"] == "主播晚上好,今天玩什么游戏?" and header["user"] == "小明" and len(pcm) > 24000
+        assert header["text"] == "主播晚上好，今天玩什么游戏？" and header["user"] == "小明" and len(pcm) > 24000
         await inp.send_str(json.dumps({"user": "Bob", "text": "great stream", "kind": "super_chat", "amount": 30}))
         header, _ = await read_utterance(obs)
         assert header["kind"] == "super_chat" and "great stream" in header["text"]

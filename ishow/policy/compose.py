@@ -8,8 +8,9 @@ from dataclasses import dataclass
 
 from ishow.config import Config
 from ishow.events import ChatEvent, EventKind, Priority, Utterance, new_id
-from ishow.policy.filters import PAID_KINDS, clean_text, drop_reason, replace_links
+from ishow.policy.filters import PAID_KINDS, clean_text, drop_reason
 from ishow.policy.gates import ChatGate
+from ishow.policy.normalize import normalize
 
 _CJK_RANGES = ((0x3400, 0x4DBF), (0x4E00, 0x9FFF), (0xF900, 0xFAFF), (0x20000, 0x2FA1F))
 
@@ -62,14 +63,29 @@ def _amount(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else f"{value:.2f}"
 
 
-def speech_text(text: str) -> str:
+def speech_text(text: str, lang: str | None = None) -> str:
     """What the engine should read for a chat text: links spoken as a word, emotes gone, spam collapsed,
-    numbers in words (the normalizer), in the message's language."""
-    try:
-        from ishow.policy.normalize import normalize
-    except ImportError:  # pragma: no cover - normalizer not built into this tree
-        return replace_links(text, "链接" if has_cjk(text) else "link")
-    return normalize(text)
+    numbers in words, in the message's language (see ``ishow.policy.normalize``)."""
+    return normalize(text, lang)
+
+
+_USER_MARK = "XqIshowUserQx"  # stands in for the user's name while the template is normalized
+
+
+def fill_template(template: str, event: ChatEvent, spoken_text: str) -> str:
+    """Fill the template and read its numbers ({num}, {amount}) in the template's language; the user's name
+    is kept exactly as written (no number reading inside names)."""
+    filled = template.format(
+        user=_USER_MARK,
+        text=spoken_text,
+        amount=_amount(event.amount),
+        currency=event.currency,
+        gift=event.gift,
+        num=event.count,
+        platform=event.platform,
+    )
+    lang = "zh" if has_cjk(template) or (template.strip() == "{text}" and has_cjk(spoken_text)) else "en"
+    return normalize(filled, lang).replace(_USER_MARK, clean_text(event.user.name)).strip()
 
 
 def compose(
@@ -95,15 +111,7 @@ def compose(
     template = cfg.templates.for_kind(event.kind.value, event.platform)
     if not template:
         return Dropped("template_disabled", event)
-    spoken = template.format(
-        user=clean_text(event.user.name),
-        text=spoken_text,
-        amount=_amount(event.amount),
-        currency=event.currency,
-        gift=event.gift,
-        num=event.count,
-        platform=event.platform,
-    ).strip()
+    spoken = fill_template(template, event, spoken_text)
     if not spoken:
         return Dropped("empty", event)
     if paid:

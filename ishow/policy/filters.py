@@ -50,6 +50,3 @@ def drop_reason(event: ChatEvent, text: str, cfg: FilterConfig) -> str | None:
             return "too_long"
     return None
 
-
-def replace_links(text: str, word: str) -> str:
-    return _URL.sub(word, text)
