@@ -16,8 +16,9 @@ from aiohttp import web
 from ishow.config import SourceConfig
 from ishow.errors import ConfigError
 from ishow.events import ChatEvent, Removal
+from ishow.sources.backoff import backoff_delay
 from ishow.sources.registry import create_source
-from ishow.sources.twitch.client import TwitchSource, backoff_delay
+from ishow.sources.twitch.client import TwitchSource
 
 T = 5.0  # generous per-step timeout; nothing asserts timing
 

@@ -19,11 +19,18 @@ import yarl
 
 from ishow.config import SourceConfig
 from ishow.errors import ConfigError, ProtocolError, RemoteError
-from ishow.events import ChatEvent, EventKind, Removal
 from ishow.sources.base import Emit, Source
 from ishow.sources.bilibili import api
-from ishow.sources.bilibili.protocol import CommandDecoder, DecodeOptions, GiftMerger, Packet, auth_packet, packet_json
-from ishow.sources.bilibili.wsconn import USER_AGENT, AuthRejected, Backoff, Stats, Timeouts, ws_session
+from ishow.sources.bilibili.protocol import CommandDecoder, DecodeOptions, GiftMerger, auth_packet
+from ishow.sources.bilibili.wsconn import (
+    USER_AGENT,
+    AuthRejected,
+    Backoff,
+    PacketDelivery,
+    Stats,
+    Timeouts,
+    ws_session,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -45,7 +52,7 @@ async def get_json(http: aiohttp.ClientSession, url: str, what: str, timeout_s: 
     return reply
 
 
-class BilibiliSource(Source):
+class BilibiliSource(Source, PacketDelivery):
     """Chat of one Bilibili live room. ``state``: connecting → connected ⇄ reconnecting; failed (room missing)."""
 
     def __init__(
@@ -145,25 +152,6 @@ class BilibiliSource(Source):
         self.state = "connected"
         self.backoff.reset()
         log.info("bilibili danmaku connected", source=self.name, room_id=self.room_id, url=url)
-
-    def _on_packet(self, packet: Packet) -> None:
-        try:
-            events = self.decoder.decode(packet_json(packet))
-        except ProtocolError as e:
-            self.stats.bad_commands += 1
-            log.warning("undecodable bilibili command; skipped", source=self.name, error=str(e))
-            return
-        for ev in events:
-            self._deliver(ev)
-
-    def _deliver(self, ev: ChatEvent | Removal) -> None:
-        assert self._emit is not None
-        out: list[ChatEvent | Removal] = [ev]
-        if isinstance(ev, ChatEvent) and ev.kind is EventKind.GIFT:
-            out = list(self.merger.push(ev, self._clock()))
-        for e in out:
-            self.stats.events += 1
-            self._emit(e)
 
     async def _attempt(self, http: aiohttp.ClientSession) -> str:
         info = await self._danmu_info(http)

@@ -19,12 +19,19 @@ import structlog
 
 from ishow.config import SourceConfig
 from ishow.errors import ConfigError, ProtocolError, RemoteError
-from ishow.events import ChatEvent, EventKind, Removal
 from ishow.sources.base import Emit, Source
 from ishow.sources.bilibili import open_protocol as op
 from ishow.sources.bilibili.api import mask
-from ishow.sources.bilibili.protocol import GiftMerger, Packet, packet_json, raw_auth_packet
-from ishow.sources.bilibili.wsconn import USER_AGENT, AuthRejected, Backoff, Stats, Timeouts, ws_session
+from ishow.sources.bilibili.protocol import GiftMerger, raw_auth_packet
+from ishow.sources.bilibili.wsconn import (
+    USER_AGENT,
+    AuthRejected,
+    Backoff,
+    PacketDelivery,
+    Stats,
+    Timeouts,
+    ws_session,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -33,7 +40,7 @@ APP_HEARTBEAT_S = 20.0
 APP_HEARTBEAT_MAX_MISSES = 2  # the platform expires a game after about a minute without heartbeats
 
 
-class BilibiliOpenSource(Source):
+class BilibiliOpenSource(Source, PacketDelivery):
     """Chat of the room whose streamer gave us their 身份码. ``state`` as ``BilibiliSource``."""
 
     def __init__(
@@ -159,25 +166,6 @@ class BilibiliOpenSource(Source):
         self.state = "connected"
         self.backoff.reset()
         log.info("bilibili open platform connected", source=self.name, url=url)
-
-    def _on_packet(self, packet: Packet) -> None:
-        try:
-            events = self.decoder.decode(packet_json(packet))
-        except ProtocolError as e:
-            self.stats.bad_commands += 1
-            log.warning("undecodable open platform command; skipped", source=self.name, error=str(e))
-            return
-        for ev in events:
-            self._deliver(ev)
-
-    def _deliver(self, ev: ChatEvent | Removal) -> None:
-        assert self._emit is not None
-        out: list[ChatEvent | Removal] = [ev]
-        if isinstance(ev, ChatEvent) and ev.kind is EventKind.GIFT:
-            out = list(self.merger.push(ev, self._clock()))
-        for e in out:
-            self.stats.events += 1
-            self._emit(e)
 
     async def _attempt(self, http: aiohttp.ClientSession) -> str:
         game = self.game = await self._start(http)

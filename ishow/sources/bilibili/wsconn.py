@@ -8,21 +8,27 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 import aiohttp
 import structlog
 
 from ishow.errors import ProtocolError, RemoteError
+from ishow.events import ChatEvent, EventKind, Removal
+from ishow.sources.backoff import backoff_delay
+from ishow.sources.base import Emit
 from ishow.sources.bilibili.protocol import (
     AUTH_BAD_TOKEN,
     AUTH_OK,
     FrameError,
+    GiftMerger,
     Op,
     Packet,
     auth_reply_code,
     heartbeat_packet,
+    packet_json,
     parse_frame,
     popularity,
 )
@@ -81,9 +87,9 @@ class Backoff:
     attempt: int = 0
 
     def next(self) -> float:
-        d = min(self.maximum, self.initial * (2.0 ** min(self.attempt, 32)))
+        delay = backoff_delay(self.attempt, self.maximum, self.rng.random(), self.initial)
         self.attempt += 1
-        return d / 2 + self.rng.random() * d / 2
+        return delay
 
     def reset(self) -> None:
         self.attempt = 0
@@ -176,3 +182,39 @@ async def ws_session(
             await asyncio.wait([beat])  # never raises; our own cancellation still propagates
             if not beat.cancelled() and beat.exception() is not None:
                 log.debug("heartbeat sender stopped", url=url, error=repr(beat.exception()))
+
+
+class _Decoder(Protocol):
+    room: str
+
+    def decode(self, obj: dict[str, Any]) -> Sequence[ChatEvent | Removal]: ...
+
+
+class PacketDelivery:
+    """Packet → decoded events → gift merging → emit; shared by the web and open-platform clients."""
+
+    name: str
+    decoder: _Decoder
+    merger: GiftMerger
+    stats: Stats
+    _emit: Emit | None
+    _clock: Callable[[], float]
+
+    def _on_packet(self, packet: Packet) -> None:
+        try:
+            events = self.decoder.decode(packet_json(packet))
+        except ProtocolError as e:
+            self.stats.bad_commands += 1
+            log.warning("undecodable bilibili command; skipped", source=self.name, error=str(e))
+            return
+        for ev in events:
+            self._deliver(ev)
+
+    def _deliver(self, ev: ChatEvent | Removal) -> None:
+        assert self._emit is not None
+        out: list[ChatEvent | Removal] = [ev]
+        if isinstance(ev, ChatEvent) and ev.kind is EventKind.GIFT:
+            out = list(self.merger.push(ev, self._clock()))
+        for e in out:
+            self.stats.events += 1
+            self._emit(e)

@@ -23,6 +23,7 @@ import structlog
 from ishow.config import SourceConfig
 from ishow.errors import ConfigError, ProtocolError, RemoteError
 from ishow.events import ChatEvent, Removal
+from ishow.sources.backoff import backoff_delay
 from ishow.sources.base import Emit, Source
 from ishow.sources.twitch import protocol as p
 
@@ -30,11 +31,6 @@ log = structlog.get_logger(__name__)
 
 Ending = Literal["reconnect", "closed", "dead"]
 
-
-def backoff_delay(attempt: int, cap: float, rand: float, base: float = 1.0) -> float:
-    """Delay before reconnect attempt ``attempt`` (0-based): ``base·2^attempt`` capped at ``cap``, jittered to
-    50–100 % by ``rand`` ∈ [0, 1)."""
-    return min(cap, base * 2.0 ** min(attempt, 30)) * (0.5 + 0.5 * rand)
 
 
 class TwitchSource(Source):

@@ -24,6 +24,7 @@ import structlog
 from ishow.config import SourceConfig
 from ishow.errors import ConfigError, ProtocolError, RemoteError
 from ishow.events import ChatEvent
+from ishow.sources.backoff import backoff_delay
 from ishow.sources.base import Emit, Source
 from ishow.sources.youtube import protocol as p
 
@@ -37,10 +38,6 @@ HEADERS = {
 CONSENT_COOKIES = {"SOCS": "CAI", "CONSENT": "YES+1"}  # skip the EU cookie-consent interstitial
 SEEN_IDS = 10_000
 
-
-def backoff_delay(attempt: int, cap: float, rand: float, base: float = 1.0) -> float:
-    """``base·2^attempt`` capped at ``cap``, jittered to 50–100 % by ``rand`` ∈ [0, 1)."""
-    return min(cap, base * 2.0 ** min(attempt, 30)) * (0.5 + 0.5 * rand)
 
 
 class YoutubeSource(Source):
