@@ -1,4 +1,4 @@
-"""Command line: ishow run | say | check-config | models fetch | models tiny | voices."""
+"""Command line: ishow run | say | check-config | models fetch | models tiny | voices | bench | engines build."""
 
 from __future__ import annotations
 
@@ -101,6 +101,14 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from ishow.doctor import exit_code, report, run_checks
+
+    checks = run_checks(_config_path(args.config))
+    print(report(checks))
+    return exit_code(checks)
+
+
 def cmd_models_tiny(args: argparse.Namespace) -> int:
     from ishow.engine.checkpoint import write_tiny_model
 
@@ -141,6 +149,29 @@ def cmd_voices_test(args: argparse.Namespace) -> int:
     return cmd_say(args)
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    from ishow.engine.bench import main as bench_main
+
+    return bench_main(args=args)
+
+
+def cmd_engines_build(args: argparse.Namespace) -> int:
+    import torch
+
+    from ishow.engine.vocoder_backends import tensorrt_vocoder
+    from ishow.engine.vocos import load_vocos
+
+    cfg = _load(args.config).engine
+    device = torch.device(args.device or (cfg.device if cfg.device != "auto" else "cuda"))
+    if device.type != "cuda" or not torch.cuda.is_available():
+        raise ConfigError("engines build: TensorRT engines are built on a CUDA device; none is available")
+    vocos = load_vocos(Path(cfg.vocoder), device=device)
+    out = args.engines_dir or Path(cfg.engines_dir)
+    tensorrt_vocoder(vocos, device, out, force=args.force)
+    print(f"TensorRT vocoder engine ready under {out}")
+    return 0
+
+
 def cmd_voices(args: argparse.Namespace) -> int:
     cfg = _load(args.config)
     for v in cfg.voices:
@@ -178,6 +209,10 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("path", type=Path, nargs="?", default=DEFAULT_CONFIG)
     check.set_defaults(func=cmd_check_config)
 
+    doctor = sub.add_parser("doctor", help="check everything a stream needs; prints the fix for each problem")
+    doctor.add_argument("--config", type=Path, help=f"config file (default: {DEFAULT_CONFIG} if present)")
+    doctor.set_defaults(func=cmd_doctor)
+
     models = sub.add_parser("models", help="model weights")
     msub = models.add_subparsers(dest="models_command", required=True)
     fetch = msub.add_parser("fetch", help="download F5TTS_v1_Base and vocos-mel-24khz (huggingface_hub)")
@@ -187,6 +222,21 @@ def build_parser() -> argparse.ArgumentParser:
     tiny.add_argument("dir", type=Path)
     tiny.add_argument("--seed", type=int, default=0)
     tiny.set_defaults(func=cmd_models_tiny)
+
+    from ishow.engine.bench_args import build_parser as bench_parser
+
+    bench = sub.add_parser("bench", help="time text → waveform at the real model size (and upstream, if present)")
+    bench_parser(bench)
+    bench.set_defaults(func=cmd_bench)
+
+    engines = sub.add_parser("engines", help="accelerator engines")
+    esub = engines.add_subparsers(dest="engines_command", required=True)
+    build = esub.add_parser("build", help="build (or reuse) the TensorRT Vocos engine under engine.engines_dir")
+    build.add_argument("--config", type=Path)
+    build.add_argument("--device", help="cuda or cuda:N (default: engine.device)")
+    build.add_argument("--engines-dir", type=Path, help="override engine.engines_dir")
+    build.add_argument("--force", action="store_true", help="rebuild even when the cached engine's key matches")
+    build.set_defaults(func=cmd_engines_build)
 
     voices = sub.add_parser("voices", help="list, add and test voices")
     voices.add_argument("--config", type=Path)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import os
 import re
 import tomllib
 import types
@@ -31,7 +32,7 @@ WINDOW_MS_RANGE = (50, 100)
 class ServerConfig:
     host: str = "127.0.0.1"
     port: int = 27121
-    token: str = ""
+    token: str = field(default="", repr=False)  # a secret: never in a repr or a log line
     max_text_chars: int = 500
     max_body_bytes: int = 65536
 
@@ -140,15 +141,15 @@ class SourceConfig:
     # bilibili: room id (short or long); twitch: channel login; youtube: video id, watch URL or @handle
     room: str = ""
     # bilibili: optional login cookie (SESSDATA=...; names are masked without it); never logged
-    cookie: str = ""
+    cookie: str = field(default="", repr=False)
     # twitch: OAuth token ("oauth:..."; empty → anonymous justinfan login) and its nick
-    token: str = ""
+    token: str = field(default="", repr=False)
     nick: str = ""
     # bilibili_open (open platform / 身份码): app id, key id/secret and the streamer's 身份码
     app_id: int = 0
     access_key_id: str = ""
-    access_key_secret: str = ""
-    code: str = ""
+    access_key_secret: str = field(default="", repr=False)
+    code: str = field(default="", repr=False)
     # endpoint overrides (tests point these at local servers); empty → the platform's real endpoints
     ws_url: str = ""
     api_base: str = ""
@@ -300,6 +301,9 @@ _CHECKS: dict[str, _Check] = {
     ),
     "engine.precision": lambda v: None if v in ("auto", "fp32", "fp16") else "must be one of 'auto', 'fp32', 'fp16'",
     "engine.on_shutdown": lambda v: None if v in ("finish", "drop") else "must be 'finish' or 'drop'",
+    "engine.vocoder_backend": lambda v: (
+        None if v in ("auto", "torch", "onnx", "tensorrt") else "must be one of 'auto', 'torch', 'onnx', 'tensorrt'"
+    ),
     "batch.window_ms": lambda v: (
         None
         if WINDOW_MS_RANGE[0] <= v <= WINDOW_MS_RANGE[1]
@@ -412,6 +416,12 @@ class _Loader:
             ok = isinstance(raw, str) and raw != ""
             if ok:
                 p = Path(raw).expanduser()
+                if not p.is_absolute() and _strip_index(check_path) in CONFINED_PATHS and _escapes(self.root, p):
+                    self.problems.append(
+                        f"{path}: {raw!r} points outside the project root {self.root}; put the file inside it "
+                        "(e.g. voices/) or give an absolute path"
+                    )
+                    return _BAD
                 raw = p if p.is_absolute() else self.root / p
         else:  # pragma: no cover - a programming error in the dataclasses above
             raise TypeError(f"unsupported config type {hint!r} at {path}")
@@ -427,6 +437,15 @@ class _Loader:
 
 
 _BAD = object()
+# Relative paths under these keys must stay inside ``root`` ("../../etc/passwd" is refused); an absolute path is
+# the user's explicit choice and is accepted. Lexical check: symlinks the user placed inside the root are followed.
+CONFINED_PATHS = frozenset({"voices.ref_audio"})
+
+
+def _escapes(root: Path, relative: Path) -> bool:
+    base = os.path.normpath(root)
+    target = os.path.normpath(os.path.join(base, relative))
+    return os.path.commonpath([base, target]) != base
 
 
 def _join(path: str, key: str) -> str:
@@ -541,7 +560,11 @@ def _rebase(cfg: Config, base: Path) -> Config:
         return p if p.is_absolute() else base / p
 
     engine = dataclasses.replace(
-        cfg.engine, checkpoint=fix(cfg.engine.checkpoint), vocab=fix(cfg.engine.vocab), vocoder=fix(cfg.engine.vocoder)
+        cfg.engine,
+        checkpoint=fix(cfg.engine.checkpoint),
+        vocab=fix(cfg.engine.vocab),
+        vocoder=fix(cfg.engine.vocoder),
+        engines_dir=fix(cfg.engine.engines_dir),
     )
     voices = tuple(dataclasses.replace(v, ref_audio=fix(v.ref_audio) if v.ref_audio else None) for v in cfg.voices)
     wav = dataclasses.replace(cfg.outputs.wav, dir=fix(cfg.outputs.wav.dir))

@@ -22,3 +22,6 @@ class EngineConfig:
     precision: str = "auto"  # "auto" (fp16 on CUDA, fp32 on CPU) | "fp32" | "fp16"
     seed: int = 0
     on_shutdown: str = "finish"  # "finish" the batch in flight, or "drop" it
+    cuda_graphs: bool = True  # capture the NFE loop (and the torch vocoder) per (batch, length) bucket on CUDA
+    vocoder_backend: str = "auto"  # "auto" (tensorrt → torch-graph → torch) | "torch" | "onnx" | "tensorrt"
+    engines_dir: Path = Path("models/engines")  # built TensorRT engines and the exported ONNX vocoder

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -313,8 +313,10 @@ class AdaLayerNorm(nn.Module):
         shift, scale, gate, shift_mlp, scale_mlp, gate_mlp = self.linear(F.silu(emb)).chunk(6, dim=1)
         parts = (shift, 1 + scale, gate, shift_mlp, 1 + scale_mlp, gate_mlp)
         if emb.shape[0] == 1:
-            return tuple(p[0].contiguous() for p in parts)  # type: ignore[return-value]
-        return tuple(p.unsqueeze(1) for p in parts)  # type: ignore[return-value]
+            shared = [p[0].contiguous() for p in parts]
+            return shared[0], shared[1], shared[2], shared[3], shared[4], shared[5]
+        rows = [p.unsqueeze(1) for p in parts]
+        return rows[0], rows[1], rows[2], rows[3], rows[4], rows[5]
 
 
 class AdaLayerNormFinal(nn.Module):
@@ -407,12 +409,15 @@ class DiT(nn.Module):
         out: Tensor = self.text_embed(text, seq_lens, n_frames, drop_text=drop_text)
         return out
 
+    def _blocks(self) -> list[DiTBlock]:
+        return [cast(DiTBlock, b) for b in self.transformer_blocks]
+
     def step_conditioning(self, time: float) -> StepConditioning:
         """The time conditioning of one step shared by every row (fp32 time embedding, modulations in the model's
         dtype). The sampler computes it once per step and reuses it for every row and every batch."""
         device = self.proj_out.weight.device
         t = self.time_embed(torch.tensor([time], device=device, dtype=torch.float32))
-        blocks = tuple(block.attn_norm.modulation(t) for block in self.transformer_blocks)  # type: ignore[union-attr]
+        blocks = tuple(block.attn_norm.modulation(t) for block in self._blocks())
         return StepConditioning(blocks=blocks, final=self.norm_out.modulation(t))
 
     def forward(
@@ -438,7 +443,7 @@ class DiT(nn.Module):
             mods, final = time.blocks, time.final
         else:
             t = self.time_embed(time)
-            mods = tuple(block.attn_norm.modulation(t) for block in self.transformer_blocks)  # type: ignore[union-attr]
+            mods = tuple(block.attn_norm.modulation(t) for block in self._blocks())
             final = self.norm_out.modulation(t)
         if rope is None:
             rope = self.rotary_embed.table(x.shape[1])

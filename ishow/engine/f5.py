@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
@@ -22,8 +22,14 @@ import torch
 
 from ishow.config_engine import EngineConfig
 from ishow.engine.base import Engine, SynthRequest, VoiceSpec
-from ishow.engine.sampler import SampleItem, SamplerConfig, sample
+from ishow.engine.sampler import SampleItem, SamplerConfig
 from ishow.errors import ConfigError, EngineError, InputError, OutOfMemoryError, VoiceError
+
+if TYPE_CHECKING:
+    from ishow.engine.dit import DiT
+    from ishow.engine.graphs import GraphSampler
+    from ishow.engine.vocoder_backends import VocoderBackend
+    from ishow.engine.vocos import Vocos
 
 HOP = 256
 SAMPLE_RATE = 24_000
@@ -109,12 +115,13 @@ class F5Engine(Engine):
         self._mel: Any = None
         self._voices: dict[str, PreparedVoice] = {}
         self._tokenize: Callable[[str], list[str]] | None = None
+        self.sampler: GraphSampler | None = None
+        self.vocoder_backend: VocoderBackend | None = None
 
     # -- lifecycle -------------------------------------------------------------------------------------------
     def load(self) -> None:
-        from ishow.engine.audio import MelSpectrogram
         from ishow.engine.checkpoint import load_dit
-        from ishow.engine.text import load_vocab, text_to_tokens
+        from ishow.engine.text import load_vocab
         from ishow.engine.vocos import load_vocos
 
         cfg = self.config
@@ -127,13 +134,29 @@ class F5Engine(Engine):
                 f"vocab {str(cfg.vocab)!r} has {len(vocab)} tokens but checkpoint {str(cfg.checkpoint)!r} embeds only "
                 f"{model.config.text_num_embeds}; use the vocab.txt shipped with the checkpoint"
             )
-        self.vocoder = load_vocos(Path(cfg.vocoder), device=device)  # fp32: cheap, and the ISTFT wants it
-        self.model, self.vocab, self.device, self.dtype = model, vocab, device, dtype
+        vocoder = load_vocos(Path(cfg.vocoder), device=device)  # fp32: cheap, and the ISTFT wants it
+        self.attach(model, vocoder, vocab)
+
+    def attach(self, model: DiT, vocoder: Vocos, vocab: dict[str, int]) -> None:
+        """Use already-built models (``load`` reads them from the configured files; ``ishow bench`` builds them
+        with random weights). Sets up the bucketed/graphed sampler and the vocoder backend."""
+        from ishow.engine.audio import MelSpectrogram
+        from ishow.engine.graphs import GraphSampler
+        from ishow.engine.text import text_to_tokens
+        from ishow.engine.vocoder_backends import select_vocoder
+
+        cfg = self.config
+        device, dtype = model.proj_out.weight.device, model.proj_out.weight.dtype
+        self.sampler = GraphSampler(model, use_graphs=cfg.cuda_graphs)
+        self.vocoder_backend = select_vocoder(
+            cfg.vocoder_backend, vocoder, device, Path(cfg.engines_dir), use_graphs=cfg.cuda_graphs
+        )
+        self.model, self.vocoder, self.vocab, self.device, self.dtype = model, vocoder, vocab, device, dtype
         self._mel = MelSpectrogram()
         self._tokenize = text_to_tokens
 
     def close(self) -> None:
-        self.model = self.vocoder = None
+        self.model = self.vocoder = self.sampler = self.vocoder_backend = None
         self._voices.clear()
 
     def describe(self) -> dict[str, object]:
@@ -145,11 +168,13 @@ class F5Engine(Engine):
                 model=self.config.model,
                 checkpoint=str(self.config.checkpoint),
                 voices=sorted(self._voices),
+                cuda_graphs=bool(self.sampler and self.sampler.use_graphs),
+                vocoder_backend=self.vocoder_backend.name if self.vocoder_backend else None,
             )
         return info
 
     def _require_loaded(self) -> None:
-        if self.model is None or self.vocoder is None or self._tokenize is None:
+        if self.model is None or self.sampler is None or self.vocoder_backend is None or self._tokenize is None:
             raise EngineError("F5Engine.load() must succeed before prepare_voice()/synthesize()")
 
     # -- voices ----------------------------------------------------------------------------------------------
@@ -244,15 +269,16 @@ class F5Engine(Engine):
             return self._run_split(items[:half], sc) + self._run_split(items[half:], sc)
 
     def _run(self, items: list[tuple[SampleItem, PreparedVoice]], sc: SamplerConfig) -> list[Waveform]:
-        mels = sample(self.model, [it for it, _ in items], sc)
-        waves: list[Waveform] = []
-        for mel, (_, voice) in zip(mels, items, strict=True):
-            # per item: Vocos' convolutions would see other items' padding in a padded batch (it costs ~2 ms)
-            wave = self.vocoder.decode(mel.transpose(0, 1).unsqueeze(0).float())[0]
+        assert self.sampler is not None and self.vocoder_backend is not None
+        mels = self.sampler.sample([it for it, _ in items], sc)
+        # one vocoder call for the whole batch: frame masks make each item equal its own decode
+        waves = self.vocoder_backend.decode(mels)
+        out: list[torch.Tensor] = []
+        for wave, (_, voice) in zip(waves, items, strict=True):
             if voice.rms < TARGET_RMS:
                 wave = wave * (voice.rms / TARGET_RMS)
-            waves.append(np.ascontiguousarray(wave.float().cpu().numpy(), dtype=np.float32))
-        return waves
+            out.append(wave)
+        return [np.ascontiguousarray(w.float().cpu().numpy(), dtype=np.float32) for w in out]
 
 
 def timed_synthesize(engine: F5Engine, requests: Sequence[SynthRequest]) -> tuple[list[Waveform], float]:

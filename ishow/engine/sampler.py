@@ -149,7 +149,7 @@ def run_nfe(
 
     ``masked=False`` (only valid when no row is padded) runs the unmasked fast kernels."""
     dtype = model.proj_out.weight.dtype
-    b, n = inp.shape
+    _b, n = inp.shape
     frames = torch.arange(n, device=inp.x0.device)
     mask = frames.unsqueeze(0) < inp.seq_lens.unsqueeze(1)  # [B, N]
     use_cfg = cfg_strength >= 1e-5

@@ -21,6 +21,7 @@ last ~12 frames of shorter items (and ``center`` ISTFT edges); decode items alon
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,7 @@ CONFIG_FILE = "config.yaml"
 WEIGHTS_FILE = "pytorch_model.bin"
 VOCOS_LOG_FLOOR = 1e-7  # vocos.modules.safe_log
 MAG_MAX = 1e2
+LOG_MAG_MAX = math.log(MAG_MAX)
 
 _FEATURE_CLASS = "vocos.feature_extractors.MelSpectrogramFeatures"
 _BACKBONE_CLASS = "vocos.models.VocosBackbone"
@@ -241,7 +243,11 @@ class ConvNeXtBlock(nn.Module):
         self.pwconv2 = nn.Linear(intermediate_dim, dim)
         self.gamma = nn.Parameter(torch.full((dim,), layer_scale)) if layer_scale > 0 else None
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """x: [B, C, T]; mask: [B, 1, T] (1 valid, 0 padding) or None. Padding is zeroed before the convolution,
+        so a padded item sees the zeros it would see alone."""
+        if mask is not None:
+            x = x * mask
         h: torch.Tensor = self.dwconv(x).transpose(1, 2)  # [B, T, C]
         h = self.pwconv2(self.act(self.pwconv1(self.norm(h))))
         if self.gamma is not None:
@@ -267,10 +273,13 @@ class VocosBackbone(nn.Module):
                 if m.bias is not None:
                     nn.init.zeros_(m.bias)
 
-    def forward(self, mel: torch.Tensor) -> torch.Tensor:
+    def forward(self, mel: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """mel: [B, C, T], mask: [B, 1, T] float (1 valid) or None → [B, T, dim]."""
+        if mask is not None:
+            mel = mel * mask
         x = self.norm(self.embed(mel).transpose(1, 2)).transpose(1, 2)  # [B, dim, T]
         for block in self.convnext:
-            x = block(x)
+            x = block(x, mask)
         out: torch.Tensor = self.final_layer_norm(x.transpose(1, 2))
         return out
 
@@ -306,6 +315,21 @@ class ISTFT(nn.Module):
         ]
         return y / envelope
 
+    def masked_center(self, spec: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """``center`` ISTFT of a padded batch: spec [B, n_fft // 2 + 1, T], mask [B, T] float (1 valid) →
+        [B, (T - 1) * hop]. Each item's window envelope counts only its own frames, so item ``i`` equals
+        ``torch.istft`` of its ``T_i`` frames on the first ``(T_i - 1) * hop`` samples (later ones are undefined:
+        slice them off)."""
+        window = self.window.to(device=spec.device, dtype=torch.float32)
+        n_frames = spec.shape[-1]
+        m = mask.to(torch.float32).unsqueeze(1)  # [B, 1, T]
+        frames = torch.fft.irfft(spec, self.n_fft, dim=1, norm="backward") * (window[None, :, None] * m)
+        total = (n_frames - 1) * self.hop_length + self.win_length
+        start = self.n_fft // 2
+        y = self._overlap_add(frames, total)[:, start : total - start]
+        env = self._overlap_add(window.square()[None, :, None] * m, total)[:, start : total - start]
+        return y / env.clamp_min(1e-11)
+
     def _overlap_add(self, frames: torch.Tensor, total: int) -> torch.Tensor:
         """``[B, win, T]`` frames → ``[B, total]``, frame ``t`` added at offset ``t * hop``."""
         out = nn.functional.fold(
@@ -322,11 +346,15 @@ class ISTFTHead(nn.Module):
         self.out = nn.Linear(config.head_dim, config.head_n_fft + 2)
         self.istft = ISTFT(config.head_n_fft, config.head_hop_length, config.head_n_fft, config.head_padding)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """x: [B, T, dim], mask: [B, T] float (1 valid) or None → waveform [B, L] fp32."""
         h = self.out(x).transpose(1, 2).to(torch.float32)  # [B, n_fft + 2, T]; exp/ISTFT stay in fp32
         log_mag, phase = h.chunk(2, dim=1)
-        mag = torch.clip(torch.exp(log_mag), max=MAG_MAX)
+        # exp(min(x, log 100)) == upstream's clip(exp(x), max=100), and cannot overflow in fp16
+        mag = torch.exp(torch.clamp(log_mag, max=LOG_MAG_MAX))
         spec = torch.complex(mag * torch.cos(phase), mag * torch.sin(phase))
+        if mask is not None and self.istft.padding == "center":
+            return self.istft.masked_center(spec, mask)
         out: torch.Tensor = self.istft(spec)
         return out
 
@@ -347,8 +375,11 @@ class Vocos(nn.Module):
         hop = self.config.head_hop_length
         return (n_frames - 1) * hop if self.config.head_padding == "center" else n_frames * hop
 
-    def forward(self, mel: torch.Tensor) -> torch.Tensor:
-        """``[B, n_mels, T]`` → ``[B, L]`` float32 (``[n_mels, T]`` is treated as a batch of one)."""
+    def forward(self, mel: torch.Tensor, frame_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """``[B, n_mels, T]`` → ``[B, L]`` float32 (``[n_mels, T]`` is treated as a batch of one).
+
+        ``frame_mask`` [B, T] (1 valid, 0 padding; head padding "center") decodes a padded batch exactly: item
+        ``i`` equals its own decode on its first ``(T_i - 1) * hop`` samples; slice off the rest."""
         if mel.dim() == 2:
             mel = mel.unsqueeze(0)
         if mel.dim() != 3 or mel.shape[1] != self.config.input_channels:
@@ -356,8 +387,14 @@ class Vocos(nn.Module):
                 f"Vocos expects mel of shape [B, {self.config.input_channels}, T], got {tuple(mel.shape)}"
             )
         weight = self.backbone.embed.weight
-        out: torch.Tensor = self.head(self.backbone(mel.to(device=weight.device, dtype=weight.dtype)))
-        return out
+        mel = mel.to(device=weight.device, dtype=weight.dtype)
+        if frame_mask is None:
+            out: torch.Tensor = self.head(self.backbone(mel))
+            return out
+        fm = frame_mask.to(device=weight.device, dtype=torch.float32)
+        hidden = self.backbone(mel, fm.unsqueeze(1).to(weight.dtype))
+        masked: torch.Tensor = self.head(hidden, fm)
+        return masked
 
     def decode(self, mel: torch.Tensor) -> torch.Tensor:
         """Inference-mode ``forward``: log mel ``[B, n_mels, T]`` → waveform float32 ``[B, L]``."""

@@ -1,0 +1,309 @@
+"""``ishow bench``: text in → waveform out at the real F5TTS_v1_Base + vocos-mel-24khz size.
+
+Builds the models with random weights (or loads the configured checkpoints when they exist), a 5 s reference
+voice and ~3 s messages, and times the engine path users run (``F5Engine.synthesize``: text frontend, bucketed
+CUDA-graphed sampler, batched vocoder, copy to host) at batch 1, 4, 16 and a chat-like mix of lengths. Also: the
+sampler and the vocoder alone, eager vs graphed, fp16 accuracy against the eager fp32 path (same noise), and —
+when the upstream ``f5_tts`` package imports (``--upstream``, automatic by default) — upstream's
+``infer_batch_process`` and its padded batch in the same run, with ratios.
+
+Timing: CUDA synchronize around each call, ``--warmup`` calls first (graph capture happens there), median of
+``--iters``. Imports only torch, numpy, safetensors and the engine's own dependencies (no daemon modules).
+Run as ``ishow bench`` or ``python -m ishow.engine.bench``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import dataclasses
+import json
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ishow.config_engine import EngineConfig
+from ishow.engine.base import SynthRequest, VoiceSpec
+from ishow.engine.dit import DiT
+from ishow.engine.f5 import HOP, SAMPLE_RATE, F5Engine
+from ishow.engine.vocos import Vocos, VocosConfig
+
+REF_TEXT = "大家好，欢迎来到我的直播间，今天我们一起聊天玩游戏。"  # ~5 s of speech
+MESSAGE = "这个游戏真的太好玩了，主播加油！"  # ~3 s with the reference above
+MIX = ["666", "哈哈哈哈", "主播好", "hello", "这波操作太秀了", "gg", "今天的直播太好看了，主播加油！", "ok",
+       "刚来，错过了什么？", "what game is this?", "下一把一定能赢", "笑死我了哈哈哈", "主播今天状态不错啊",
+       "这个BOSS怎么打", "love the stream, keep going!", "晚上好"]  # fmt: skip
+
+
+@dataclasses.dataclass
+class Row:
+    name: str
+    batch: int
+    ms: float  # median per call
+    audio_s: float  # seconds of audio per call
+    peak_mb: float
+    spread_ms: float = 0.0  # (max - min) over the timed calls
+
+    @property
+    def ms_per_msg(self) -> float:
+        return self.ms / self.batch
+
+    @property
+    def rtf(self) -> float:
+        return self.ms / 1000 / self.audio_s if self.audio_s else 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d.update(ms_per_msg=self.ms_per_msg, rtf=self.rtf, audio_s_per_s=(1 / self.rtf if self.rtf else 0.0))
+        return d
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_calls(fn: Callable[[], object], device: torch.device, iters: int, warmup: int) -> tuple[float, float]:
+    """Median and spread (max - min) in ms of ``iters`` calls after ``warmup`` calls, synchronized."""
+    for _ in range(warmup):
+        fn()
+    sync(device)
+    times = []
+    for _ in range(iters):
+        t0 = time.perf_counter()
+        fn()
+        sync(device)
+        times.append((time.perf_counter() - t0) * 1000)
+    return statistics.median(times), max(times) - min(times)
+
+
+def measure(
+    name: str, batch: int, fn: Callable[[], object], audio_s: float, device: torch.device, iters: int, warmup: int
+) -> Row:
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    ms, spread = time_calls(fn, device, iters, warmup)
+    peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else 0.0
+    return Row(name=name, batch=batch, ms=ms, audio_s=audio_s, peak_mb=peak, spread_ms=spread)
+
+
+def rel_l2(a: torch.Tensor | np.ndarray, b: torch.Tensor | np.ndarray) -> float:
+    ta, tb = torch.as_tensor(a).double().cpu(), torch.as_tensor(b).double().cpu()
+    return float((ta - tb).norm() / tb.norm().clamp_min(1e-30))
+
+
+def random_models(seed: int = 0, model: str = "F5TTS_v1_Base") -> tuple[DiT, Vocos]:
+    """Real-size F5TTS_v1_Base and vocos-mel-24khz with seeded random weights (fp32, CPU); ``tiny``: smoke tests."""
+    from ishow.engine.checkpoint import randomize_
+    from ishow.engine.dit import CONFIGS
+
+    tiny = model == "tiny"
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        dit = DiT(CONFIGS[model]).eval()
+        vcfg = VocosConfig(dim=64, intermediate_dim=192, num_layers=2, head_dim=64) if tiny else VocosConfig()
+        vocos = Vocos(vcfg).eval()
+    randomize_(dit, seed, std=0.02)
+    return dit, vocos
+
+
+def write_reference(path: Path, seconds: float = 5.0) -> Path:
+    """A speech-like 5 s reference: a gliding harmonic tone with a syllable-rate envelope, RMS ≈ 0.1."""
+    import soundfile
+
+    t = np.arange(int(seconds * SAMPLE_RATE)) / SAMPLE_RATE
+    f0 = 160 + 40 * np.sin(2 * np.pi * 0.7 * t)
+    phase = 2 * np.pi * np.cumsum(f0) / SAMPLE_RATE
+    env = 0.55 + 0.45 * np.sin(2 * np.pi * 4 * t)
+    wave = env * sum(np.sin(k * phase) / k for k in range(1, 6))
+    wave = 0.1 * wave / np.sqrt(np.mean(wave**2))
+    soundfile.write(str(path), wave.astype(np.float32), SAMPLE_RATE)
+    return path
+
+
+def make_engine(
+    cfg: EngineConfig, dit: DiT | None, vocos: Vocos | None, device: torch.device, dtype: torch.dtype
+) -> F5Engine:
+    from ishow.engine.text import load_vocab
+
+    engine = F5Engine(cfg)
+    if dit is None or vocos is None:
+        engine.load()
+    else:
+        engine.attach(copy.deepcopy(dit).to(device, dtype), copy.deepcopy(vocos).to(device), load_vocab(None))
+    return engine
+
+
+def requests(voice: VoiceSpec, texts: Sequence[str]) -> list[SynthRequest]:
+    return [SynthRequest(text=t, voice=voice, seed=i) for i, t in enumerate(texts)]
+
+
+def audio_seconds(engine: F5Engine, reqs: Sequence[SynthRequest]) -> float:
+    return sum(len(w) for w in engine.synthesize(reqs)) / SAMPLE_RATE
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    device = torch.device(args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"))
+    dtype = {"fp16": torch.float16, "fp32": torch.float32}[
+        args.precision if args.precision != "auto" else ("fp16" if device.type == "cuda" else "fp32")
+    ]
+    base = EngineConfig(device=str(device), precision="fp16" if dtype == torch.float16 else "fp32",
+                        vocoder_backend=args.vocoder_backend, engines_dir=Path(args.engines_dir))  # fmt: skip
+    base = dataclasses.replace(base, model=args.model)
+    real = (
+        args.model != "tiny"
+        and Path(base.checkpoint).is_file()
+        and (Path(base.vocoder) / "pytorch_model.bin").is_file()
+    )
+    dit, vocos = (None, None) if real else random_models(model=args.model)
+    tmp = Path(tempfile.mkdtemp(prefix="ishow-bench-"))
+    voice = VoiceSpec(id="bench", ref_audio=write_reference(tmp / "ref.wav"), ref_text=REF_TEXT)
+    it, wu = args.iters, args.warmup
+    rows: list[Row] = []
+    checks: dict[str, float] = {}
+    log = print if not args.quiet else (lambda *a, **k: None)
+    log(f"device {device} ({torch.cuda.get_device_name(device) if device.type == 'cuda' else 'cpu'}), torch "
+        f"{torch.__version__}, {'checkpoints' if real else 'random weights'}, precision {dtype}")  # fmt: skip
+
+    # -- accuracy: fp16 (graphs) vs eager fp32, same seeds ------------------------------------------------------
+    if args.accuracy and dtype != torch.float32:
+        ref_eng = make_engine(dataclasses.replace(base, precision="fp32", cuda_graphs=False, vocoder_backend="torch"),
+                              dit, vocos, device, torch.float32)  # fmt: skip
+        acc_reqs = requests(voice, [MESSAGE, *MIX[:3]])
+        ref_waves = ref_eng.synthesize(acc_reqs)
+        ref_mels = [m.cpu() for m in ref_eng.sampler.sample([ref_eng._item(r)[0] for r in acc_reqs])]  # type: ignore[union-attr]
+        del ref_eng
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+    eng = make_engine(base, dit, vocos, device, dtype)
+    log(f"vocoder backend: {eng.vocoder_backend.name if eng.vocoder_backend else None}")
+    if args.accuracy and dtype != torch.float32:
+        waves = eng.synthesize(acc_reqs)
+        mels = eng.sampler.sample([eng._item(r)[0] for r in acc_reqs])  # type: ignore[union-attr]
+        checks["fp16_vs_fp32_mel_rel_l2_max"] = max(rel_l2(a, b) for a, b in zip(mels, ref_mels, strict=True))
+        checks["fp16_vs_fp32_wave_rel_l2_max"] = max(rel_l2(a, b) for a, b in zip(waves, ref_waves, strict=True))
+
+    # -- correctness on this device: batch == single, graph == eager ----------------------------------------------
+    mix_reqs = requests(voice, MIX)
+    batch_out = eng.synthesize(mix_reqs[:5])
+    singles = [eng.synthesize([r])[0] for r in mix_reqs[:5]]
+    checks["batch_vs_single_wave_rel_l2_max"] = max(rel_l2(a, b) for a, b in zip(batch_out, singles, strict=True))
+    if device.type == "cuda" and eng.sampler is not None and eng.sampler.use_graphs:
+        items = [eng._item(r)[0] for r in mix_reqs[:4]]
+        graphed = eng.sampler.sample(items)
+        eng.sampler.use_graphs = False
+        eager = eng.sampler.sample(items)
+        eng.sampler.use_graphs = True
+        checks["graph_vs_eager_mel_rel_l2_max"] = max(rel_l2(a, b) for a, b in zip(graphed, eager, strict=True))
+
+    # -- the engine path: text in → waveform out ----------------------------------------------------------------
+    workloads = {"batch 1": [MESSAGE], "batch 4": [MESSAGE] * 4, "batch 16": [MESSAGE] * 16, "chat mix 16": MIX}
+    for label, texts in workloads.items():
+        reqs = [SynthRequest(text=t, voice=voice, seed=i) for i, t in enumerate(texts)]
+        secs = audio_seconds(eng, reqs)
+        rows.append(measure(f"ours {label}", len(reqs), lambda r=reqs: eng.synthesize(r), secs, device, it, wu))  # type: ignore[misc]
+        log(fmt_row(rows[-1]))
+    if device.type == "cuda" and args.ablations:
+        rows.extend(ablations(eng, voice, device, it, wu, log))
+
+    result: dict[str, Any] = {"device": str(device), "precision": str(dtype), "real_weights": real,
+                              "rows": [r.as_dict() for r in rows], "checks": checks}  # fmt: skip
+    if device.type == "cuda":
+        result["gpu"] = torch.cuda.get_device_name(device)
+    # -- upstream in the same run -----------------------------------------------------------------------------
+    want_upstream = args.upstream if args.upstream is not None else _upstream_importable()
+    if want_upstream and dit is not None and vocos is not None:
+        from ishow.engine.bench_upstream import upstream_rows
+
+        del eng
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+        up = upstream_rows(dit, vocos, tmp / "ref.wav", REF_TEXT, MESSAGE, MIX, device, dtype, it, wu, log)
+        rows.extend(up["rows"])
+        checks.update(up.get("checks", {}))
+        result["rows"] = [r.as_dict() for r in rows]
+        result["ratios"] = ratios(rows)
+    return result
+
+
+def ablations(
+    eng: F5Engine, voice: VoiceSpec, device: torch.device, it: int, wu: int, log: Callable[..., None]
+) -> list[Row]:
+    """Sampler alone (graph vs eager) and the vocoder alone at 256 frames (graph vs eager vs onnx CPU)."""
+    from ishow.engine.vocoder_backends import TorchVocoder
+
+    assert eng.sampler is not None and eng.vocoder is not None
+    out: list[Row] = []
+    item = eng._item(SynthRequest(text=MESSAGE, voice=voice))[0]
+    secs = (item.total_frames() - int(item.cond.shape[0]) - 1) * HOP / SAMPLE_RATE
+    for label, graphs in (("sampler graph b1", True), ("sampler eager b1", False)):
+        eng.sampler.use_graphs = graphs
+        out.append(measure(label, 1, lambda: eng.sampler.sample([item]), secs, device, it, wu))  # type: ignore[union-attr]
+        log(fmt_row(out[-1]))
+    eng.sampler.use_graphs = True
+    mel = [torch.randn(256, 100, device=device) - 4]
+    for label, graphs in (("vocoder graph 256f", True), ("vocoder eager 256f", False)):
+        voc = TorchVocoder(eng.vocoder, use_graphs=graphs)
+        out.append(measure(label, 1, lambda v=voc: v.decode(mel), 255 * HOP / SAMPLE_RATE, device, it * 5, wu))  # type: ignore[misc]
+        log(fmt_row(out[-1]))
+    return out
+
+
+def ratios(rows: Sequence[Row]) -> dict[str, float]:
+    by = {r.name: r for r in rows}
+    pairs = {
+        "batch 1: upstream infer_batch_process / ours": ("upstream infer_batch_process b1", "ours batch 1"),
+        "batch 4: upstream padded batch / ours": ("upstream padded batch 4", "ours batch 4"),
+        "batch 16: upstream padded batch / ours": ("upstream padded batch 16", "ours batch 16"),
+    }
+    return {k: by[a].ms / by[b].ms for k, (a, b) in pairs.items() if a in by and b in by}
+
+
+def _upstream_importable() -> bool:
+    from importlib.util import find_spec
+
+    return find_spec("f5_tts") is not None and find_spec("vocos") is not None
+
+
+HEADER = f"{'path':34} {'batch':>5} {'ms/batch':>9} {'ms/msg':>8} {'RTF':>7} {'audio s/s':>9} {'peak GB':>8}"
+
+
+def fmt_row(r: Row) -> str:
+    aps = 1 / r.rtf if r.rtf else 0.0
+    return (f"{r.name:34} {r.batch:5d} {r.ms:9.1f} {r.ms_per_msg:8.2f} {r.rtf:7.4f} {aps:9.1f} "
+            f"{r.peak_mb / 1024:8.2f}")  # fmt: skip
+
+
+def table(result: dict[str, Any]) -> str:
+    lines = [HEADER]
+    for d in result["rows"]:
+        r = Row(**{k: d[k] for k in ("name", "batch", "ms", "audio_s", "peak_mb", "spread_ms")})
+        lines.append(fmt_row(r))
+    for k, v in result.get("ratios", {}).items():
+        lines.append(f"ratio {k}: {v:.1f}x")
+    for k, v in result.get("checks", {}).items():
+        lines.append(f"check {k}: {v:.2e}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None, args: argparse.Namespace | None = None) -> int:
+    from ishow.engine.bench_args import build_parser
+
+    args = args or build_parser().parse_args(argv)
+    result = run(args)
+    print(table(result))
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(result, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

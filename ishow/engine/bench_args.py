@@ -1,0 +1,26 @@
+"""Command-line arguments of ``ishow bench`` (kept apart so ``ishow --help`` does not import torch)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def build_parser(p: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
+    p = p or argparse.ArgumentParser(prog="ishow bench", description="time text → waveform at the real model size")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
+    p.add_argument("--precision", default="auto", choices=["auto", "fp16", "fp32"])
+    p.add_argument("--iters", type=int, default=10, help="timed calls per row (median reported)")
+    p.add_argument("--warmup", type=int, default=3, help="untimed calls first (graph capture happens here)")
+    p.add_argument("--upstream", action=argparse.BooleanOptionalAction, default=None,
+                   help="also time upstream f5_tts (default: when it imports)")  # fmt: skip
+    p.add_argument("--vocoder-backend", default="auto", choices=["auto", "torch", "onnx", "tensorrt"])
+    p.add_argument("--engines-dir", default="models/engines")
+    p.add_argument("--accuracy", action=argparse.BooleanOptionalAction, default=True, help="fp16 vs fp32 check")
+    p.add_argument("--ablations", action=argparse.BooleanOptionalAction, default=True,
+                   help="sampler and vocoder alone, graph vs eager (CUDA)")  # fmt: skip
+    p.add_argument("--model", default="F5TTS_v1_Base", choices=["F5TTS_v1_Base", "tiny"],
+                   help="tiny: a seconds-long smoke test of the bench itself")  # fmt: skip
+    p.add_argument("--json", type=Path, help="write the numbers here")
+    p.add_argument("--quiet", action="store_true")
+    return p
