@@ -1,4 +1,4 @@
-"""The aiohttp application: /healthz, /metrics, /api/*, /obs and /ws/obs.
+"""The aiohttp application: /healthz, /metrics, /api/*, the control panel (/ and /static/*), /obs and /ws/obs.
 
 Bad requests always get a 4xx JSON ``{"error": ...}`` that names the field and what was wrong; handlers never
 raise past the error middleware, so a bad request cannot take the daemon down.

@@ -11,11 +11,17 @@ then for each utterance, in playback order::
     binary  PCM16 little-endian mono, at most ``chunk_bytes`` per frame; concatenated they are the utterance
     text    {"type":"end","id":str}
 
-``text`` is exactly the spoken text; ``raw`` is the original chat message (for subtitles).
+``text`` is exactly the spoken text; ``raw`` is the original chat message (for subtitles). When a moderator skips::
 
-Page → server (optional): ``{"type":"played","id":…}`` after an utterance finished playing, and
-``{"type":"state",…}`` with a few scalar fields (audio context state, queue length). Anything else is malformed:
-logged (rate-limited per client) and ignored.
+    text    {"type":"skip","id":str}
+
+the page stops that utterance at once if it is playing (or drops it if it is waiting), hides its subtitle and does
+not report it played. It comes after the utterance's ``end`` on the same connection (one FIFO per client).
+
+Page → server (optional): ``{"type":"played","id":…}`` after an utterance played to its end, and
+``{"type":"state",…}`` with a few scalar fields (the shipped page sends ``page``, ``audio`` (context state),
+``rate``, ``playing`` (id or ""), ``waiting``, ``played``, ``skipped``, ``theme``); the last one is shown per client
+in ``/healthz``. Anything else is malformed: logged (rate-limited per client) and ignored.
 
 Bounds and drop policy: every client has its own queue of at most ``max_client_queue`` utterances and one writer
 task. When an utterance arrives and a client's queue is full, or one frame send takes longer than
