@@ -302,7 +302,9 @@ _CHECKS: dict[str, _Check] = {
     "engine.precision": lambda v: None if v in ("auto", "fp32", "fp16") else "must be one of 'auto', 'fp32', 'fp16'",
     "engine.on_shutdown": lambda v: None if v in ("finish", "drop") else "must be 'finish' or 'drop'",
     "engine.vocoder_backend": lambda v: (
-        None if v in ("auto", "torch", "onnx", "tensorrt") else "must be one of 'auto', 'torch', 'onnx', 'tensorrt'"
+        None
+        if v in ("auto", "torch", "torch-compile", "onnx", "tensorrt")
+        else "must be one of 'auto', 'torch', 'torch-compile', 'onnx', 'tensorrt'"
     ),
     "batch.window_ms": lambda v: (
         None

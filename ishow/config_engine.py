@@ -23,5 +23,7 @@ class EngineConfig:
     seed: int = 0
     on_shutdown: str = "finish"  # "finish" the batch in flight, or "drop" it
     cuda_graphs: bool = True  # capture the NFE loop (and the torch vocoder) per (batch, length) bucket on CUDA
-    vocoder_backend: str = "auto"  # "auto" (tensorrt → torch-graph → torch) | "torch" | "onnx" | "tensorrt"
+    # "auto" (tensorrt → torch-compile → torch-graph → torch) | "torch" | "torch-compile" | "onnx" | "tensorrt"
+    vocoder_backend: str = "auto"
+    compile: bool = True  # on CUDA with cuda_graphs: torch.compile the DiT blocks and the vocoder inside the graphs
     engines_dir: Path = Path("models/engines")  # built TensorRT engines and the exported ONNX vocoder

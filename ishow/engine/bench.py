@@ -156,7 +156,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     ]
     base = EngineConfig(device=str(device), precision="fp16" if dtype == torch.float16 else "fp32",
                         vocoder_backend=args.vocoder_backend, engines_dir=Path(args.engines_dir))  # fmt: skip
-    base = dataclasses.replace(base, model=args.model)
+    base = dataclasses.replace(base, model=args.model, compile=getattr(args, "compile", True))
     real = (
         args.model != "tiny"
         and Path(base.checkpoint).is_file()
@@ -183,7 +183,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         if device.type == "cuda":
             torch.cuda.empty_cache()
     eng = make_engine(base, dit, vocos, device, dtype)
-    log(f"vocoder backend: {eng.vocoder_backend.name if eng.vocoder_backend else None}")
+    log(f"vocoder backend: {eng.vocoder_backend.name if eng.vocoder_backend else None}, "
+        f"compiled DiT blocks: {bool(eng.sampler and eng.sampler.compile)}")  # fmt: skip
     if args.accuracy and dtype != torch.float32:
         waves = eng.synthesize(acc_reqs)
         mels = eng.sampler.sample([eng._item(r)[0] for r in acc_reqs])  # type: ignore[union-attr]
@@ -211,7 +212,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         rows.append(measure(f"ours {label}", len(reqs), lambda r=reqs: eng.synthesize(r), secs, device, it, wu))  # type: ignore[misc]
         log(fmt_row(rows[-1]))
     if device.type == "cuda" and args.ablations:
-        rows.extend(ablations(eng, voice, device, it, wu, log))
+        rows.extend(ablations(eng, voice, device, it, wu, log, checks))
+    for name, obj in (("dit", eng.sampler), ("vocoder", eng.vocoder_backend)):
+        err = getattr(obj, "compile_error", None)
+        if err:
+            log(f"compile fallback ({name}): {err}")
 
     result: dict[str, Any] = {"device": str(device), "precision": str(dtype), "real_weights": real,
                               "rows": [r.as_dict() for r in rows], "checks": checks}  # fmt: skip
@@ -234,25 +239,57 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def ablations(
-    eng: F5Engine, voice: VoiceSpec, device: torch.device, it: int, wu: int, log: Callable[..., None]
+    eng: F5Engine,
+    voice: VoiceSpec,
+    device: torch.device,
+    it: int,
+    wu: int,
+    log: Callable[..., None],
+    checks: dict[str, float] | None = None,
 ) -> list[Row]:
-    """Sampler alone (graph vs eager) and the vocoder alone at 256 frames (graph vs eager vs onnx CPU)."""
+    """Sampler alone at batch 1 and 16 (compiled graph vs plain graph vs eager) and the vocoder alone at 256 frames
+    (compiled fp16 vs graphed fp16 vs graphed fp32 vs eager fp32), with their accuracy against the plain paths."""
+    from ishow.engine.graphs import GraphSampler
     from ishow.engine.vocoder_backends import TorchVocoder
 
     assert eng.sampler is not None and eng.vocoder is not None
+    checks = checks if checks is not None else {}
     out: list[Row] = []
     item = eng._item(SynthRequest(text=MESSAGE, voice=voice))[0]
     secs = (item.total_frames() - int(item.cond.shape[0]) - 1) * HOP / SAMPLE_RATE
-    for label, graphs in (("sampler graph b1", True), ("sampler eager b1", False)):
-        eng.sampler.use_graphs = graphs
-        out.append(measure(label, 1, lambda: eng.sampler.sample([item]), secs, device, it, wu))  # type: ignore[union-attr]
+    items16 = [eng._item(SynthRequest(text=MESSAGE, voice=voice, seed=i))[0] for i in range(16)]
+    plain = GraphSampler(eng.sampler.model, compile=False)
+    main = eng.sampler
+    tag = "compiled graph" if main.compile else "graph"
+    for label, sampler, batch in ((f"sampler {tag} b1", main, [item]), ("sampler graph b1 (no compile)", plain, [item]),
+                                  (f"sampler {tag} b16", main, items16),
+                                  ("sampler graph b16 (no compile)", plain, items16)):  # fmt: skip
+        fn = lambda s=sampler, b=batch: s.sample(b)  # noqa: E731
+        out.append(measure(label, len(batch), fn, secs * len(batch), device, it, wu))
         log(fmt_row(out[-1]))
-    eng.sampler.use_graphs = True
-    mel = [torch.randn(256, 100, device=device) - 4]
-    for label, graphs in (("vocoder graph 256f", True), ("vocoder eager 256f", False)):
-        voc = TorchVocoder(eng.vocoder, use_graphs=graphs)
+    if main.compile:
+        got, ref = main.sample(items16[:4]), plain.sample(items16[:4])
+        checks["compiled_vs_plain_graph_mel_rel_l2_max"] = max(rel_l2(a, b) for a, b in zip(got, ref, strict=True))
+    main.use_graphs = False
+    out.append(measure("sampler eager b1", 1, lambda: main.sample([item]), secs, device, it, wu))
+    log(fmt_row(out[-1]))
+    main.use_graphs = True
+    del plain
+    gen = torch.Generator().manual_seed(7)
+    mel = [(torch.randn(256, 100, generator=gen) * 1.5 - 4).to(device)]
+    vocs = {
+        "vocoder compile fp16 256f": TorchVocoder(eng.vocoder, half=True, compile=True),
+        "vocoder graph fp16 256f": TorchVocoder(eng.vocoder, half=True),
+        "vocoder graph 256f": TorchVocoder(eng.vocoder),
+        "vocoder eager 256f": TorchVocoder(eng.vocoder, use_graphs=False),
+    }
+    ref_wave = vocs["vocoder eager 256f"].decode(mel)[0]
+    for label, voc in vocs.items():
         out.append(measure(label, 1, lambda v=voc: v.decode(mel), 255 * HOP / SAMPLE_RATE, device, it * 5, wu))  # type: ignore[misc]
-        log(fmt_row(out[-1]))
+        log(fmt_row(out[-1]) + (f"  (compile failed: {voc.compile_error})" if voc.compile_error else ""))
+        if voc is not vocs["vocoder eager 256f"]:
+            key = label.removeprefix("vocoder ").removesuffix(" 256f").replace(" ", "_")
+            checks[f"vocoder_{key}_vs_fp32_eager_wave_rel_l2"] = rel_l2(voc.decode(mel)[0], ref_wave)
     return out
 
 

@@ -14,7 +14,9 @@ def build_parser(p: argparse.ArgumentParser | None = None) -> argparse.ArgumentP
     p.add_argument("--warmup", type=int, default=3, help="untimed calls first (graph capture happens here)")
     p.add_argument("--upstream", action=argparse.BooleanOptionalAction, default=None,
                    help="also time upstream f5_tts (default: when it imports)")  # fmt: skip
-    p.add_argument("--vocoder-backend", default="auto", choices=["auto", "torch", "onnx", "tensorrt"])
+    p.add_argument("--vocoder-backend", default="auto", choices=["auto", "torch", "torch-compile", "onnx", "tensorrt"])
+    p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=True,
+                   help="torch.compile the DiT blocks and vocoder inside the CUDA graphs")  # fmt: skip
     p.add_argument("--engines-dir", default="models/engines")
     p.add_argument("--accuracy", action=argparse.BooleanOptionalAction, default=True, help="fp16 vs fp32 check")
     p.add_argument("--ablations", action=argparse.BooleanOptionalAction, default=True,

@@ -11,6 +11,7 @@ Shapes: ``B`` batch, ``N`` frames, ``M`` mel channels, ``Nt`` text tokens, ``D``
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any, cast
 
@@ -403,6 +404,9 @@ class DiT(nn.Module):
         )
         self.norm_out = AdaLayerNormFinal(c.dim)
         self.proj_out = nn.Linear(c.dim, c.mel_dim)
+        # Optional replacement of the block loop: (h, modulations, bias, rope table) → h. The graph sampler installs
+        # :class:`ishow.engine.fused.FusedBlocks` (torch.compile'd blocks) while it captures a bucket.
+        self.block_runner: Callable[[Tensor, tuple[Modulation, ...], Tensor | None, Tensor], Tensor] | None = None
 
     def embed_text(self, text: Tensor, seq_lens: Tensor, n_frames: int, drop_text: bool = False) -> Tensor:
         """text: [B, Nt] ids (−1 padded), seq_lens: [B] → [B, N, Dt]. Constant over sampling steps."""
@@ -450,8 +454,11 @@ class DiT(nn.Module):
         if bias is None and mask is not None:
             bias = key_padding_bias(mask, x.dtype)
         h = self.input_embed(x, cond, text_embed, mask)
-        for block, mod in zip(self.transformer_blocks, mods, strict=True):
-            h = block(h, mod, bias, rope)
+        if self.block_runner is not None:
+            h = self.block_runner(h, mods, bias, rope)
+        else:
+            for block, mod in zip(self.transformer_blocks, mods, strict=True):
+                h = block(h, mod, bias, rope)
         out: Tensor = self.proj_out(_modulate(h, *final))
         return _masked(out, mask)
 

@@ -147,9 +147,15 @@ class F5Engine(Engine):
 
         cfg = self.config
         device, dtype = model.proj_out.weight.device, model.proj_out.weight.dtype
-        self.sampler = GraphSampler(model, use_graphs=cfg.cuda_graphs)
+        self.sampler = GraphSampler(model, use_graphs=cfg.cuda_graphs, compile=cfg.compile)
         self.vocoder_backend = select_vocoder(
-            cfg.vocoder_backend, vocoder, device, Path(cfg.engines_dir), use_graphs=cfg.cuda_graphs
+            cfg.vocoder_backend,
+            vocoder,
+            device,
+            Path(cfg.engines_dir),
+            use_graphs=cfg.cuda_graphs,
+            compile=cfg.compile,
+            half=dtype == torch.float16,  # fp16 backbone, fp32 exp/ISTFT head
         )
         self.model, self.vocoder, self.vocab, self.device, self.dtype = model, vocoder, vocab, device, dtype
         self._mel = MelSpectrogram()
@@ -169,6 +175,7 @@ class F5Engine(Engine):
                 checkpoint=str(self.config.checkpoint),
                 voices=sorted(self._voices),
                 cuda_graphs=bool(self.sampler and self.sampler.use_graphs),
+                compiled_dit=bool(self.sampler and self.sampler.compile),
                 vocoder_backend=self.vocoder_backend.name if self.vocoder_backend else None,
             )
         return info

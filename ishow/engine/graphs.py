@@ -16,6 +16,7 @@ Shapes: ``B`` batch, ``N`` frames, ``M`` mel channels.
 from __future__ import annotations
 
 import collections
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -34,6 +35,8 @@ from ishow.engine.sampler import (
     step_conditionings,
     timesteps,
 )
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -85,6 +88,7 @@ class GraphSampler:
         max_graphs: int = 16,
         use_graphs: bool = True,
         pad_eager: bool = False,
+        compile: bool = False,
     ) -> None:
         self.model = model
         self.buckets = buckets
@@ -93,6 +97,9 @@ class GraphSampler:
         self.device = device
         self.use_graphs = use_graphs and device.type == "cuda"
         self.pad_eager = pad_eager
+        # torch.compile the blocks inside the captured graphs (CUDA graphs only); off after the first failure
+        self.compile = compile and self.use_graphs
+        self.compile_error: str | None = None
         self._graphs: collections.OrderedDict[tuple[object, ...], _Captured] = collections.OrderedDict()
         self._steps: dict[_ConfigKey, tuple[list[float], list[StepConditioning]]] = {}
         self._pool: Any = None
@@ -183,6 +190,25 @@ class GraphSampler:
         return entry.output
 
     def _capture(
+        self, host: BatchInputs, ts: list[float], steps: list[StepConditioning], cfg_strength: float
+    ) -> _Captured:
+        if self.compile:
+            from ishow.engine.fused import FusedBlocks
+
+            runner = FusedBlocks(self.model, compile=True)
+            if runner.compiled:
+                self.model.block_runner = runner
+                try:
+                    return self._capture_with(host, ts, steps, cfg_strength)
+                except Exception as e:  # noqa: BLE001 (inductor/triton/dynamo raise many types; plain graphs still work)
+                    self.compile_error = f"{type(e).__name__}: {e}"
+                    log.warning("compiled DiT blocks failed (%s); capturing the plain forward", self.compile_error)
+                finally:
+                    self.model.block_runner = None
+            self.compile = False
+        return self._capture_with(host, ts, steps, cfg_strength)
+
+    def _capture_with(
         self, host: BatchInputs, ts: list[float], steps: list[StepConditioning], cfg_strength: float
     ) -> _Captured:
         static = _to_device(host, self.device)

@@ -2,10 +2,13 @@
 
 * ``torch``: our Vocos with frame masks (a padded batch decodes exactly like its items alone); on CUDA each
   (batch, frames) bucket is captured once into a CUDA graph (``torch-graph``), on CPU it runs plainly.
+* ``torch-compile``: the same on CUDA, fp16 backbone + fp32 head through ``torch.compile`` (inductor) captured in
+  the per-bucket graphs (:class:`ishow.engine.fused.FastVocos`); falls back to ``torch-graph`` if compiling fails.
 * ``onnx``: the exported graph (:mod:`ishow.engine.onnx_export`) on onnxruntime's CPU provider.
 * ``tensorrt``: an fp16 engine built from that graph (:mod:`ishow.engine.trt`), bound to torch tensors.
 
-``select_vocoder("auto", ...)`` picks tensorrt → torch-graph → torch and logs its choice and why.
+``select_vocoder("auto", ...)`` picks tensorrt → torch-compile (with ``compile``) → torch-graph → torch and logs
+its choice and why.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from ishow.errors import ConfigError, IshowError, ModelLoadError
 
 log = logging.getLogger(__name__)
 
-BACKENDS = ("auto", "torch", "onnx", "tensorrt")
+BACKENDS = ("auto", "torch", "torch-compile", "onnx", "tensorrt")
 
 
 class VocoderBackend(Protocol):
@@ -65,27 +68,69 @@ class VocoderBuckets:
 
 @dataclass(eq=False)
 class _VocGraph:
-    mel: Tensor
-    mask: Tensor
+    mel: Tensor  # static [B, n_mels, T]: item i's mel on its first lens_i frames (the rest is ignored)
+    lens: Tensor  # static [B] long
     graph: torch.cuda.CUDAGraph
     out: Tensor
 
 
 class TorchVocoder:
-    """Our Vocos, batched with frame masks; CUDA-graphed per bucket on CUDA when ``use_graphs``."""
+    """Our Vocos, batched with frame masks; CUDA-graphed per bucket on CUDA when ``use_graphs``.
+
+    ``half`` (CUDA only) runs the ConvNeXt backbone in fp16 with the head (exp/ISTFT) in fp32, and ``compile``
+    (CUDA graphs only) runs it through ``torch.compile`` (:class:`ishow.engine.fused.FastVocos`) inside the graphs;
+    a failed compilation is logged and the bucket is captured uncompiled."""
 
     def __init__(
-        self, vocos: Vocos, use_graphs: bool = True, buckets: VocoderBuckets = VocoderBuckets(), max_graphs: int = 16
+        self,
+        vocos: Vocos,
+        use_graphs: bool = True,
+        buckets: VocoderBuckets = VocoderBuckets(),
+        max_graphs: int = 16,
+        half: bool = False,
+        compile: bool = False,
     ) -> None:
         self.vocos = vocos.eval()
         self.device = vocos.backbone.embed.weight.device
-        self.use_graphs = use_graphs and self.device.type == "cuda"
-        self.name = "torch-graph" if self.use_graphs else "torch"
+        cuda = self.device.type == "cuda"
+        self.use_graphs = use_graphs and cuda
+        self.half = half and cuda
+        self.compile = compile and self.use_graphs
+        self.compile_error: str | None = None
         self.buckets = buckets
         self.max_graphs = max_graphs
         self.hop = vocos.config.head_hop_length
         self._graphs: collections.OrderedDict[tuple[int, int], _VocGraph] = collections.OrderedDict()
         self._pool: Any = None
+        self._fast: Any = None  # FastVocos, built on first use
+        self._fast_compiled: Any = None
+        self.name = ""
+        self._set_name()
+
+    def _set_name(self) -> None:
+        self.name = "torch" if not self.use_graphs else ("torch-compile" if self.compile else "torch-graph")
+
+    def _fast_model(self, compile: bool) -> Any:
+        from ishow.engine.fused import FastVocos
+
+        dtype = torch.float16 if self.half else torch.float32
+        if compile:
+            if self._fast_compiled is None:
+                self._fast_compiled = FastVocos(self.vocos, dtype, compile=True)
+            return self._fast_compiled
+        if self._fast is None:
+            self._fast = FastVocos(self.vocos, dtype, compile=False)
+        return self._fast
+
+    def _forward(self, mel: Tensor, lens: Tensor, compile: bool) -> Tensor:
+        """Padded mel [B, n_mels, T] + lengths [B] → [B, (T - 1)·hop] fp32."""
+        if compile or self.half:
+            out: Tensor = self._fast_model(compile)(mel, lens)
+            return out
+        mask = (torch.arange(mel.shape[-1], device=mel.device).unsqueeze(0) < lens.unsqueeze(1)).to(torch.float32)
+        mel = torch.where(mask.unsqueeze(1) > 0, mel, 0.0)
+        plain: Tensor = self.vocos(mel, mask)
+        return plain
 
     @torch.inference_mode()
     def decode(self, mels: Sequence[Tensor]) -> list[Tensor]:
@@ -95,35 +140,57 @@ class TorchVocoder:
         bucket = self.buckets.bucket(len(mels), max(lens)) if self.use_graphs else None
         if bucket is None:
             mel, mask = pad_mels(mels, len(mels), max(lens), self.device)
-            wave = self.vocos(mel, mask)
+            half = self.half
+            wave = self._forward(mel, mask.sum(dim=1).long(), compile=False) if half else self.vocos(mel, mask)
         else:
-            mel, mask = pad_mels(mels, *bucket, self.device)
-            wave = self._replay(bucket, mel, mask)
+            wave = self._replay(bucket, mels, lens)
         return [wave[i, : (t - 1) * self.hop].clone() for i, t in enumerate(lens)]
 
-    def _replay(self, bucket: tuple[int, int], mel: Tensor, mask: Tensor) -> Tensor:
+    def _replay(self, bucket: tuple[int, int], mels: Sequence[Tensor], lens: list[int]) -> Tensor:
         entry = self._graphs.get(bucket)
         if entry is None:
-            side = torch.cuda.Stream(self.device)  # type: ignore[no-untyped-call]
-            side.wait_stream(torch.cuda.current_stream(self.device))
-            with torch.cuda.stream(side):
-                self.vocos(mel, mask)
-            torch.cuda.current_stream(self.device).wait_stream(side)
-            if self._pool is None:
-                self._pool = torch.cuda.graph_pool_handle()
-            graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(graph, pool=self._pool):
-                out = self.vocos(mel, mask)
-            entry = _VocGraph(mel=mel, mask=mask, graph=graph, out=out)
+            entry = self._capture(bucket)
             self._graphs[bucket] = entry
             while len(self._graphs) > self.max_graphs:
                 self._graphs.popitem(last=False)
         else:
             self._graphs.move_to_end(bucket)
-            entry.mel.copy_(mel)
-            entry.mask.copy_(mask)
+        # write straight into the static buffers: one copy per item plus the lengths (padding is masked in-graph)
+        rows = bucket[0]
+        entry.lens.copy_(torch.tensor(lens + [1] * (rows - len(lens)), dtype=torch.long), non_blocking=True)
+        for i, m in enumerate(mels):
+            entry.mel[i, :, : lens[i]].copy_(m.transpose(0, 1), non_blocking=True)
         entry.graph.replay()
         return entry.out
+
+    def _capture(self, bucket: tuple[int, int]) -> _VocGraph:
+        if self.compile:
+            try:
+                return self._capture_with(bucket, compile=True)
+            except Exception as e:  # noqa: BLE001 (inductor/triton/dynamo raise many types; plain graphs still work)
+                self.compile_error = f"{type(e).__name__}: {e}"
+                log.warning("compiled vocoder failed (%s); capturing the plain graph", self.compile_error)
+                self.compile = False
+                self._set_name()
+        return self._capture_with(bucket, compile=False)
+
+    def _capture_with(self, bucket: tuple[int, int], compile: bool) -> _VocGraph:
+        rows, frames = bucket
+        n_mels = self.vocos.config.input_channels
+        mel = torch.zeros(rows, n_mels, frames, device=self.device)
+        lens = torch.full((rows,), frames, dtype=torch.long, device=self.device)
+        side = torch.cuda.Stream(self.device)  # type: ignore[no-untyped-call]
+        side.wait_stream(torch.cuda.current_stream(self.device))
+        with torch.cuda.stream(side):  # compile / autotune / cuDNN handles outside the capture
+            for _ in range(2):
+                self._forward(mel, lens, compile)
+        torch.cuda.current_stream(self.device).wait_stream(side)
+        if self._pool is None:
+            self._pool = torch.cuda.graph_pool_handle()
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph, pool=self._pool):
+            out = self._forward(mel, lens, compile)
+        return _VocGraph(mel=mel, lens=lens, graph=graph, out=out)
 
 
 class OnnxVocoder:
@@ -174,9 +241,18 @@ def tensorrt_vocoder(vocos: Vocos, device: torch.device, engines_dir: Path, forc
 
 
 def select_vocoder(
-    backend: str, vocos: Vocos, device: torch.device, engines_dir: Path | None = None, use_graphs: bool = True
+    backend: str,
+    vocos: Vocos,
+    device: torch.device,
+    engines_dir: Path | None = None,
+    use_graphs: bool = True,
+    compile: bool = False,
+    half: bool = False,
 ) -> VocoderBackend:
-    """The vocoder backend named by ``backend`` (see module doc); ``auto`` logs what it picked and why."""
+    """The vocoder backend named by ``backend`` (see module doc); ``auto`` logs what it picked and why.
+
+    ``compile`` lets ``auto`` pick ``torch-compile`` on CUDA with graphs; ``half`` runs the torch backbone in fp16
+    (CUDA only; the head stays fp32)."""
     if backend not in BACKENDS:
         raise ConfigError(f"engine.vocoder_backend: {backend!r}; expected one of {', '.join(BACKENDS)}")
     if backend == "onnx":
@@ -200,6 +276,7 @@ def select_vocoder(
                 log.warning("vocoder backend: tensorrt failed (%s); falling back to torch", e)
         else:
             log.info("vocoder backend: tensorrt is not installed; using torch%s", " with CUDA graphs" * use_graphs)
-    torch_backend = TorchVocoder(vocos, use_graphs=use_graphs)
-    log.info("vocoder backend: %s (%s)", torch_backend.name, backend)
+    want_compile = backend == "torch-compile" or (backend == "auto" and compile)
+    torch_backend = TorchVocoder(vocos, use_graphs=use_graphs, half=half, compile=want_compile)
+    log.info("vocoder backend: %s%s (%s)", torch_backend.name, ", fp16 backbone" * torch_backend.half, backend)
     return torch_backend
