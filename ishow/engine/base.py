@@ -54,6 +54,9 @@ class Engine(abc.ABC):
     def synthesize(self, requests: Sequence[SynthRequest]) -> list[npt.NDArray[np.float32]]:
         """Synthesize every request (one batch); returns float32 mono waveforms at ``sample_rate``."""
 
+    def warmup(self, voice: VoiceSpec) -> None:  # noqa: B027 - optional hook
+        """Pay one-time costs (kernel compilation, graph capture) before the first real message. Default: none."""
+
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release resources."""
 

@@ -161,6 +161,13 @@ class F5Engine(Engine):
         self._mel = MelSpectrogram()
         self._tokenize = text_to_tokens
 
+    def warmup(self, voice: VoiceSpec) -> None:
+        """On CUDA, synthesize one short message so compilation and the batch-1 graph capture happen at
+        startup, not on the first chat message. Nothing to do on CPU."""
+        if self.device is None or self.device.type != "cuda":
+            return
+        self.synthesize([SynthRequest(text="你好", voice=voice)])
+
     def close(self) -> None:
         self.model = self.vocoder = self.sampler = self.vocoder_backend = None
         self._voices.clear()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -70,6 +71,7 @@ class EngineWorker:
             engine.load()
             self.primary = engine
             self._prepare_voices(engine)
+            self._warmup(engine)
             log.info("engine ready", engine=self.cfg.kind, **_describe(engine))
         except IshowError as e:
             self.primary_error = str(e)
@@ -97,6 +99,19 @@ class EngineWorker:
                 log.warning(
                     "voice not usable by this engine; its messages use the fallback", voice=voice.id, error=str(e)
                 )
+
+    def _warmup(self, engine: Engine) -> None:
+        if not self._voices:
+            return
+        t0 = time.perf_counter()
+        try:
+            engine.warmup(next(iter(self._voices.values())))
+        except IshowError as e:
+            log.warning("engine warm-up failed; the first message may be slow", engine=engine.kind, error=str(e))
+            return
+        elapsed = time.perf_counter() - t0
+        if elapsed > 0.5:
+            log.info("engine warmed up", engine=engine.kind, seconds=round(elapsed, 1))
 
     async def update_voices(self, voices: Sequence[VoiceSpec]) -> None:
         """Hot reload: prepare new/changed voices on the engine thread, then swap the voice table."""
