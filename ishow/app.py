@@ -21,7 +21,7 @@ from aiohttp import web
 
 from ishow.batcher import BatchWindow, next_batch
 from ishow.config import Config
-from ishow.engine.worker import EngineFactory, EngineWorker, _default_factory
+from ishow.engine.worker import EngineFactory, EngineWorker, default_engine_factory
 from ishow.errors import IshowError
 from ishow.events import SAMPLE_RATE, Audio, Batch, ChatEvent, EventKind, Priority, Removal, User, Utterance
 from ishow.metrics import Metrics
@@ -37,6 +37,10 @@ from ishow.sources.base import Source
 log = structlog.get_logger(__name__)
 
 DRAIN_TIMEOUT_S = 10.0
+# A platform may deliver one message twice (a reconnect that replays recent chat, a super chat sent again):
+# the same (platform, msg_id) within this window is dropped as "duplicate_id". Bounded by count too.
+DUPLICATE_ID_WINDOW_S = 120.0
+MAX_RECENT_IDS = 10_000
 
 
 def build_sources(cfg: Config) -> list[Source]:
@@ -73,7 +77,7 @@ class Daemon:
         self,
         cfg: Config,
         *,
-        engine_factory: EngineFactory = _default_factory,
+        engine_factory: EngineFactory = default_engine_factory,
         sinks: list[Sink] | None = None,
         sources: list[Source] | None = None,
         config_path: Path | None = None,
@@ -91,6 +95,7 @@ class Daemon:
         self.audio = AudioBuffer(cfg.batch.max_items)
         self.player = Player(self.sinks, self.audio, cfg.outputs.realtime, self._on_spoken)
         self._muted: dict[str, float] = {}
+        self._recent_ids: collections.OrderedDict[tuple[str, str], float] = collections.OrderedDict()
         self.recent_waits: collections.deque[tuple[Priority, float]] = collections.deque(maxlen=2000)
         self.gate = ChatGate(cfg.filter)
         self._inflight: list[Utterance] = []  # the batch being collected or synthesized now
@@ -98,6 +103,7 @@ class Daemon:
         self._busy = False
         self.port: int | None = None
         self.watcher: ConfigWatcher | None = None
+        self.last_rtf: float | None = None  # synthesis seconds / audio seconds of the last batch
         self.started = asyncio.Event()
         self.stopping = asyncio.Event()
 
@@ -116,6 +122,8 @@ class Daemon:
         outcome: Utterance | Dropped
         if self._muted and self._is_muted(event.user.id, event.user.name):
             outcome = Dropped("muted", event)
+        elif event.msg_id and self._seen_id(event.platform, event.msg_id):
+            outcome = Dropped("duplicate_id", event)
         else:
             outcome = compose(event, self.cfg, self.gate, time.monotonic(), voice)
         if isinstance(outcome, Dropped):
@@ -125,6 +133,22 @@ class Daemon:
         self.queue.put(outcome)
         self.metrics.queue_depth.set(len(self.queue))
         return outcome
+
+    def _seen_id(self, platform: str, msg_id: str) -> bool:
+        """True when this message was already accepted recently; else remember it."""
+        now = time.monotonic()
+        key = (platform, msg_id)
+        seen = self._recent_ids.get(key)
+        if seen is not None and now - seen < DUPLICATE_ID_WINDOW_S:
+            return True
+        self._recent_ids[key] = now
+        self._recent_ids.move_to_end(key)
+        while self._recent_ids and (
+            len(self._recent_ids) > MAX_RECENT_IDS
+            or now - next(iter(self._recent_ids.values())) >= DUPLICATE_ID_WINDOW_S
+        ):
+            self._recent_ids.popitem(last=False)
+        return False
 
     def remove(self, removal: Removal) -> list[Utterance]:
         """A moderator deleted chat upstream: drop the matching waiting utterances."""
@@ -227,7 +251,8 @@ class Daemon:
         self.metrics.synth_seconds.observe(elapsed)
         self.metrics.audio_seconds.inc(audio_s)
         if audio_s > 0:
-            self.metrics.rtf.set(elapsed / audio_s)
+            self.last_rtf = elapsed / audio_s
+            self.metrics.rtf.set(self.last_rtf)
         log.info(
             "batch synthesized", engine=engine, size=len(requests), synth_s=round(elapsed, 3), audio_s=round(audio_s, 2)
         )

@@ -7,6 +7,7 @@ restart (server, engine, sources, outputs) are kept as they run and a warning sa
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -27,8 +28,6 @@ def restart_needed(old: Config, new: Config) -> list[str]:
 
 def live_part(old: Config, new: Config) -> Config:
     """``new`` with the restart-only sections of ``old`` (what the running daemon actually uses)."""
-    import dataclasses
-
     return dataclasses.replace(new, **{name: getattr(old, name) for name in RESTART_SECTIONS})
 
 

@@ -192,7 +192,7 @@ async def status(request: web.Request) -> web.Response:
     """Numbers for the control panel: engine, RTF of the last batch, backlog, sources, outputs."""
     daemon = request.app[DAEMON]
     health = daemon.health()
-    health["rtf"] = round(daemon.metrics.rtf._value.get(), 4)
+    health["rtf"] = round(daemon.last_rtf, 4) if daemon.last_rtf is not None else None
     health["backlog"] = len(daemon.queue) + len(daemon.audio)
     health["voices"] = [v.id for v in daemon.cfg.voices]
     return web.json_response(health)

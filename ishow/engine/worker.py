@@ -38,7 +38,7 @@ class SynthResult:
     error: IshowError | None = None
 
 
-def _default_factory(kind: str, cfg: EngineConfig) -> Engine:
+def default_engine_factory(kind: str, cfg: EngineConfig) -> Engine:
     from ishow.engine.registry import create_engine
 
     return create_engine(kind, cfg)
@@ -49,7 +49,7 @@ class EngineWorker:
         self,
         cfg: EngineConfig,
         voices: Sequence[VoiceSpec],
-        factory: EngineFactory = _default_factory,
+        factory: EngineFactory = default_engine_factory,
     ) -> None:
         self.cfg = cfg
         self._voices = {v.id: v for v in voices}
