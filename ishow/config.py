@@ -390,13 +390,13 @@ class _Loader:
             return raw
         if origin is dict:
             if not isinstance(raw, Mapping):
-                self.problems.append(f"{path}: expected a table, got {_show(raw)}")
+                self.problems.append(f"{path}: expected a table, got {_show(raw, path)}")
                 return _BAD
             out_map = {str(k): self.value(args[1], v, f"{path}.{k}", f"{check_path}.*") for k, v in raw.items()}
             return _BAD if _BAD in out_map.values() else out_map
         if origin is tuple:
             if not isinstance(raw, list):
-                self.problems.append(f"{path}: expected a list, got {_show(raw)}")
+                self.problems.append(f"{path}: expected a list, got {_show(raw, path)}")
                 return _BAD
             item = args[0]
             if dataclasses.is_dataclass(item):
@@ -428,12 +428,12 @@ class _Loader:
         else:  # pragma: no cover - a programming error in the dataclasses above
             raise TypeError(f"unsupported config type {hint!r} at {path}")
         if not ok:
-            self.problems.append(f"{path}: expected {_type_name(hint)}, got {_show(raw)}")
+            self.problems.append(f"{path}: expected {_type_name(hint)}, got {_show(raw, path)}")
             return _BAD
         check = _CHECKS.get(_strip_index(check_path))
         msg = check(raw) if check else None
         if msg:
-            self.problems.append(f"{path}: {msg}, got {_show(raw)}")
+            self.problems.append(f"{path}: {msg}, got {_show(raw, path)}")
             return _BAD
         return raw
 
@@ -464,7 +464,13 @@ def _type_name(hint: Any) -> str:
     )
 
 
-def _show(value: Any) -> str:
+SECRET_KEYS = frozenset({"token", "cookie", "access_key_secret", "code"})
+
+
+def _show(value: Any, path: str = "") -> str:
+    """A short repr for error messages; secrets (by key name) are never echoed."""
+    if path.rsplit(".", 1)[-1] in SECRET_KEYS:
+        return f"<hidden {type(value).__name__}>"
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
 

@@ -133,5 +133,5 @@ class Player:
         self._on_spoken(audio)
         if self.realtime:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._skip.wait(), max(0.0, audio.duration / self.speed - LEAD_S))
+                await asyncio.wait_for(self._skip.wait(), max(0.0, (audio.duration - LEAD_S) / self.speed))
         self.current = None

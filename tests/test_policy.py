@@ -55,3 +55,24 @@ def test_compose_templates_priority_voice_and_links() -> None:
 
 def test_clean_text_strips_controls_and_collapses_space() -> None:
     assert clean_text("hello\x07\u200bworld  \n x，好") == "hello world x，好"
+
+
+async def test_replay_loop_rounds_get_fresh_message_ids() -> None:
+    import asyncio
+
+    from ishow.sources.replay import ReplaySource
+
+    src = ReplaySource("demo", None, speed=1000.0, loop=True)
+    seen: list[str] = []
+
+    def emit(event: object) -> None:
+        seen.append(event.msg_id)  # type: ignore[attr-defined]
+
+    task = asyncio.create_task(src.run(emit))
+    for _ in range(200):
+        if len(seen) >= 3 * len(src.lines):
+            break
+        await asyncio.sleep(0.01)
+    task.cancel()
+    assert len(seen) >= 3 * len(src.lines)
+    assert len(set(seen)) == len(seen)  # a looping demo is not eaten by the duplicate-id filter

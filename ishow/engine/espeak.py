@@ -151,7 +151,9 @@ class _Espeak:
 
     def _on_samples(self, wav: ctypes._Pointer[ctypes.c_short], n: int, events: int | None) -> int:
         if n > 0 and wav:
-            self._chunks.append(np.ctypeslib.as_array(wav, shape=(n,)).astype(np.int16, copy=True))
+            # string_at copies the bytes; np.ctypeslib.as_array would create (and cache forever) a new ctypes
+            # array type for every distinct chunk length: a slow leak over a long stream.
+            self._chunks.append(np.frombuffer(ctypes.string_at(wav, 2 * n), dtype=np.int16).copy())
         return 0  # 0 = go on
 
     def set_voice(self, name: str) -> None:

@@ -9,6 +9,7 @@ Importing this module probes no device and downloads nothing; ``load()`` does th
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -30,6 +31,8 @@ if TYPE_CHECKING:
     from ishow.engine.graphs import GraphSampler
     from ishow.engine.vocoder_backends import VocoderBackend
     from ishow.engine.vocos import Vocos
+
+_log = logging.getLogger(__name__)  # stdlib logging: the engine path stays free of daemon deps
 
 HOP = 256
 SAMPLE_RATE = 24_000
@@ -280,6 +283,7 @@ class F5Engine(Engine):
                     f"out of accelerator memory for a single message of {frames} frames on {self.device}: {e}"
                 ) from e
             half = len(items) // 2
+            _log.warning("out of accelerator memory on a batch of %d; retrying in halves", len(items))
             return self._run_split(items[:half], sc) + self._run_split(items[half:], sc)
 
     def _run(self, items: list[tuple[SampleItem, PreparedVoice]], sc: SamplerConfig) -> list[Waveform]:

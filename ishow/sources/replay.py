@@ -8,6 +8,8 @@ with ``#`` are skipped. Parsing is pure (``parse_replay``); bad lines are report
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import itertools
 import json
 import time
 from dataclasses import dataclass
@@ -85,13 +87,18 @@ class ReplaySource(Source):
 
     async def run(self, emit: Emit) -> None:
         self.state = "replaying"
-        while True:
+        for round_ in itertools.count():
             start = time.monotonic()
             for line in self.lines:
                 delay = start + line.t / self.speed - time.monotonic()
                 if delay > 0:
                     await asyncio.sleep(delay)
-                emit(line.event)
+                # each loop round is new chat: fresh message ids, so duplicate-id filtering doesn't eat it
+                emit(
+                    line.event
+                    if round_ == 0
+                    else dataclasses.replace(line.event, msg_id=f"{line.event.msg_id}#{round_}")
+                )
             if not self.loop:
                 break
         self.state = "finished"
