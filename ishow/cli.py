@@ -8,7 +8,8 @@ import dataclasses
 import sys
 from pathlib import Path
 
-from ishow.config import DEFAULT_CONFIG, Config, default_config, load_config
+from ishow.config import DEFAULT_CONFIG, Config
+from ishow.config_load import default_config, load_config
 from ishow.errors import ConfigError, IshowError
 
 
@@ -136,7 +137,7 @@ def cmd_voices_add(args: argparse.Namespace) -> int:
         return 1
     dest, info = add_voice(path, args.id, args.wav, args.transcript)
     print(f"added voice {args.id!r}: {dest} ({info.seconds:.1f} s, RMS {info.rms:.3f}) to {path}")
-    print(f"try it: ishow voices test {args.id} \"你好，欢迎来到直播间\"")
+    print(f'try it: ishow voices test {args.id} "你好，欢迎来到直播间"')
     return 0
 
 

@@ -22,7 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from ishow.config import DEFAULT_CONFIG, Config, default_config, load_config
+from ishow.config import DEFAULT_CONFIG, Config
+from ishow.config_load import default_config, load_config
 from ishow.errors import ConfigError, IshowError
 
 Severity = Literal["blocker", "warning", "info"]

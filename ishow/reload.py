@@ -14,7 +14,8 @@ from pathlib import Path
 import structlog
 import watchfiles
 
-from ishow.config import Config, load_config
+from ishow.config import Config
+from ishow.config_load import load_config
 from ishow.errors import ConfigError
 
 log = structlog.get_logger(__name__)

@@ -30,7 +30,8 @@ from typing import Any
 import aiohttp
 
 from ishow.app import Daemon
-from ishow.config import Config, default_config
+from ishow.config import Config
+from ishow.config_load import default_config
 from ishow.events import Audio, ChatEvent, EventKind, Priority, User
 from ishow.sources.base import Emit, Source
 

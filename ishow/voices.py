@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ishow.config import parse_config
+from ishow.config_load import parse_config
 from ishow.errors import ConfigError, VoiceError
 
 MIN_SECONDS, MAX_SECONDS = 3.0, 12.0

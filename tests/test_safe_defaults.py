@@ -14,7 +14,8 @@ import pytest
 import structlog
 import torch
 
-from ishow.config import ServerConfig, SourceConfig, default_config, load_config, parse_config
+from ishow.config import ServerConfig, SourceConfig
+from ishow.config_load import default_config, load_config, parse_config
 from ishow.engine.checkpoint import read_checkpoint
 from ishow.errors import ConfigError, ModelLoadError
 from ishow.sources.registry import create_source
