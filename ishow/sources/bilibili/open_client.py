@@ -193,15 +193,6 @@ class BilibiliOpenSource(Source, PacketDelivery):
             self.game = None
             await self._end(http, game)
 
-    async def _tick_gifts(self) -> None:
-        every = max(0.05, min(0.5, self.merger.window_s / 4))
-        while True:
-            await asyncio.sleep(every)
-            for ev in self.merger.poll(self._clock()):
-                self.stats.events += 1
-                assert self._emit is not None
-                self._emit(ev)
-
     async def run(self, emit: Emit) -> None:
         self._emit = emit
         self.state = "connecting"

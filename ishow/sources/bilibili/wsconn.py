@@ -215,6 +215,17 @@ class PacketDelivery:
         out: list[ChatEvent | Removal] = [ev]
         if isinstance(ev, ChatEvent) and ev.kind is EventKind.GIFT:
             out = list(self.merger.push(ev, self._clock()))
-        for e in out:
+        self._emit_all(out)
+
+    def _emit_all(self, events: Sequence[ChatEvent | Removal]) -> None:
+        assert self._emit is not None
+        for e in events:
             self.stats.events += 1
             self._emit(e)
+
+    async def _tick_gifts(self) -> None:
+        """Release merged gifts whose window closed, even when no new packet arrives."""
+        every = max(0.05, min(0.5, self.merger.window_s / 4))
+        while True:
+            await asyncio.sleep(every)
+            self._emit_all(self.merger.poll(self._clock()))
