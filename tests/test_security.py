@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import threading
 from typing import Any
 
 import aiohttp
@@ -284,3 +285,32 @@ async def test_hostile_page_in_chromium_cannot_drive_the_daemon(browser: Any, st
     await panel.wait("() => document.getElementById('play-state').textContent === 'paused'")
     assert rd.daemon.player.paused
     assert obs.errors == [] and panel.errors == []
+
+
+async def test_panel_lists_messages_dropped_after_queueing(browser: Any, start_daemon: Any) -> None:
+    """An answer of "queued": true that is later evicted shows up in the panel with its reason and count."""
+    rd = await start_daemon(config())
+    gate = threading.Event()
+    blocker = rd.daemon.worker._pool.submit(gate.wait, 60)  # engine busy: the queue fills and sheds its oldest
+    try:
+        async with aiohttp.ClientSession() as http:
+            for i in range(50):
+                async with http.post(f"{rd.url}/api/messages", json={"user": f"v{i}", "text": f"note {i}"}) as r:
+                    assert (await r.json())["queued"] is True
+        evicted = rd.daemon.eviction_counts["queue_full"]
+        assert evicted > 0
+        panel = await new_page(browser, width=1280, height=860)
+        await panel.goto(rd.url)
+        await panel.wait("(n) => document.getElementById('dropped-count').textContent === String(n)", evicted)
+        await panel.page.click("#dropped-box summary")
+        reasons = await panel.eval(
+            "() => Array.from(document.querySelectorAll('#dropped .why')).map((e) => e.textContent)"
+        )
+        assert reasons and set(reasons) == {"queue_full"}
+        assert "queue_full " + str(evicted) in await panel.eval(
+            "() => document.getElementById('dropped-reasons').textContent"
+        )
+        assert panel.errors == []
+    finally:
+        gate.set()
+        await asyncio.wait_for(asyncio.wrap_future(blocker), T)
