@@ -289,3 +289,21 @@ async def test_slow_headers_are_cut_and_non_ascii_authorization_is_401(start_dae
         assert (await http.get(f"{rd.url}/api/status?token=t%C3%B6k%C3%A9n")).status == 401
         headers = {"Authorization": "Bearer a-long-enough-token-0123"}
         assert (await http.get(f"{rd.url}/api/status", headers=headers)).status == 200
+
+
+async def test_obs_page_reports_with_hostile_json_are_ignored_and_the_page_stays() -> None:
+    hub = ObsHub(ObsSettings())
+    async with asyncio.timeout(T), serve(hub) as base, aiohttp.ClientSession() as http:
+        ws = await http.ws_connect(f"{base}/ws/obs")
+        assert json.loads((await ws.receive(timeout=10)).data)["type"] == "hello"
+        for frame in ("[" * 20_000, '{"type": "played", "id": ' + "9" * 5000 + "}"):
+            await ws.send_str(frame)
+        await ws.send_str('{"type": "played", "id": "p\\ud800"}')
+        await ws.send_str('{"type": "state", "page": "obs\\udfff"}')
+        await wait_until(lambda: hub.state()["client_info"][0]["last_report"] is not None, "state report")
+        info = hub.state()["client_info"][0]
+        assert info["malformed"] == 2 and info["played"] == ["p\ufffd"]
+        assert info["last_report"] == {"type": "state", "page": "obs\ufffd"}
+        await hub.play(make_audio("after-1", 2400))
+        assert json.loads((await ws.receive(timeout=10)).data)["id"] == "after-1"
+        await ws.close()

@@ -49,8 +49,8 @@ import structlog
 from aiohttp import WSCloseCode, WSMsgType, web
 
 import ishow
-from ishow.boundary import valid_text
-from ishow.errors import ConfigError, LocalError
+from ishow.boundary import loads_limited, valid_text
+from ishow.errors import ConfigError, InputError, LocalError
 from ishow.events import Audio
 from ishow.outputs.base import Sink
 
@@ -385,9 +385,9 @@ class ObsHub(Sink):
 
     def _on_text(self, client: _Client, text: str) -> None:
         try:
-            data = json.loads(text)
-        except ValueError:
-            self._malformed(client, "not JSON", frame=text[:80])
+            data = loads_limited(text, "frame")
+        except InputError as e:
+            self._malformed(client, str(e)[:120], frame=valid_text(text[:80]))
             return
         if not isinstance(data, dict):
             self._malformed(client, "not a JSON object", frame=text[:80])
@@ -398,6 +398,7 @@ class ObsHub(Sink):
             if not isinstance(pid, str) or not pid or len(pid) > MAX_ID_LEN:
                 self._malformed(client, "'played' without a string id", frame=text[:80])
                 return
+            pid = valid_text(pid)
             client.played.append(pid)
             client.log.debug("obs page played", id=pid)
             self._record_played(pid)
@@ -461,7 +462,7 @@ def _scalar_fields(data: dict[str, Any]) -> dict[str, object]:
         if not isinstance(key, str) or len(key) > 40:
             continue
         if isinstance(value, str):
-            out[key] = value[:MAX_REPORT_STR]
+            out[valid_text(key)] = valid_text(value[:MAX_REPORT_STR])
         elif value is None or isinstance(value, (bool, int, float)):
             out[key] = value
     return out
