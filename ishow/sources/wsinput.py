@@ -44,6 +44,7 @@ DEFAULT_PATH = "/ws/input"
 DEFAULT_PLATFORM = "websocket"
 MAX_FRAME_BYTES = 64 * 1024
 MAX_TEXT_CHARS = 2000
+YIELD_EVERY = 32  # frames handled between yields to the event loop during a burst
 _KINDS = ", ".join(k.value for k in EventKind)
 RESERVED_PLATFORMS = frozenset({"bilibili", "bilibili_open", "twitch", "youtube"})
 
@@ -184,6 +185,9 @@ class WebsocketInputSource(Source):
                 if error:
                     self.bad_frames += 1
                     await ws.send_json({"type": "error", "error": error})
+                if self.frames % YIELD_EVERY == 0:
+                    # buffered frames are read without suspending: let other requests (/healthz, OBS) run
+                    await asyncio.sleep(0)
         finally:
             self.clients -= 1
             log.info("websocket input client left", source=self.name, peer=peer)
