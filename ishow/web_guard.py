@@ -6,8 +6,9 @@ rebinding (its own host name resolving to 127.0.0.1) it can even read the answer
 
 - **Host**: every request (pages included) must name this server: ``127.0.0.1``/``localhost``/``[::1]`` (or any
   loopback IP literal) at the port the connection arrived on, ``server.host``, or an entry of
-  ``server.allowed_hosts``. When ``server.host`` is a wildcard (``0.0.0.0``/``::``), any IP literal at that port is
-  accepted as well: an IP literal cannot be rebound, only a name can. Anything else → 421 with a JSON reason.
+  ``server.allowed_hosts``. When ``server.host`` is a wildcard (``0.0.0.0``/``::``), any IP literal is accepted as
+  well, at any port (a container's port may be published as another): an IP literal cannot be rebound, only a name
+  can. Anything else → 421 with a JSON reason.
 - **Origin**: a request or websocket upgrade that carries ``Origin`` must be same-origin (``http://`` + the Host it
   was sent to) or listed in ``server.allowed_origins``; otherwise 403. ``Origin: null`` (sandboxed frames,
   ``file://`` pages) is refused. Requests without ``Origin`` (curl, bots, local tools) are not browser requests
@@ -154,7 +155,7 @@ class RequestGuard:
             return None
         if at_our_port and bind not in WILDCARD_HOSTS and name == bind:
             return None
-        if at_our_port and bind in WILDCARD_HOSTS and _is_ip(name):
+        if bind in WILDCARD_HOSTS and _is_ip(name):  # any port: a container's port may be published as another
             return None
         for entry in self.allowed_hosts:
             allowed = split_host(entry)

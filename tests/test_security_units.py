@@ -59,6 +59,7 @@ def test_host_policy_on_loopback(host: str | None, ok: bool) -> None:
 def test_host_policy_with_wildcard_bind_and_allowed_hosts() -> None:
     guard = RequestGuard("0.0.0.0", allowed_hosts=("tts.example.com", "proxy.lan:8443"))
     assert guard.host_problem("192.168.1.20:27121", 27121) is None  # an IP literal cannot be rebound
+    assert guard.host_problem("127.0.0.1:8080", 27121) is None  # e.g. docker run -p 127.0.0.1:8080:27121
     assert guard.host_problem("tts.example.com", 27121) is None
     assert guard.host_problem("proxy.lan:8443", 27121) is None
     assert guard.host_problem("proxy.lan", 27121) is not None
