@@ -21,16 +21,22 @@ from __future__ import annotations
 import ipaddress
 import re
 import secrets
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
+import structlog
+
 if TYPE_CHECKING:  # aiohttp stays out of config loading (``ishow bench`` imports config without it)
     from aiohttp import web
     from aiohttp.typedefs import Middleware
 
+log = structlog.get_logger(__name__)
+
 MIN_REMOTE_TOKEN_CHARS = 16
+REFUSAL_LOG_INTERVAL_S = 60.0
 LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
 WILDCARD_HOSTS = frozenset({"", "0.0.0.0", "::"})
 _HOSTNAME = re.compile(r"^(?=.{1,253}$)[a-z0-9_]([a-z0-9_-]{0,62})(\.[a-z0-9_]([a-z0-9_-]{0,62}))*$")
@@ -200,19 +206,47 @@ def local_port(request: web.Request) -> int | None:
     return None
 
 
-def guard_middleware(guard: RequestGuard) -> Middleware:
+class RefusalLog:
+    """One warning per ``interval_s`` at most for refused requests (a hostile page may send thousands), with the
+    number refused since the last line, so the streamer learns that something is knocking without a log flood."""
+
+    def __init__(self, interval_s: float = REFUSAL_LOG_INTERVAL_S) -> None:
+        self.interval_s = interval_s
+        self.refused = 0
+        self._logged = 0
+        self._at = float("-inf")
+
+    def note(self, status: int, problem: str, path: str) -> None:
+        self.refused += 1
+        now = time.monotonic()
+        if now - self._at >= self.interval_s:
+            log.warning(
+                "request refused",
+                status=status,
+                reason=problem,
+                path=path[:100],
+                since_last_log=self.refused - self._logged,
+            )
+            self._at, self._logged = now, self.refused
+
+
+def guard_middleware(guard: RequestGuard, refusals: RefusalLog | None = None) -> Middleware:
     """Host (421) then Origin (403) on every route, before the token check and any handler."""
     from aiohttp import web
+
+    refusals = refusals or RefusalLog()
 
     @web.middleware
     async def check(request: web.Request, handler: Handler) -> web.StreamResponse:
         host = request.headers.get("Host")
         problem = guard.host_problem(host, local_port(request))
         if problem:
+            refusals.note(421, problem, request.path)
             return web.json_response({"error": problem}, status=421)
         assert host is not None
         problem = guard.origin_problem(request.headers.get("Origin"), host)
         if problem:
+            refusals.note(403, problem, request.path)
             return web.json_response({"error": problem}, status=403)
         return await handler(request)
 
