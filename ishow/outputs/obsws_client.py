@@ -33,7 +33,8 @@ class ObsClosed(RemoteError):
 
     def __init__(self, code: int | None, during: str) -> None:
         self.code = code
-        super().__init__(f"OBS closed the connection {during} ({close_reason(code)})")
+        where = f" {during}" if during else ""
+        super().__init__(f"OBS closed the connection{where} ({close_reason(code)})")
 
 
 class ObsTimeout(RemoteError):

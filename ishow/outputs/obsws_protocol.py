@@ -41,6 +41,9 @@ EVENTS_NONE = 0
 
 # WebSocketCloseCode
 CLOSE_CODES: dict[int, str] = {
+    1000: "Normal",
+    1001: "GoingAway (OBS is closing)",
+    1006: "Abnormal (the connection dropped)",
     4000: "UnknownReason",
     4002: "MessageDecodeError",
     4003: "MissingDataField",
