@@ -188,9 +188,9 @@ class FakeObs:
                 return 300, "Your request is missing the `sceneItemEnabled` field.", None
             self.item_enabled[(str(data["sceneName"]), int(item_id))] = enabled
             return 100, "", None
-        if rtype not in ("GetInputSettings", "SetInputSettings", "GetInputVolume", "SetInputVolume"):
-            if rtype != "TriggerMediaInputAction":
-                return 204, "Your request type is not valid.", None
+        input_requests = ("GetInputSettings", "SetInputSettings", "GetInputVolume", "SetInputVolume")
+        if rtype not in (*input_requests, "TriggerMediaInputAction"):
+            return 204, "Your request type is not valid.", None
         code, comment, inp = input_named()
         if inp is None:
             return code, comment, None

@@ -25,21 +25,20 @@ PASSWORD = "s3cret-Pa55"
 
 def obs_config(url: str, **changes: Any) -> Config:
     cfg = espeak_config()
-    ows = dataclasses.replace(
-        cfg.outputs.obs_websocket,
-        enabled=True,
-        url=url,
-        password=PASSWORD,
-        caption_input="TTS Caption",
-        duck_inputs=("Music",),
-        duck_db=12.0,
-        media_input="TTS Audio",
-        scene_item="TTS speaking",
-        caption_clear_s=0.2,
-        request_timeout_s=1.0,
-        reconnect_max_s=2.0,
-        **changes,
-    )
+    settings: dict[str, Any] = {
+        "enabled": True,
+        "url": url,
+        "password": PASSWORD,
+        "caption_input": "TTS Caption",
+        "duck_inputs": ("Music",),
+        "duck_db": 12.0,
+        "media_input": "TTS Audio",
+        "scene_item": "TTS speaking",
+        "caption_clear_s": 0.2,
+        "request_timeout_s": 1.0,
+        "reconnect_max_s": 2.0,
+    }
+    ows = dataclasses.replace(cfg.outputs.obs_websocket, **{**settings, **changes})
     return dataclasses.replace(cfg, outputs=dataclasses.replace(cfg.outputs, obs_websocket=ows))
 
 
