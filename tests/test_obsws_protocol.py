@@ -144,7 +144,7 @@ def test_audio_store_bounded_by_count_and_bytes() -> None:
         assert store.put(audio(i, 100))
     assert len(store) == 3 and store.get("u0") is None and store.get("u4") is not None
     assert store.put(audio(9, 4000))  # 8044 bytes: the oldest go until count and bytes fit
-    assert [k for k in ('u3', 'u4', 'u9') if store.get(k)] == ['u4', 'u9']
+    assert [k for k in ("u3", "u4", "u9") if store.get(k)] == ["u4", "u9"]
     assert store.bytes == 8044 + 244 and store.evicted == 4
     assert not store.put(audio(10, 5000))  # larger than the whole budget
     assert store.get("u9") is not None
