@@ -35,7 +35,7 @@ from ishow.config import ObsWebsocketOutputConfig
 from ishow.events import Audio
 from ishow.outputs.audio_store import AudioStore
 from ishow.outputs.base import Sink
-from ishow.outputs.obsws_client import ObsClosed, ObsConnection, ObsTimeout
+from ishow.outputs.obsws_client import ObsClosed, ObsConnection, ObsTimeout, describe_error, url_port
 from ishow.outputs.obsws_plan import (
     MEDIA_RESTART,
     MEDIA_STOP,
@@ -47,6 +47,7 @@ from ishow.outputs.obsws_plan import (
     SceneItem,
     caption_text,
     media_url,
+    missing_fix,
     ramp_levels,
     ramp_steps,
 )
@@ -226,35 +227,11 @@ class ObsWebsocketSink(Sink):
     # -- connection ------------------------------------------------------------------------------------------
 
     async def _connect_loop(self) -> None:
-        cfg = self.cfg
         attempt = 0
         async with aiohttp.ClientSession() as session:
             while not self._closed:
-                self.status = "connecting"
-                try:
-                    conn = await ObsConnection.open(session, cfg.url, cfg.password, cfg.request_timeout_s)
-                except ObsClosed as e:
-                    if e.code == CLOSE_AUTH_FAILED:
-                        self._fail(
-                            "auth_failed",
-                            f"OBS at {cfg.url} rejected the password (close 4009 AuthenticationFailed); set "
-                            f"outputs.obs_websocket.password to the one in {SETTINGS_FIX} → Show Connect Info",
-                        )
-                    else:
-                        self._fail("disconnected", f"{e}; is OBS running? ({SETTINGS_FIX})")
-                except ObsAuthError as e:
-                    self._fail("auth_failed", f"{e}; copy it from {SETTINGS_FIX} → Show Connect Info")
-                except ObsTimeout as e:
-                    self._fail("stalled", f"{e} at {cfg.url}; OBS may be frozen or something else is on that port")
-                except ObsProtocolError as e:
-                    self._fail("protocol_error", f"{cfg.url} does not speak obs-websocket v5: {e}")
-                except (aiohttp.ClientError, OSError) as e:
-                    self._fail(
-                        "unreachable",
-                        f"cannot reach OBS at {cfg.url} ({_describe(e)}); start OBS and tick "
-                        f"{SETTINGS_FIX} → Enable WebSocket server (port {_port(cfg.url)})",
-                    )
-                else:
+                conn = await self._open(session)
+                if conn is not None:
                     attempt = 0
                     try:
                         await self._serve(conn)
@@ -270,8 +247,54 @@ class ObsWebsocketSink(Sink):
                 if self._closed:
                     return
                 self.counters["reconnects"] += 1
-                await asyncio.sleep(backoff_delay(attempt, cfg.reconnect_max_s, random.random()))
+                await asyncio.sleep(backoff_delay(attempt, self.cfg.reconnect_max_s, random.random()))
                 attempt += 1
+
+    async def _open(self, session: aiohttp.ClientSession) -> ObsConnection | None:
+        """One connection attempt; a failure sets ``status`` and reports the problem with its fix."""
+        cfg = self.cfg
+        self.status = "connecting"
+        try:
+            return await ObsConnection.open(session, cfg.url, cfg.password, cfg.request_timeout_s)
+        except ObsClosed as e:
+            if e.code == CLOSE_AUTH_FAILED:
+                self._fail(
+                    "auth_failed",
+                    f"OBS at {cfg.url} rejected the password (close 4009 AuthenticationFailed); set "
+                    f"outputs.obs_websocket.password to the one in {SETTINGS_FIX} → Show Connect Info",
+                )
+            else:
+                self._fail("disconnected", f"{e}; is OBS running? ({SETTINGS_FIX})")
+        except ObsAuthError as e:
+            self._fail("auth_failed", f"{e}; copy it from {SETTINGS_FIX} → Show Connect Info")
+        except ObsTimeout as e:
+            self._fail("stalled", f"{e} at {cfg.url}; OBS may be frozen or something else is on that port")
+        except ObsProtocolError as e:
+            self._fail("protocol_error", f"{cfg.url} does not speak obs-websocket v5: {e}")
+        except (aiohttp.ClientError, OSError) as e:
+            self._fail(
+                "unreachable",
+                f"cannot reach OBS at {cfg.url} ({describe_error(e)}); start OBS and tick "
+                f"{SETTINGS_FIX} → Enable WebSocket server (port {url_port(cfg.url)})",
+            )
+        return None
+
+    async def probe(self) -> dict[str, object]:
+        """One attempt for ``ishow doctor``: connect, identify, check the configured inputs, disconnect."""
+        async with aiohttp.ClientSession() as session:
+            conn = await self._open(session)
+            if conn is not None:
+                try:
+                    await self._validate(conn)
+                    self.status = "connected"
+                    self.obs_version = conn.obs_version
+                except ObsTimeout as e:
+                    self._fail("stalled", str(e))
+                except ObsClosed as e:
+                    self._fail("disconnected", str(e))
+                finally:
+                    await conn.close()
+        return self.state()
 
     async def _serve(self, conn: ObsConnection) -> None:
         self._conn = conn
@@ -337,7 +360,7 @@ class ObsWebsocketSink(Sink):
         self.counters["failed_requests"] += 1
         if resp.code == STATUS_RESOURCE_NOT_FOUND:
             self._usable.discard(subject)
-            self._report(f"missing:{subject}", _missing_fix(self.cfg, subject))
+            self._report(f"missing:{subject}", missing_fix(self.cfg, subject))
         else:
             self._report(f"request:{subject}", f"{resp.describe()} (for {subject!r})")
         return resp
@@ -444,32 +467,3 @@ class ObsWebsocketSink(Sink):
         data = {"inputName": name, "inputSettings": settings, "overlay": True}
         if (await self._call(conn, "SetInputSettings", data, name)).ok:
             await self._call(conn, "TriggerMediaInputAction", {"inputName": name, "mediaAction": MEDIA_RESTART}, name)
-
-
-def _missing_fix(cfg: ObsWebsocketOutputConfig, name: str) -> str:
-    if name == cfg.caption_input:
-        return f"input {name!r} does not exist in OBS; create a Text (GDI+ / FreeType 2) source with that name"
-    if name == cfg.media_input:
-        return f"input {name!r} does not exist in OBS; create a Media Source with that name (untick Local File)"
-    if name == cfg.scene_item:
-        where = f"scene {cfg.scene!r}" if cfg.scene else "the program scene"
-        return f"source {name!r} is not in {where}; add it there, or set outputs.obs_websocket.scene"
-    if name == "program scene":
-        return "OBS reported no program scene; set outputs.obs_websocket.scene"
-    return (
-        f"input {name!r} does not exist in OBS; set outputs.obs_websocket.duck_inputs to a source name "
-        "from OBS's Audio Mixer"
-    )
-
-
-def _describe(e: BaseException) -> str:
-    if isinstance(e, aiohttp.ClientConnectorError):
-        return e.os_error.strerror or str(e.os_error)
-    if isinstance(e, aiohttp.WSServerHandshakeError):
-        return f"HTTP {e.status}: not an obs-websocket server"
-    return str(e) or type(e).__name__
-
-
-def _port(url: str) -> str:
-    tail = url.split("//", 1)[-1].split("/", 1)[0]
-    return tail.rsplit(":", 1)[1] if ":" in tail else "4455"

@@ -150,3 +150,17 @@ async def _abort(ws: aiohttp.ClientWebSocketResponse, graceful: bool = False) ->
             return
     with contextlib.suppress(Exception):
         await asyncio.wait_for(ws.close(), 0.1)
+
+
+def describe_error(e: BaseException) -> str:
+    """A connection failure in a few words (``Connection refused``), without a traceback."""
+    if isinstance(e, aiohttp.ClientConnectorError):
+        return e.os_error.strerror or str(e.os_error)
+    if isinstance(e, aiohttp.WSServerHandshakeError):
+        return f"HTTP {e.status}: not an obs-websocket server"
+    return str(e) or type(e).__name__
+
+
+def url_port(url: str) -> str:
+    tail = url.split("//", 1)[-1].split("/", 1)[0]
+    return tail.rsplit(":", 1)[1] if ":" in tail else "4455"

@@ -9,6 +9,7 @@ from __future__ import annotations
 import textwrap
 from dataclasses import dataclass
 
+from ishow.config import ObsWebsocketOutputConfig
 from ishow.events import Utterance
 
 MEDIA_RESTART = "OBS_WEBSOCKET_MEDIA_INPUT_ACTION_RESTART"
@@ -73,3 +74,20 @@ def ramp_steps(ramp_s: float) -> int:
 def media_url(base: str, utterance_id: str, token: str) -> str:
     url = f"{base.rstrip('/')}/audio/{utterance_id}.wav"
     return f"{url}?token={token}" if token else url
+
+
+def missing_fix(cfg: ObsWebsocketOutputConfig, name: str) -> str:
+    """What a streamer reads when ``name`` (an input, a scene item) is not in OBS: the problem and the fix."""
+    if name == cfg.caption_input:
+        return f"input {name!r} does not exist in OBS; create a Text (GDI+ / FreeType 2) source with that name"
+    if name == cfg.media_input:
+        return f"input {name!r} does not exist in OBS; create a Media Source with that name (untick Local File)"
+    if name == cfg.scene_item:
+        where = f"scene {cfg.scene!r}" if cfg.scene else "the program scene"
+        return f"source {name!r} is not in {where}; add it there, or set outputs.obs_websocket.scene"
+    if name == "program scene":
+        return "OBS reported no program scene; set outputs.obs_websocket.scene"
+    return (
+        f"input {name!r} does not exist in OBS; set outputs.obs_websocket.duck_inputs to a source name "
+        "from OBS's Audio Mixer"
+    )
