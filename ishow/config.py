@@ -202,7 +202,6 @@ class ObsWebsocketOutputConfig:
     scene_item: str = ""  # a source in that scene shown only while speech plays (e.g. a "TTS speaking" image)
     request_timeout_s: float = 3.0  # OBS not answering a request in time → reconnect; the daemon never waits
     reconnect_max_s: float = 30.0  # reconnect backoff ceiling (jittered exponential from 1 s)
-    max_pending: int = 32  # requests waiting for OBS; full → the oldest is dropped (a newer caption wins)
     audio_keep: int = 16  # recent utterances kept for /audio/<id>.wav ...
     audio_max_bytes: int = 33554432  # ... and at most this many WAV bytes in all
 

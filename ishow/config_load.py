@@ -126,7 +126,6 @@ _CHECKS: dict[str, _Check] = {
     ),
     "outputs.obs_websocket.request_timeout_s": lambda v: None if 0 < v <= 60 else "must be > 0 and ≤ 60",
     "outputs.obs_websocket.reconnect_max_s": lambda v: None if 1 <= v <= 600 else "must be 1–600",
-    "outputs.obs_websocket.max_pending": lambda v: None if 1 <= v <= 10_000 else "must be 1–10000",
     "outputs.obs_websocket.audio_keep": lambda v: None if 1 <= v <= 1000 else "must be 1–1000",
     "outputs.obs_websocket.audio_max_bytes": lambda v: None if v >= 1 << 20 else "must be ≥ 1048576",
 }

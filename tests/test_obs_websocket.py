@@ -16,6 +16,7 @@ from structlog.testing import capture_logs
 
 from ishow.config import Config
 from ishow.outputs.obs_websocket import ObsWebsocketSink
+from tests.browser import browser_fixture, new_page  # noqa: F401 - the `browser` fixture
 from tests.conftest import espeak_config
 from tests.obsws_server import FakeInput, FakeObs
 from tests.test_daemon_e2e import read_utterance
@@ -267,3 +268,126 @@ async def test_shutdown_restores_volume_and_clears_caption(start_daemon: Any, fa
     assert obs.inputs["Music"].volume_db == -6.0
     assert obs.inputs["TTS Caption"].settings["text"] == ""
     assert obs.item_enabled[("Scene", 7)] is False
+
+
+def test_config_password_hidden_and_checked() -> None:
+    from ishow.config_load import parse_config
+    from ishow.errors import ConfigError
+
+    bad = '[outputs.obs_websocket]\nenabled = true\npassword = 12345678\nurl = "http://x"\nduck_db = 99\n'
+    with pytest.raises(ConfigError) as err:
+        parse_config(bad)
+    text = str(err.value)
+    assert "outputs.obs_websocket.password: expected a string, got <hidden int>" in text
+    assert "12345678" not in text
+    assert "outputs.obs_websocket.url: must be a ws:// or wss:// URL" in text
+    assert "outputs.obs_websocket.duck_db: must be 0–60, got 99.0" in text
+    assert "enabled but nothing to do" in text
+    cfg = parse_config('[outputs.obs_websocket]\nenabled = true\npassword = "pw-XYZ"\ncaption_input = "C"\n')
+    assert cfg.outputs.obs_websocket.password == "pw-XYZ" and "pw-XYZ" not in repr(cfg)
+
+
+async def test_audio_route_needs_the_token(start_daemon: Any, fake_obs: Any) -> None:
+    obs = await fake_obs()
+    cfg = obs_config(obs.url)
+    cfg = dataclasses.replace(cfg, server=dataclasses.replace(cfg.server, token="tok-AUDIO"))
+    rd = await start_daemon(cfg)
+    sink = sink_of(rd)
+    await until(lambda: sink.status == "connected", "connected")
+    since = len(obs.log)
+    auth = {"Authorization": "Bearer tok-AUDIO"}
+    async with aiohttp.ClientSession() as http:
+        r = await http.post(f"{rd.url}/api/messages", json={"user": "v", "text": "token please"}, headers=auth)
+        uid = (await r.json())["id"]
+        await until(lambda: obs.inputs["TTS Audio"].media_actions != [], "media restarted")
+        url = obs.inputs["TTS Audio"].settings["input"]
+        assert url == f"http://127.0.0.1:{rd.daemon.port}/audio/{uid}.wav?token=tok-AUDIO"  # what OBS fetches
+        assert (await http.get(url)).status == 200
+        assert (await http.get(f"{rd.url}/audio/{uid}.wav")).status == 401
+        assert (await http.get(f"{rd.url}/audio/{uid}.wav?token=nope")).status == 401
+        assert (await http.get(f"{rd.url}/audio/{uid}.wav", headers=auth)).status == 200
+    assert len(obs.requests(since)) > 0
+
+
+async def test_doctor_reports_obs_websocket(start_daemon: Any, fake_obs: Any) -> None:
+    from ishow.doctor import check_obs_websocket, probe_daemon
+
+    obs = await fake_obs()
+    # no daemon: doctor probes OBS itself
+    (check,) = await asyncio.to_thread(check_obs_websocket, obs_config(obs.url), None)
+    assert check.ok and "connected (probed from here), obs-websocket 5.5.2" in check.detail
+    (check,) = await asyncio.to_thread(check_obs_websocket, obs_config(obs.url, password="bad-Pw-999"), None)
+    assert not check.ok and "auth_failed" in check.detail and "rejected the password" in check.detail
+    assert "bad-Pw-999" not in check.detail
+    (check,) = await asyncio.to_thread(check_obs_websocket, obs_config(obs.url, scene_item="Nope"), None)
+    assert not check.ok and "source 'Nope' is not in the program scene; add it there" in check.detail
+    await obs.stop()
+    (check,) = await asyncio.to_thread(check_obs_websocket, obs_config(obs.url), None)
+    assert not check.ok and "unreachable" in check.detail and "Enable WebSocket server" in check.detail
+    # a running daemon: doctor shows what it sees
+    obs2 = await fake_obs(inputs={"Music": FakeInput("ffmpeg_source")})
+    cfg = obs_config(obs2.url)
+    rd = await start_daemon(cfg)
+    await until(lambda: sink_of(rd).status == "connected", "connected")
+    live = dataclasses.replace(cfg, server=dataclasses.replace(cfg.server, port=rd.daemon.port))
+    daemon = await asyncio.to_thread(probe_daemon, live)
+    (check,) = check_obs_websocket(live, daemon)
+    assert not check.ok and "connected (the running daemon reports)" in check.detail
+    assert "input 'TTS Caption' does not exist in OBS" in check.detail
+    assert "input 'TTS Audio' does not exist in OBS; create a Media Source" in check.detail
+
+
+async def test_panel_shows_obs_websocket_state(browser: Any, start_daemon: Any, fake_obs: Any) -> None:
+    inputs = obs_inputs()
+    del inputs["TTS Caption"]
+    obs = await fake_obs(inputs=inputs)
+    rd = await start_daemon(obs_config(obs.url))
+    await until(lambda: sink_of(rd).status == "connected", "connected")
+    page = await new_page(browser, width=1280, height=860)
+    await page.goto(f"{rd.url}/")
+    box = "document.getElementById('st-obsws')"
+    await page.wait(f"() => {box}.textContent === 'connected · missing: TTS Caption'")
+    assert "create a Text (GDI+ / FreeType 2) source" in str(await page.eval(f"() => {box}.title"))
+    assert await page.eval(f"() => {box}.querySelector('.chip').classList.contains('warn')")
+    await obs.stop()  # OBS quits: the panel follows
+    await page.wait(f"() => {box}.textContent.startsWith('unreachable') || {box}.textContent === 'disconnected'")
+    assert page.errors == []
+
+
+async def test_skip_stops_the_media_and_unducks(start_daemon: Any, fake_obs: Any) -> None:
+    obs = await fake_obs()
+    cfg = obs_config(obs.url)
+    rd = await start_daemon(dataclasses.replace(cfg, outputs=dataclasses.replace(cfg.outputs, realtime=True)))
+    sink = sink_of(rd)
+    await until(lambda: sink.status == "connected", "connected")
+    async with aiohttp.ClientSession() as http:
+        await say(http, rd.url, "viewer", "a long message that the moderator will skip before it ends, really long")
+        await until(lambda: obs.item_enabled.get(("Scene", 7)) is True, "speaking: ducked, media started, item shown")
+        since = len(obs.log)
+        r = await http.post(f"{rd.url}/api/control", json={"action": "skip"})
+        assert (await r.json())["skipped"]
+        await until(lambda: caption_cleared(obs, since), "caption cleared")
+    assert obs.requests(since)[0] == (
+        "TriggerMediaInputAction",
+        {"inputName": "TTS Audio", "mediaAction": "OBS_WEBSOCKET_MEDIA_INPUT_ACTION_STOP"},
+    )
+    assert obs.inputs["Music"].volume_db == -6.0
+
+
+async def test_outbox_keeps_the_newest_command_of_each_kind() -> None:
+    from ishow.config import ObsWebsocketOutputConfig
+    from ishow.outputs.obsws_plan import Caption, Duck, Media, SceneItem
+
+    sink = ObsWebsocketSink(ObsWebsocketOutputConfig(caption_input="C", duck_inputs=("M",)))
+    sink._emit(Caption("dropped: not connected"))
+    assert sink.counters["dropped_not_connected"] == 1 and sink.state()["pending"] == 0
+    sink._conn = object()  # type: ignore[assignment]  # "connected": commands wait in the outbox
+    for i in range(50):  # OBS is slow: nothing is sent meanwhile
+        sink._emit(Caption(f"c{i}"))
+        sink._emit(Duck(True))
+        sink._emit(Media(f"u{i}", play=True))
+        sink._emit(SceneItem(True))
+        sink._emit(Duck(False))
+        sink._emit(SceneItem(False))
+    assert list(sink._outbox) == [Caption("c49"), Media("u49", play=True), Duck(False), SceneItem(False)]
+    assert sink.counters["replaced"] == 50 * 6 - 4

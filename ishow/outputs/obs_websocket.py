@@ -7,12 +7,13 @@ media restart → scene item shown; at end: unduck → scene item hidden, and ``
 cleared — unless the next utterance is already waiting (then the music stays down and its caption replaces this
 one).
 
-Never blocks the pipeline: ``play()`` only appends to a bounded list. Commands for OBS wait in a bounded outbox
-(``max_pending``; full → the oldest is dropped and counted; a new caption replaces a caption still waiting) that
-one task sends, each request bounded by ``request_timeout_s``. While OBS is not connected commands are dropped
-(counted); the volume is tracked instead: inputs we lowered are put back to their level on reconnect and on
-shutdown. A request that times out means OBS is stuck: the connection is dropped and retried with the shared
-jittered backoff.
+Never blocks the pipeline: ``play()`` only appends to a bounded list. Commands for OBS wait in an outbox that one
+task sends, each request bounded by ``request_timeout_s``. Each command is a state (the caption text, music down
+or not, the media playing, the item shown), so a newer command of a kind replaces a waiting one of that kind — the
+oldest is dropped (counted as ``replaced``) — and the outbox never holds more than one per kind (4). While OBS is
+not connected commands are dropped (counted); the volume is tracked instead: inputs we lowered are put back to
+their level on reconnect and on shutdown. A request that times out means OBS is stuck: the connection is dropped
+and retried with the shared jittered backoff.
 
 Failures are reported once (one warning line, until the problem changes) with the fix, and listed in
 ``state()`` (→ /healthz, the panel, ``ishow doctor``).
@@ -25,7 +26,7 @@ import collections
 import contextlib
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Any, ClassVar
 
 import aiohttp
@@ -105,8 +106,8 @@ class ObsWebsocketSink(Sink):
         self._started = True
         self.status = "connecting"
         self._tasks = [
-            asyncio.create_task(self._connect_loop(), name="obs-websocket"),
-            asyncio.create_task(self._timeline(), name="obs-websocket-timeline"),
+            asyncio.create_task(self._supervise(self._connect_loop, "connection"), name="obs-websocket"),
+            asyncio.create_task(self._supervise(self._timeline, "timeline"), name="obs-websocket-timeline"),
         ]
 
     async def play(self, audio: Audio) -> None:
@@ -164,6 +165,19 @@ class ObsWebsocketSink(Sink):
             **dict(self.counters),
         }
 
+    async def _supervise(self, run: Callable[[], Coroutine[Any, Any, None]], what: str) -> None:
+        """The one catch-all of each task: a bug is logged with context and the task restarts a second later."""
+        while not self._closed:
+            try:
+                await run()
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                self.counters["task_errors"] += 1
+                log.exception("obs websocket task failed; restarting it", task=what)
+                await asyncio.sleep(1.0)
+
     # -- timeline --------------------------------------------------------------------------------------------
 
     async def _timeline(self) -> None:
@@ -209,18 +223,15 @@ class ObsWebsocketSink(Sink):
         self.playing = None
 
     def _emit(self, cmd: Command) -> None:
-        """Queue ``cmd`` for OBS. Not connected → dropped (counted). Full → the oldest is dropped."""
+        """Queue ``cmd`` for OBS; it replaces a waiting command of its kind. Not connected → dropped (counted)."""
         if self._conn is None:
             self.counters["dropped_not_connected"] += 1
             return
-        if isinstance(cmd, Caption):  # a newer caption makes a waiting one pointless
-            before = len(self._outbox)
-            self._outbox = collections.deque(c for c in self._outbox if not isinstance(c, Caption))
-            self.counters["captions_replaced"] += before - len(self._outbox)
-        if len(self._outbox) >= self.cfg.max_pending:
-            gone = self._outbox.popleft()
-            self.counters["dropped_full"] += 1
-            log.warning("obs websocket outbox full; oldest request dropped", dropped=type(gone).__name__)
+        before = len(self._outbox)
+        self._outbox = collections.deque(c for c in self._outbox if type(c) is not type(cmd))
+        if len(self._outbox) < before:
+            self.counters["replaced"] += 1
+            log.debug("obs websocket behind; a waiting command was replaced", kind=type(cmd).__name__)
         self._outbox.append(cmd)
         self._outbox_ready.set()
 
@@ -439,7 +450,7 @@ class ObsWebsocketSink(Sink):
             if on and name not in self._ducked:
                 resp = await self._call(conn, "GetInputVolume", {"inputName": name}, name)
                 level = resp.data.get("inputVolumeDb")
-                if not resp.ok or not isinstance(level, (int, float)) or level <= SILENT_DB:
+                if not resp.ok or not isinstance(level, (int, float)) or isinstance(level, bool) or level <= SILENT_DB:
                     continue  # gone, or muted at the fader: nothing to lower
                 self._ducked[name] = float(level)
                 ramps[name] = ramp_levels(level, max(SILENT_DB, level - cfg.duck_db), steps)
