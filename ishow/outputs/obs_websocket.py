@@ -152,7 +152,7 @@ class ObsWebsocketSink(Sink):
         return {
             "name": self.name,
             "active": self._started and not self._closed,
-            "connected": self._conn is not None,
+            "connected": self.status == "connected",
             "status": self.status,
             "url": self.cfg.url,
             "obs_version": self.obs_version,
@@ -264,7 +264,8 @@ class ObsWebsocketSink(Sink):
     async def _open(self, session: aiohttp.ClientSession) -> ObsConnection | None:
         """One connection attempt; a failure sets ``status`` and reports the problem with its fix."""
         cfg = self.cfg
-        self.status = "connecting"
+        if self.status == "connected":
+            self.status = "connecting"  # after a failure, its status stays shown while we retry
         try:
             return await ObsConnection.open(session, cfg.url, cfg.password, cfg.request_timeout_s)
         except ObsClosed as e:
@@ -341,8 +342,12 @@ class ObsWebsocketSink(Sink):
             await self._execute(conn, cmd)
 
     def _fail(self, status: str, message: str) -> None:
+        """A connection problem: logged once per status (retries of the same failure stay quiet)."""
+        if status != self.status or "connection" not in self._logged:
+            log.warning("obs websocket problem", problem=message)
+            self._logged["connection"] = message
         self.status = status
-        self._report("connection", message)
+        self._problems["connection"] = message
 
     def _report(self, key: str, message: str) -> None:
         """Log a problem once (again only when it changes) and show it in ``state()``."""

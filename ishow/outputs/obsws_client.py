@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 from typing import Any
 
 import aiohttp
@@ -155,7 +156,8 @@ async def _abort(ws: aiohttp.ClientWebSocketResponse, graceful: bool = False) ->
 def describe_error(e: BaseException) -> str:
     """A connection failure in a few words (``Connection refused``), without a traceback."""
     if isinstance(e, aiohttp.ClientConnectorError):
-        return e.os_error.strerror or str(e.os_error)
+        err = e.os_error
+        return os.strerror(err.errno) if err.errno else err.strerror or str(err)
     if isinstance(e, aiohttp.WSServerHandshakeError):
         return f"HTTP {e.status}: not an obs-websocket server"
     return str(e) or type(e).__name__
