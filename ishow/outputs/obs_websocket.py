@@ -90,6 +90,7 @@ class ObsWebsocketSink(Sink):
         self.obs_version = ""
         self._problems: dict[str, str] = {}  # key → the problem with its fix, as shown in state()
         self._logged: dict[str, str] = {}  # key → the message last logged (each is logged once)
+        self._quiet = False  # probe(): problems go to the caller only, not to the log
         self._usable: set[str] = set()  # inputs found in OBS at the last check
         self._scene: tuple[str, int] | None = None  # (scene name, scene item id)
         self._validated_at = -REVALIDATE_S
@@ -292,7 +293,9 @@ class ObsWebsocketSink(Sink):
         return None
 
     async def probe(self) -> dict[str, object]:
-        """One attempt for ``ishow doctor``: connect, identify, check the configured inputs, disconnect."""
+        """One attempt for ``ishow doctor``: connect, identify, check the configured inputs, disconnect.
+        Problems are returned in the state, not logged (doctor prints them with their fix)."""
+        self._quiet = True
         async with aiohttp.ClientSession() as session:
             conn = await self._open(session)
             if conn is not None:
@@ -343,7 +346,7 @@ class ObsWebsocketSink(Sink):
 
     def _fail(self, status: str, message: str) -> None:
         """A connection problem: logged once per status (retries of the same failure stay quiet)."""
-        if status != self.status or "connection" not in self._logged:
+        if (status != self.status or "connection" not in self._logged) and not self._quiet:
             log.warning("obs websocket problem", problem=message)
             self._logged["connection"] = message
         self.status = status
@@ -351,7 +354,7 @@ class ObsWebsocketSink(Sink):
 
     def _report(self, key: str, message: str) -> None:
         """Log a problem once (again only when it changes) and show it in ``state()``."""
-        if self._logged.get(key) != message:
+        if self._logged.get(key) != message and not self._quiet:
             log.warning("obs websocket problem", problem=message)
             self._logged[key] = message
         self._problems[key] = message
