@@ -129,22 +129,22 @@ class ObsWebsocketSink(Sink):
         self._waiting = collections.deque(a for a in self._waiting if a.utterance.id != utterance_id)
 
     async def close(self) -> None:
+        """Stop; if connected, the sender finishes its command, then puts the music back and clears what we
+        showed (bounded by ``CLOSE_TIMEOUT_S``)."""
         if self._closed:
             return
         self._closed = True
         self._outbox.clear()
-        timeline = self._tasks[1] if len(self._tasks) > 1 else None
-        if timeline is not None:
+        self._outbox_ready.set()  # wakes the sender: it restores OBS and returns
+        if len(self._tasks) == 2:
+            connection, timeline = self._tasks
             timeline.cancel()
-        conn = self._conn
-        if conn is not None:  # put the music back and clear what we showed, bounded
-            try:
-                await asyncio.wait_for(self._restore(conn), CLOSE_TIMEOUT_S)
-            except (TimeoutError, ObsTimeout, ObsClosed) as e:
-                log.warning("obs websocket: could not restore OBS on shutdown", error=str(e), ducked=list(self._ducked))
-        for task in self._tasks:
-            task.cancel()
-        if self._tasks:
+            if self._conn is not None:
+                await asyncio.wait([connection], timeout=CLOSE_TIMEOUT_S)
+            if self._ducked and self._conn is not None:
+                log.warning("obs websocket: could not restore the volume on shutdown", ducked=sorted(self._ducked))
+            for task in self._tasks:
+                task.cancel()
             await asyncio.wait(self._tasks, timeout=CLOSE_TIMEOUT_S)
         self.status = "closed"
         log.info("obs websocket closed", **dict(self.counters))
@@ -332,13 +332,19 @@ class ObsWebsocketSink(Sink):
         error = sender.exception() if sender.done() and not sender.cancelled() else None
         if error is not None:
             raise error
+        if sender.done() and self._closed:
+            return  # shut down after restoring OBS
         raise ObsClosed(conn.close_code, "")
 
     async def _send_loop(self, conn: ObsConnection) -> None:
+        """The only task that sends commands; on shutdown it restores OBS after the command in progress."""
         while True:
-            while not self._outbox:
+            while not self._outbox and not self._closed:
                 self._outbox_ready.clear()
                 await self._outbox_ready.wait()
+            if self._closed:
+                await self._restore(conn)
+                return
             cmd = self._outbox.popleft()
             if self._missing_any() and time.monotonic() - self._validated_at >= REVALIDATE_S:
                 await self._validate(conn)
