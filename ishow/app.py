@@ -43,9 +43,7 @@ DRAIN_TIMEOUT_S = 10.0
 # the same (platform, msg_id) within this window is dropped as "duplicate_id". Bounded by count too.
 DUPLICATE_ID_WINDOW_S = 120.0
 MAX_RECENT_IDS = 10_000
-RECENT_EVICTIONS = (
-    50  # accepted messages dropped later (queue_full, paid_overflow, stale, removed...) shown in /api/queue
-)
+RECENT_EVICTIONS = 50  # accepted messages dropped later (queue_full, stale, removed...) listed in /api/queue
 
 
 def build_sources(cfg: Config) -> list[Source]:
@@ -79,6 +77,10 @@ def build_sinks(cfg: Config) -> list[Sink]:
         from ishow.outputs.wav import WavSettings, WavSink
 
         sinks.append(WavSink(WavSettings(dir=out.wav.dir)))
+    if out.obs_websocket.enabled:
+        from ishow.outputs.obs_websocket import ObsWebsocketSink
+
+        sinks.append(ObsWebsocketSink(out.obs_websocket, token=cfg.server.token))
     return sinks
 
 

@@ -101,7 +101,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
 def token_middleware(token: str) -> Middleware:
     @web.middleware
     async def check(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if token and (request.path.startswith("/api/") or request.path.startswith("/ws/")):
+        if token and request.path.startswith(("/api/", "/ws/", "/audio/")):
             given = request.query.get("token", "")
             auth = request.headers.get("Authorization", "")
             if auth.startswith("Bearer "):
@@ -356,4 +356,36 @@ def build_app(daemon: Daemon) -> web.Application:
     if daemon.obs is not None:
         app.router.add_get("/obs", daemon.obs.handle_page)
         app.router.add_get("/ws/obs", daemon.obs.handle_ws)
+    add_audio_routes(app, daemon)
     return app
+
+
+# ---------------------------------------------------------------------- /audio/<id>.wav (OBS Media Source)
+
+
+def add_audio_routes(app: web.Application, daemon: Daemon) -> None:
+    """``GET /audio/<id>.wav``: a recent utterance for the OBS websocket output's Media Source.
+
+    Mounted only when that output keeps audio (``outputs.obs_websocket.media_input`` set). With a
+    ``server.token`` the request must carry it (``?token=`` or a Bearer header): ``token_middleware`` checks it.
+    """
+    from ishow.outputs.obs_websocket import ObsWebsocketSink
+
+    sink = next((s for s in daemon.sinks if isinstance(s, ObsWebsocketSink) and s.store is not None), None)
+    if sink is None:
+        return
+    if not sink.cfg.media_base_url:
+        sink.http_base = lambda: f"http://127.0.0.1:{daemon.port}"
+
+    async def audio_wav(request: web.Request) -> web.Response:
+        # the token (when set) is checked by token_middleware, as on every /api/ and /ws/ route
+        uid = request.match_info["id"]
+        audio = sink.store.get(uid) if sink.store is not None else None
+        if audio is None:
+            return json_error(404, f"no recent utterance {uid[:80]!r} (only the last {sink.cfg.audio_keep} are kept)")
+        from ishow.outputs.wav import encode_wav
+
+        body = await asyncio.to_thread(encode_wav, audio)
+        return web.Response(body=body, content_type="audio/wav", headers={"Cache-Control": "no-store"})
+
+    app.router.add_get(r"/audio/{id:[A-Za-z0-9_.-]{1,120}}.wav", audio_wav)

@@ -274,10 +274,11 @@ async def test_slow_headers_are_cut_and_non_ascii_authorization_is_401(start_dae
     await writer.drain()
     assert await asyncio.wait_for(reader.read(), T) == b""  # closed without an answer: the head never ended
     writer.close()
-    for auth in (b"Bearer \xff\xfe\xe4", "Bearer tökén".encode(), b"Bearer a-long-enough-token-012\xc3\xa4"):
+    auths = (b"Bearer \xff\xfe\xe4", "Bearer tökén".encode(), b"Bearer a-long-enough-token-012\xc3\xa4")
+    for path, auth in [(p, a) for p in ("/api/status", "/audio/u1-1.wav", "/ws/obs") for a in auths]:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         writer.write(
-            f"GET /api/status HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\nAuthorization: ".encode()
+            f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\nAuthorization: ".encode()
             + auth
             + b"\r\n\r\n"
         )
