@@ -1,4 +1,4 @@
-"""Command line: ishow run | say | check-config | models fetch | models tiny | voices | bench | engines build."""
+"""Command line: ishow run | say | check-config | models | voices | bench | engines build | token | doctor."""
 
 from __future__ import annotations
 
@@ -173,6 +173,13 @@ def cmd_engines_build(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_token(args: argparse.Namespace) -> int:
+    from ishow.web_guard import new_token
+
+    print(new_token())
+    return 0
+
+
 def cmd_voices(args: argparse.Namespace) -> int:
     cfg = _load(args.config)
     for v in cfg.voices:
@@ -238,6 +245,11 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--engines-dir", type=Path, help="override engine.engines_dir")
     build.add_argument("--force", action="store_true", help="rebuild even when the cached engine's key matches")
     build.set_defaults(func=cmd_engines_build)
+
+    token = sub.add_parser(
+        "token", help="print a random server token (for server.token; required off loopback, ≥ 16 characters)"
+    )
+    token.set_defaults(func=cmd_token)
 
     voices = sub.add_parser("voices", help="list, add and test voices")
     voices.add_argument("--config", type=Path)

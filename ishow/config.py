@@ -23,6 +23,14 @@ class ServerConfig:
     token: str = field(default="", repr=False)  # a secret: never in a repr or a log line
     max_text_chars: int = 500
     max_body_bytes: int = 65536
+    # Host headers accepted besides 127.0.0.1, localhost and [::1] at the bound port and `host` itself (DNS
+    # rebinding guard): "name" (with or without the bound port) or "name:port" (exact), e.g. a reverse proxy's name
+    allowed_hosts: tuple[str, ...] = ()
+    # browser origins allowed besides this server's own, e.g. "https://dashboard.example"; requests and websocket
+    # upgrades carrying any other Origin get 403 (requests without Origin — curl, bots, local tools — are not affected)
+    allowed_origins: tuple[str, ...] = ()
+    max_tts_concurrent: int = 2  # /api/tts requests synthesizing or waiting at once; more get 429 + Retry-After
+    header_timeout_s: float = 10.0  # a connection that has not sent a complete request head by then is closed
 
     @property
     def loopback(self) -> bool:
@@ -39,6 +47,7 @@ class BatchConfig:
 class QueueConfig:
     max_size: int = 30  # when full, the oldest normal-priority chat is dropped; paid events are never dropped
     max_age_s: float = 45.0  # normal chat older than this when its turn comes is dropped as stale
+    max_paid: int = 100  # paid items waiting at most; past it the oldest paid item is dropped ("paid_overflow")
 
 
 @dataclass(frozen=True)
@@ -143,6 +152,9 @@ class SourceConfig:
     api_base: str = ""
     # websocket input: local path served by our HTTP server (e.g. "/ws/input")
     path: str = "/ws/input"
+    # websocket input: paid fields (kind, amount, currency, gift, count), the moderator flag and platform names of
+    # real platform sources count only when true; otherwise every frame is ordinary chat from that tool
+    trusted: bool = False
     # bilibili: merge repeated gifts from one user within this window
     gift_merge_s: float = 3.0
     # reconnect backoff ceiling (jittered exponential from 1 s)
@@ -179,6 +191,8 @@ class ObsOutputConfig:
     enabled: bool = True
     max_client_queue: int = 64  # utterances buffered per OBS client; a client that falls further behind is dropped
     send_timeout_s: float = 5.0
+    max_clients: int = 32  # OBS pages connected at once (refused with 503 past it)
+    max_clients_per_remote: int = 8  # ...and from one remote address
 
 
 @dataclass(frozen=True)

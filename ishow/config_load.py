@@ -25,6 +25,7 @@ from ishow.config import (
 )
 from ishow.errors import ConfigError
 from ishow.events import EventKind
+from ishow.web_guard import host_entry_problem, origin_entry_problem, token_problem
 
 T = TypeVar("T")
 _Check = Callable[[Any], str | None]
@@ -59,6 +60,10 @@ _CHECKS: dict[str, _Check] = {
     "server.port": lambda v: None if 0 <= v <= 65535 else "must be 0–65535",
     "server.max_text_chars": lambda v: None if v >= 1 else "must be ≥ 1",
     "server.max_body_bytes": lambda v: None if v >= 1024 else "must be ≥ 1024",
+    "server.allowed_hosts": lambda v: host_entry_problem(v),
+    "server.allowed_origins": lambda v: origin_entry_problem(v),
+    "server.max_tts_concurrent": lambda v: None if 1 <= v <= 64 else "must be 1–64",
+    "server.header_timeout_s": lambda v: None if 1 <= v <= 300 else "must be 1–300 s",
     "engine.kind": lambda v: None if v in ("f5", "espeak") else "must be one of 'f5', 'espeak'",
     "engine.fallback": lambda v: None if v in ("espeak", "none") else "must be one of 'espeak', 'none'",
     "engine.model": lambda v: (
@@ -89,6 +94,7 @@ _CHECKS: dict[str, _Check] = {
     "batch.max_items": lambda v: None if 1 <= v <= 64 else "must be 1–64",
     "queue.max_size": lambda v: None if v >= 1 else "must be ≥ 1",
     "queue.max_age_s": lambda v: None if v > 0 else "must be > 0",
+    "queue.max_paid": lambda v: None if v >= 1 else "must be ≥ 1",
     "filter.min_chars": lambda v: None if v >= 0 else "must be ≥ 0",
     "filter.max_chars": lambda v: None if v >= 1 else "must be ≥ 1",
     "filter.banned_patterns": _regex_problem,
@@ -112,6 +118,8 @@ _CHECKS: dict[str, _Check] = {
     "outputs.local.volume": lambda v: None if 0 <= v <= 4 else "must be 0–4",
     "outputs.obs.max_client_queue": lambda v: None if v >= 1 else "must be ≥ 1",
     "outputs.obs.send_timeout_s": lambda v: None if v > 0 else "must be > 0",
+    "outputs.obs.max_clients": lambda v: None if 1 <= v <= 1000 else "must be 1–1000",
+    "outputs.obs.max_clients_per_remote": lambda v: None if 1 <= v <= 1000 else "must be 1–1000",
     "outputs.obs_websocket.url": lambda v: (
         None if v.startswith(("ws://", "wss://")) and len(v) > 6 else "must be a ws:// or wss:// URL"
     ),
@@ -284,8 +292,12 @@ def _cross_checks(cfg: Config, problems: list[str]) -> None:
     if not cfg.server.loopback and not cfg.server.token:
         problems.append(
             f"server.token: required when server.host is not loopback (host is {cfg.server.host!r}); "
-            "set a long random token"
+            "set a long random token (`ishow token` prints one)"
         )
+    elif cfg.server.token:
+        problem = token_problem(cfg.server.token, cfg.server.loopback)
+        if problem:
+            problems.append(f"server.token: {problem}")
     if cfg.filter.min_chars > cfg.filter.max_chars:
         problems.append(
             f"filter.min_chars: {cfg.filter.min_chars} is larger than filter.max_chars {cfg.filter.max_chars}"
