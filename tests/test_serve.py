@@ -1,8 +1,9 @@
-"""``ishow serve`` on a local single-node Ray (CPU, tiny F5 checkpoint) with daemons using ``engine.kind = "remote"``.
+"""``ishow serve`` (a subprocess, its own local single-node Ray, CPU, the tiny F5 checkpoint) with daemons using
+``engine.kind = "remote"``.
 
-One Ray + Serve for the module (~15 s to start on 2 cores), shut down at the end. The service's HTTP ingress
-listens on 127.0.0.1 only and every request here goes over loopback. Skipped only when ray[serve] is not installed
-(``pip install 'ishow[cluster]'``; ``make test`` installs it).
+One service for the module (~20 s to start on 2 cores), stopped with SIGINT at the end, which shuts its Ray down.
+The service's HTTP ingress listens on 127.0.0.1 and every request here goes over loopback. Skipped only when
+ray[serve] is not installed (``pip install 'ishow[cluster]'``; ``make test`` installs it).
 """
 
 from __future__ import annotations
@@ -10,8 +11,13 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import os
+import signal
 import socket
+import subprocess
+import sys
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -23,17 +29,14 @@ import pytest
 
 pytest.importorskip("ray.serve", reason="ray[serve] is not installed: pip install 'ishow[cluster]' to run these")
 
-import ray
-
 from ishow.config_engine import EngineConfig, RemoteConfig
-from ishow.config_serve import ServeConfig
 from ishow.engine.base import SynthRequest, VoiceSpec
 from ishow.engine.bench import REF_TEXT, write_reference
 from ishow.engine.checkpoint import write_tiny_model
 from ishow.engine.f5 import F5Engine
 from ishow.engine.remote import RemoteEngine
 from ishow.engine.worker import EngineWorker
-from ishow.serve import app
+from tests.conftest import REPO
 
 TOKEN = "test-token-0123456789"
 
@@ -57,16 +60,51 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
     root = tmp_path_factory.mktemp("serve")
     tiny = write_tiny_model(root / "model")
     ec = EngineConfig(model="tiny", checkpoint=tiny.checkpoint, vocab=tiny.vocab, vocoder=tiny.vocoder, device="cpu")
-    # the widest allowed wait, so two daemons' concurrent requests meet in one batch on a loaded CI machine
-    sc = ServeConfig(port=free_port(), token=TOKEN, num_gpus=0, num_cpus=1, batch_wait_ms=100, max_batch_size=8)
+    port = free_port()
+    # batch_wait_ms: the widest allowed, so two daemons' concurrent requests meet in one batch on a loaded machine
+    (root / "serve.toml").write_text(
+        f"""
+[engine]
+model = "tiny"
+checkpoint = "{tiny.checkpoint}"
+vocab = "{tiny.vocab}"
+vocoder = "{tiny.vocoder}"
+device = "cpu"
+
+[serve]
+port = {port}
+token = "{TOKEN}"
+num_gpus = 0
+num_cpus = 1
+max_batch_size = 8
+batch_wait_ms = 100
+""",
+        encoding="utf-8",
+    )
     va = VoiceSpec(id="va", ref_audio=write_reference(root / "a.wav", seconds=3.0), ref_text=REF_TEXT)
     vb = VoiceSpec(id="vb", ref_audio=write_reference(root / "b.wav", seconds=4.0), ref_text=REF_TEXT)
-    url = app.start(sc, ec, num_cpus=2, log_to_driver=False)
+    log_path = root / "serve.log"
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "ishow", "serve", "--config", str(root / "serve.toml")],
+            stdout=log, stderr=subprocess.STDOUT, cwd=REPO, start_new_session=True,
+        )  # fmt: skip
     try:
-        yield Service(url, ec, (va, vb))
+        deadline = time.monotonic() + 240
+        while b"synthesis service ready at" not in log_path.read_bytes():  # bounded by the deadline
+            assert proc.poll() is None, log_path.read_text(errors="replace")[-3000:]
+            assert time.monotonic() < deadline, log_path.read_text(errors="replace")[-3000:]
+            time.sleep(0.5)
+        yield Service(f"http://127.0.0.1:{port}", ec, (va, vb))
     finally:
-        app.stop(started_ray=True)
-    assert not ray.is_initialized()
+        proc.send_signal(signal.SIGINT)
+        try:
+            code = proc.wait(timeout=90)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)  # the process group this fixture started, nothing else
+            proc.wait(timeout=30)
+            raise
+    assert code == 0, log_path.read_text(errors="replace")[-3000:]
 
 
 def remote_cfg(svc: Service, client: str, **remote: Any) -> EngineConfig:
@@ -125,14 +163,6 @@ def test_wrong_token_fails_over_with_a_hint(service: Service) -> None:
         engine.close()
 
 
-def _replica_actor_names() -> list[str]:
-    return [
-        a["name"]
-        for a in ray.util.list_named_actors(all_namespaces=True)
-        if a["name"].startswith(f"SERVE_REPLICA::{app.APP_NAME}#{app.DEPLOYMENT}#")
-    ]
-
-
 async def test_replica_killed_mid_stream_daemons_fall_back_then_return(service: Service) -> None:
     va, vb = service.voices
     workers = {
@@ -158,8 +188,8 @@ async def test_replica_killed_mid_stream_daemons_fall_back_then_return(service: 
                 assert res.audio is not None and len(res.audio) > 0, (name, res)  # never silent, never lost
                 spoken[name].append(res.engine)
             if killed_at < 0 and all(s[-1] == "remote" for s in spoken.values()):
-                (actor,) = _replica_actor_names()
-                ray.kill(ray.get_actor(actor, namespace="serve"), no_restart=True)  # Serve starts a new one
+                pid = int(get_json(service.url, "/healthz")["pid"])
+                os.kill(pid, signal.SIGKILL)  # the replica's process dies; Serve's controller starts a new one
                 killed_at = i
             elif killed_at >= 0 and all(_fell_back_and_returned(s[killed_at + 1 :]) for s in spoken.values()):
                 break
@@ -181,3 +211,8 @@ def _fell_back_and_returned(seq: list[str]) -> bool:
 def test_health_names_the_replica_and_its_engine(service: Service) -> None:
     health = get_json(service.url, "/healthz")
     assert health["ok"] is True and health["engine"]["kind"] == "f5" and health["engine"]["device"] == "cpu"
+    assert health["replica"] and health["pid"] > 0
+    req = urllib.request.Request(service.url + "/healthz")  # no token
+    with pytest.raises(urllib.error.HTTPError) as err:
+        urllib.request.urlopen(req, timeout=60)
+    assert err.value.code == 401

@@ -165,6 +165,14 @@ def start(sc: ServeConfig, ec: EngineConfig, **ray_init: Any) -> str:
         else:  # a local single-node Ray for this process (Serve's HTTP ingress binds sc.host only)
             ray_init.setdefault("include_dashboard", False)
             ray.init(address="local", configure_logging=False, **ray_init)
+            gpus = float(ray.cluster_resources().get("GPU", 0.0))  # type: ignore[no-untyped-call]
+            if sc.num_gpus * sc.replicas > gpus:
+                ray.shutdown()
+                raise ConfigError(
+                    f"serve.num_gpus: {sc.replicas} replica(s) × {sc.num_gpus:g} GPU need "
+                    f"{sc.num_gpus * sc.replicas:g} GPUs but this machine has {gpus:g}; set serve.num_gpus = 0 "
+                    '(CPU replicas, engine.device = "cpu") or join a GPU cluster with --address'
+                )
     serve.start(http_options={"host": sc.host, "port": sc.port})
     settings = ReplicaSettings(max_rows=sc.max_rows, max_voices=sc.max_voices, batch_log=sc.batch_log, token=sc.token)
     app = SynthService.options(**deployment_options(sc)).bind(  # type: ignore[attr-defined]
@@ -177,6 +185,8 @@ def start(sc: ServeConfig, ec: EngineConfig, **ray_init: Any) -> str:
 
 def stop(started_ray: bool) -> None:
     """Remove the application; shut Serve and Ray down when this process started them."""
+    if not ray.is_initialized():
+        return
     try:
         serve.delete(APP_NAME)
     finally:

@@ -11,6 +11,7 @@ import asyncio
 import concurrent.futures
 import dataclasses
 import logging
+import os
 import threading
 import time
 from collections import deque
@@ -216,7 +217,7 @@ class ReplicaCore:
             }
 
     def health(self) -> dict[str, Any]:
-        info: dict[str, Any] = {"ok": self.engine is not None, "replica": self.replica_id}
+        info: dict[str, Any] = {"ok": self.engine is not None, "replica": self.replica_id, "pid": os.getpid()}
         if self.engine is not None:
             info["engine"] = {k: v for k, v in self.engine.describe().items() if k != "voices"}
         return info
