@@ -151,6 +151,10 @@ def cmd_voices_test(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
+    if args.remote:
+        from ishow.engine.bench_remote import main as remote_main
+
+        return remote_main(args)
     from ishow.engine.bench import main as bench_main
 
     return bench_main(args=args)
