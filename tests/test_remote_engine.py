@@ -259,3 +259,65 @@ def test_the_daemon_does_not_import_ray() -> None:
     code = "import sys, ishow.app, ishow.engine.remote, ishow.engine.registry; print('ray' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO)
     assert out.stdout.strip() == "False"
+
+
+# -- config and command line ------------------------------------------------------------------------------------
+def test_serve_and_remote_config_problems_name_the_key() -> None:
+    from ishow.config_load import parse_config
+    from ishow.errors import ConfigError
+
+    text = """
+[engine]
+kind = "remote"
+[engine.remote]
+url = "ftp://x"
+token = "s3cret-token"
+timeout_s = 0
+[serve]
+host = "0.0.0.0"
+batch_wait_ms = 500
+max_batch_size = 32
+max_ongoing_requests = 8
+"""
+    with pytest.raises(ConfigError) as err:
+        parse_config(text, root=REPO)
+    problems = "\n".join(err.value.problems)
+    assert "engine.remote.url: must be an http:// or https:// URL of `ishow serve`, got 'ftp://x'" in problems
+    assert "engine.remote.timeout_s: must be > 0 and ≤ 600, got 0.0" in problems
+    assert "serve.batch_wait_ms: must be 0–100 ms (daemons already wait a window), got 500.0" in problems
+    assert "serve.token: required when serve.host is not loopback" in problems
+    assert "serve.max_ongoing_requests: 8 is below serve.max_batch_size 32" in problems
+    assert "s3cret" not in problems
+    cfg = parse_config('[engine]\nkind = "remote"\n[engine.remote]\nurl = "http://gpu:8600"\nclient = "c1"', root=REPO)
+    assert cfg.engine.kind == "remote" and cfg.engine.remote.url == "http://gpu:8600" and cfg.serve.port == 8600
+
+
+def test_serve_and_bench_remote_command_lines() -> None:
+    from ishow.cli import build_parser
+    from ishow.config_load import default_config
+    from ishow.errors import ConfigError
+    from ishow.serve.command import apply_overrides
+
+    args = build_parser().parse_args(["serve", "--port", "9000", "--num-gpus", "0", "--address", "auto"])
+    assert args.func.__name__ == "cmd_serve"
+    cfg = apply_overrides(default_config(REPO), args)
+    assert (cfg.serve.port, cfg.serve.num_gpus, cfg.serve.address) == (9000, 0.0, "auto")
+    with pytest.raises(ConfigError, match=r"serve\.token: required when the service listens on '0\.0\.0\.0'"):
+        apply_overrides(default_config(REPO), build_parser().parse_args(["serve", "--host", "0.0.0.0"]))
+    args = build_parser().parse_args(["bench", "--remote", "local", "--callers", "1,4", "--messages", "5"])
+    assert args.remote == "local" and args.callers == "1,4" and args.messages == 5
+
+
+def test_bench_remote_local_daemon_batches_waiting_callers() -> None:
+    from ishow.engine.bench_remote import LocalDaemon, Row, _closed_loops
+
+    engine = CountingEngine(EngineConfig())
+    daemon = LocalDaemon(engine)
+    voice = VoiceSpec(id="v", ref_audio=None, ref_text="")
+    try:
+        secs, lat = _closed_loops(4, 5, 1, daemon.send, voice)
+    finally:
+        daemon.close()
+    assert len(lat) == 20 and sum(engine.calls) == 24 and max(engine.calls) <= 8
+    row = Row("local", 4, 20, secs, lat).as_dict()
+    assert row["messages"] == 20 and row["p95_ms"] >= row["p50_ms"] >= 0
