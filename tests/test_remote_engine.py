@@ -132,6 +132,8 @@ async def test_replica_batches_rows_of_many_daemons_and_isolates_bad_rows(tmp_pa
     assert stats["batches"] == 1 and stats["rows"] == 4 and stats["voices"] == 1
     other = VoiceClip(ref_text="another", audio=c.audio)
     assert "registry is full (1 voices)" in (await core.register({other.digest: other}))[other.digest]
+    await core.check()  # what Serve's health check calls: the engine thread answers
+    assert core.health()["ok"] is True
     core.close()
 
 

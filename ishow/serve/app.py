@@ -69,9 +69,9 @@ class SynthService:
         )
         _log.info("ishow replica %s ready: %s", replica_id, self.core.health())
 
-    def check_health(self) -> None:
+    async def check_health(self) -> None:
         """Called by the Serve controller; raising makes it replace this replica."""
-        self.core.check()
+        await self.core.check()
 
     def _authorized(self, request: Request) -> bool:
         if not self._token:

@@ -101,11 +101,12 @@ class ReplicaCore:
         self._pool.submit(_close).result()
         self._pool.shutdown(wait=True)
 
-    def check(self) -> None:
+    async def check(self) -> None:
         """Raise when this replica cannot serve (Ray Serve's health check restarts it then)."""
         if self.engine is None:
             raise EngineError(f"replica {self.replica_id}: engine not loaded")
-        self._pool.submit(lambda: None).result(timeout=600)  # the engine thread is alive (waits behind a batch)
+        # the engine thread is alive: a no-op queued behind the batch in flight comes back
+        await asyncio.wait_for(asyncio.get_running_loop().run_in_executor(self._pool, lambda: None), timeout=100)
 
     # -- voices ----------------------------------------------------------------------------------------------
     def unknown_voices(self, call: SynthCall) -> list[str]:
