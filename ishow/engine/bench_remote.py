@@ -46,11 +46,13 @@ class Row:
     messages: int
     seconds: float
     latencies_ms: list[float]
+    rows_per_batch: float = 0.0  # remote: the replica's average over this run (warm-up included)
 
     def as_dict(self) -> dict[str, Any]:
         lat = sorted(self.latencies_ms)
         return {
             "mode": self.mode,
+            "rows_per_batch": self.rows_per_batch,
             "callers": self.callers,
             "messages": self.messages,
             "msgs_per_s": self.messages / self.seconds if self.seconds else 0.0,
@@ -217,8 +219,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             finally:
                 for e in engines:
                     e.close()
-            rows.append(Row("remote", n, n * args.messages, secs, lat))
-            log(fmt(rows[-1]) + f"  (replica {stats['replica']}: {stats['batches'] - before} batches)")
+            batches = max(1, stats["batches"] - before)
+            rows.append(Row("remote", n, n * args.messages, secs, lat, n * (args.messages + args.warmup) / batches))
+            log(
+                fmt(rows[-1])
+                + f"  (replica {stats['replica']}: {batches} batches, {rows[-1].rows_per_batch:.1f} rows each)"
+            )
     finally:
         if started:
             from ishow.serve import app
