@@ -13,6 +13,7 @@ import subprocess
 import sys
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -323,3 +324,28 @@ def test_bench_remote_local_daemon_batches_waiting_callers() -> None:
     assert len(lat) == 20 and sum(engine.calls) == 24 and max(engine.calls) <= 8
     row = Row("local", 4, 20, secs, lat).as_dict()
     assert row["messages"] == 20 and row["p95_ms"] >= row["p50_ms"] >= 0
+
+
+async def test_daemon_speaks_through_the_service_and_health_shows_which(
+    fake_service: tuple[FakeService, str], start_daemon: Any
+) -> None:
+    import aiohttp
+
+    from tests.conftest import espeak_config
+
+    svc, url = fake_service
+    cfg = espeak_config()
+    engine = dataclasses.replace(
+        cfg.engine, kind="remote", fallback="espeak", remote=RemoteConfig(url=url, timeout_s=10, retry_s=0.1)
+    )
+    rd = await start_daemon(dataclasses.replace(cfg, engine=engine))
+    async with aiohttp.ClientSession() as http:
+        r = await http.post(f"{rd.url}/api/tts", json={"text": "测试一下", "voice": "default_zh"})
+        assert r.status == 200 and r.headers["X-Ishow-Engine"] == "remote"
+        health = await (await http.get(f"{rd.url}/healthz")).json()
+        assert health["engine_state"]["service"]["serving"] == "service"
+        svc.overloaded = True
+        r = await http.post(f"{rd.url}/api/tts", json={"text": "再来一次", "voice": "default_zh"})
+        assert r.status == 200 and r.headers["X-Ishow-Engine"] == "espeak"
+        health = await (await http.get(f"{rd.url}/healthz")).json()
+        assert health["engine"] == "remote" and health["engine_state"]["service"]["serving"] == "fallback"
