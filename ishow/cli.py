@@ -1,4 +1,4 @@
-"""Command line: ishow run | say | check-config | models | voices | bench | engines build | token | doctor."""
+"""Command line: ishow run | say | check-config | models | voices | bench | serve | engines build | token | doctor."""
 
 from __future__ import annotations
 
@@ -151,9 +151,19 @@ def cmd_voices_test(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
+    if args.remote:
+        from ishow.engine.bench_remote import main as remote_main
+
+        return remote_main(args)
     from ishow.engine.bench import main as bench_main
 
     return bench_main(args=args)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from ishow.serve.command import serve_main
+
+    return serve_main(args, _load(args.config))
 
 
 def cmd_engines_build(args: argparse.Namespace) -> int:
@@ -236,6 +246,12 @@ def build_parser() -> argparse.ArgumentParser:
     bench = sub.add_parser("bench", help="time text → waveform at the real model size (and upstream, if present)")
     bench_parser(bench)
     bench.set_defaults(func=cmd_bench)
+
+    from ishow.serve.command import build_parser as serve_parser
+
+    serve = sub.add_parser("serve", help="run the F5 engine as a shared synthesis service on Ray Serve (GPU pool)")
+    serve_parser(serve)
+    serve.set_defaults(func=cmd_serve)
 
     engines = sub.add_parser("engines", help="accelerator engines")
     esub = engines.add_subparsers(dest="engines_command", required=True)

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ishow.config_engine import EngineConfig
+from ishow.config_serve import ServeConfig
 from ishow.engine.base import VoiceSpec
 
 DEFAULT_CONFIG = Path("config/ishowtts.toml")
@@ -263,6 +264,7 @@ class Config:
     voices: tuple[VoiceSpec, ...] = field(default_factory=_default_voices)
     voice_map: VoiceMapConfig = VoiceMapConfig()
     outputs: OutputsConfig = OutputsConfig()
+    serve: ServeConfig = ServeConfig()
 
     def voice(self, voice_id: str) -> VoiceSpec | None:
         return next((v for v in self.voices if v.id == voice_id), None)

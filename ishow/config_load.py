@@ -22,6 +22,7 @@ from ishow.config import (
     WINDOW_MS_RANGE,
     Config,
     default_platform_templates,
+    is_loopback,
 )
 from ishow.errors import ConfigError
 from ishow.events import EventKind
@@ -64,7 +65,28 @@ _CHECKS: dict[str, _Check] = {
     "server.allowed_origins": lambda v: origin_entry_problem(v),
     "server.max_tts_concurrent": lambda v: None if 1 <= v <= 64 else "must be 1–64",
     "server.header_timeout_s": lambda v: None if 1 <= v <= 300 else "must be 1–300 s",
-    "engine.kind": lambda v: None if v in ("f5", "espeak") else "must be one of 'f5', 'espeak'",
+    "engine.kind": lambda v: None if v in ("f5", "espeak", "remote") else "must be one of 'f5', 'espeak', 'remote'",
+    "engine.remote.url": lambda v: (
+        None if v.startswith(("http://", "https://")) else "must be an http:// or https:// URL of `ishow serve`"
+    ),
+    "engine.remote.timeout_s": lambda v: None if 0 < v <= 600 else "must be > 0 and ≤ 600",
+    "engine.remote.retry_s": lambda v: None if 0.1 <= v <= 600 else "must be 0.1–600",
+    "engine.remote.client": lambda v: None if len(v) <= 64 and v.isprintable() else "must be ≤ 64 printable chars",
+    "serve.port": lambda v: None if 1 <= v <= 65535 else "must be 1–65535",
+    "serve.replicas": lambda v: None if 1 <= v <= 1024 else "must be 1–1024",
+    "serve.max_replicas": lambda v: None if 0 <= v <= 1024 else "must be 0–1024",
+    "serve.target_ongoing_requests": lambda v: None if v > 0 else "must be > 0",
+    "serve.num_gpus": lambda v: None if 0 <= v <= 64 else "must be 0–64",
+    "serve.num_cpus": lambda v: None if 0 <= v <= 1024 else "must be 0–1024",
+    "serve.max_batch_size": lambda v: None if 1 <= v <= 256 else "must be 1–256",
+    "serve.batch_wait_ms": lambda v: (
+        None if 0 <= v <= WINDOW_MS_RANGE[1] else f"must be 0–{WINDOW_MS_RANGE[1]} ms (daemons already wait a window)"
+    ),
+    "serve.max_rows": lambda v: None if 1 <= v <= 256 else "must be 1–256",
+    "serve.max_ongoing_requests": lambda v: None if v >= 1 else "must be ≥ 1",
+    "serve.max_queued_requests": lambda v: None if v >= -1 else "must be ≥ 0 (or -1: unbounded)",
+    "serve.max_voices": lambda v: None if v >= 1 else "must be ≥ 1",
+    "serve.batch_log": lambda v: None if 1 <= v <= 10000 else "must be 1–10000",
     "engine.fallback": lambda v: None if v in ("espeak", "none") else "must be one of 'espeak', 'none'",
     "engine.model": lambda v: (
         None
@@ -298,6 +320,22 @@ def _cross_checks(cfg: Config, problems: list[str]) -> None:
         problem = token_problem(cfg.server.token, cfg.server.loopback)
         if problem:
             problems.append(f"server.token: {problem}")
+    if not is_loopback(cfg.serve.host) and not cfg.serve.token:
+        problems.append(
+            f"serve.token: required when serve.host is not loopback (host is {cfg.serve.host!r}); "
+            "set a long random token (`ishow token` prints one), or keep the service on loopback"
+        )
+    elif cfg.serve.token:
+        problem = token_problem(cfg.serve.token, is_loopback(cfg.serve.host))
+        if problem:
+            problems.append(f"serve.token: {problem}")
+    if cfg.serve.max_replicas and cfg.serve.max_replicas < cfg.serve.replicas:
+        problems.append(f"serve.max_replicas: {cfg.serve.max_replicas} is below serve.replicas {cfg.serve.replicas}")
+    if cfg.serve.max_ongoing_requests < cfg.serve.max_batch_size:
+        problems.append(
+            f"serve.max_ongoing_requests: {cfg.serve.max_ongoing_requests} is below serve.max_batch_size "
+            f"{cfg.serve.max_batch_size}; a batch could never fill"
+        )
     if cfg.filter.min_chars > cfg.filter.max_chars:
         problems.append(
             f"filter.min_chars: {cfg.filter.min_chars} is larger than filter.max_chars {cfg.filter.max_chars}"

@@ -21,7 +21,7 @@ import structlog
 
 from ishow.config_engine import EngineConfig
 from ishow.engine.base import Engine, SynthRequest, VoiceSpec
-from ishow.errors import EngineError, InputError, IshowError, ModelLoadError, UnknownVoiceError
+from ishow.errors import EngineError, InputError, IshowError, ModelLoadError, ServiceUnavailableError, UnknownVoiceError
 
 log = structlog.get_logger(__name__)
 
@@ -194,6 +194,8 @@ class EngineWorker:
             "fallback": self.fallback.kind if self.fallback else None,
             "model_loaded": self.model_loaded,
             "primary_error": self.primary_error or None,
+            # a remote engine: which of service/fallback speaks now, and why
+            "service": _describe(self.primary) if self.primary is not None and self.primary.kind == "remote" else None,
         }
 
     # ------------------------------------------------------------------ synthesis
@@ -227,6 +229,8 @@ class EngineWorker:
                 out = self.primary.synthesize(requests)
                 self._failures = 0
                 return [SynthResult(_scaled(a, r), self.primary.kind) for a, r in zip(out, requests, strict=True)]
+            except ServiceUnavailableError:  # the remote engine said so once and brings its service back itself
+                return [self._with_fallback(r, None) for r in requests]
             except InputError:
                 pass  # some item is bad: isolate it below
             except Exception as e:  # noqa: BLE001 - the engine boundary: any crash falls back, never kills the daemon
