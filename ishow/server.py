@@ -160,8 +160,8 @@ async def tts(request: web.Request) -> web.Response:
     nfe = obj.get("nfe_step")
     if nfe is not None and (not isinstance(nfe, int) or isinstance(nfe, bool) or not 1 <= nfe <= 64):
         raise InputError(f"'nfe_step' must be an integer 1–64, got {json.dumps(nfe)}")
-    request_ = daemon.worker.request(text, voice, nfe_step=nfe)  # UnknownVoiceError → 400
-    (result,) = await daemon.worker.synthesize([request_])
+    # long text is chunked and crossfaded like chat (issue 12); UnknownVoiceError → 400
+    result, _chunks = await daemon.worker.synthesize_text(text, voice, nfe_step=nfe)
     if result.error is not None:
         status = 400 if isinstance(result.error, InputError) else 503
         return json_error(status, str(result.error))

@@ -90,15 +90,24 @@ async def test_no_fallback_means_startup_fails_loudly() -> None:
     await w.close()
 
 
-async def test_bad_item_is_isolated_and_reported() -> None:
+async def test_a_text_the_engine_rejects_goes_to_the_fallback_alone() -> None:
     primary = ToneEngine(fail_on="☠")
     w = EngineWorker(EngineConfig(kind="f5"), VOICES, factory_for(primary, Fallback()))
     await w.start()
     res = await w.synthesize([w.request("ok", "a"), w.request("☠☠", "a"), w.request("fine", "b")])
     await w.close()
+    assert all(r.audio is not None for r in res)
+    assert [r.engine for r in res] == ["tone", "fallback", "tone"]  # only the rejected message moved
+
+
+async def test_bad_item_without_fallback_is_isolated_and_reported() -> None:
+    primary = ToneEngine(fail_on="☠")
+    w = EngineWorker(EngineConfig(kind="f5", fallback="none"), VOICES, factory_for(primary))
+    await w.start()
+    res = await w.synthesize([w.request("ok", "a"), w.request("☠☠", "a"), w.request("fine", "b")])
+    await w.close()
     assert [r.audio is not None for r in res] == [True, False, True]
     assert isinstance(res[1].error, InputError) and "cannot say" in str(res[1].error)
-    assert [r.engine for r in res] == ["tone", "tone", "tone"]
 
 
 async def test_crash_mid_batch_speaks_with_fallback_then_retires_primary() -> None:
