@@ -114,8 +114,10 @@ def split_text(text: str, max_bytes: int, first_bytes: int | None = None) -> lis
     for piece in (c.strip() for c in raw):
         if not piece:
             continue
-        if chunks and not _SPEAKABLE.search(piece) and utf8_len(chunks[-1] + piece) <= max_bytes:
-            chunks[-1] += piece  # trailing punctuation only: keep it with the words before it
+        if chunks and not _SPEAKABLE.search(piece):
+            if utf8_len(chunks[-1] + piece) <= max_bytes:
+                chunks[-1] += piece  # trailing punctuation only: keep it with the words before it
+            # else: a run of punctuation longer than a chunk has nothing to say; it is left out
         elif chunks and not _SPEAKABLE.search(chunks[-1]) and utf8_len(chunks[-1] + piece) <= max_bytes:
             chunks[-1] += piece
         else:
