@@ -8,6 +8,7 @@ from collections.abc import Sequence
 import numpy as np
 import numpy.typing as npt
 import pytest
+from structlog.testing import capture_logs
 
 from ishow.config_engine import EngineConfig
 from ishow.engine.base import Engine, SynthRequest, VoiceSpec
@@ -127,3 +128,67 @@ async def test_unknown_voice_is_an_input_error() -> None:
     with pytest.raises(UnknownVoiceError, match="unknown voice 'zz'; configured voices: a, b"):
         w.request("hi", "zz")
     await w.close()
+
+
+class Exploding(ToneEngine):
+    """Fails the way torch does (not one of our error types) at load or warm-up."""
+
+    def __init__(self, at: str) -> None:
+        super().__init__()
+        self.at = at
+        self.closed = False
+
+    def load(self) -> None:
+        if self.at == "load":
+            raise RuntimeError("CUDA error: out of memory")
+
+    def warmup(self, voice: VoiceSpec) -> None:
+        if self.at == "warmup":
+            raise RuntimeError("CUDA error: operation not permitted when stream is capturing")
+
+    def close(self) -> None:
+        self.closed = True
+
+
+@pytest.mark.parametrize("at", ["load", "warmup"])
+async def test_any_load_or_warmup_exception_falls_back(at: str) -> None:
+    primary = Exploding(at)
+    w = EngineWorker(EngineConfig(kind="f5"), VOICES, factory_for(primary, Fallback()))
+    with capture_logs() as logs:
+        await w.start()
+    (res,) = await w.synthesize([w.request("hello", "a")])
+    await w.close()
+    assert w.active_kind == "fallback" and not w.model_loaded
+    assert res.engine == "fallback" and res.audio is not None
+    assert w.primary_error.startswith("RuntimeError: CUDA error")
+    (line,) = [e for e in logs if "engine unavailable, speaking with the" in e["event"]]
+    assert line["log_level"] == "warning" and "RuntimeError: CUDA error" in line["event"]
+    assert at == "load" or primary.closed  # a half-started engine is released
+
+
+async def test_any_load_exception_without_fallback_stops_startup() -> None:
+    w = EngineWorker(EngineConfig(kind="f5", fallback="none"), VOICES, factory_for(Exploding("load")))
+    with pytest.raises(RuntimeError, match="out of memory"):
+        await w.start()
+    await w.close()
+
+
+def test_model_loaded_reads_the_engine_once() -> None:
+    """/healthz asks while the engine thread retires the model: a second read would see None."""
+
+    class Racing(EngineWorker):
+        reads = 0
+
+        @property  # type: ignore[override]
+        def primary(self) -> Engine | None:
+            Racing.reads += 1
+            return ToneEngine() if Racing.reads % 2 == 1 else None
+
+        @primary.setter
+        def primary(self, value: Engine | None) -> None:
+            pass
+
+    w = Racing(EngineConfig(kind="f5", fallback="none"), VOICES, factory_for(ToneEngine()))
+    for _ in range(4):
+        assert w.model_loaded is False  # a ToneEngine is not f5; never an AttributeError
+        assert w.state()["model_loaded"] is False
