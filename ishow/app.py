@@ -400,6 +400,8 @@ class Daemon:
         ``drop``: only what is synthesized already goes out. What is left is dropped as "shutdown", one line."""
         deadline = time.monotonic() + self.cfg.engine.shutdown_timeout_s
         self._shutdown_deadline = deadline
+        self.player.resume()  # paused or not: what is synthesized goes out (and frees the batcher's put)
+        self.player.realtime = False  # hand what is left to the sinks now; they play it at their pace
         if self.cfg.engine.on_shutdown == "finish" and (self._busy or self.stage.has_pending):
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.shield(batcher), max(0.0, deadline - time.monotonic()))
@@ -408,8 +410,6 @@ class Daemon:
             await batcher
         self.queue.clear()  # not synthesized: the ledger below counts them as dropped
         await self.stage.close_streams()
-        self.player.resume()
-        self.player.realtime = False  # hand what is left to the sinks now; don't pace the shutdown
         await self.audio.put(None)
         try:
             await asyncio.wait_for(asyncio.shield(player), max(0.1, deadline - time.monotonic()))

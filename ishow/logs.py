@@ -16,14 +16,16 @@ DEMOTED_LOGGERS = ("watchfiles",)  # their info lines are debug for us
 
 
 class _Demote(logging.Filter):
-    """Rewrite a logger's records to DEBUG; drop them unless debug is on."""
+    """On the handler: records of ``DEMOTED_LOGGERS`` (and their children) below WARNING become DEBUG, shown only
+    when debug is on."""
 
     def __init__(self, show: bool) -> None:
         super().__init__()
         self.show = show
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.levelno < logging.WARNING:
+        demoted = any(record.name == n or record.name.startswith(n + ".") for n in DEMOTED_LOGGERS)
+        if demoted and record.levelno < logging.WARNING:
             record.levelno, record.levelname = logging.DEBUG, "DEBUG"
             return self.show
         return True
@@ -33,7 +35,9 @@ def configure(level: str = "info", json: bool | None = None) -> None:
     lvl = getattr(logging, level.upper(), logging.INFO)
     as_json = (not sys.stderr.isatty()) if json is None else json
     renderer: structlog.types.Processor = (
-        structlog.processors.JSONRenderer(ensure_ascii=False) if as_json else structlog.dev.ConsoleRenderer()
+        structlog.processors.JSONRenderer(ensure_ascii=False)
+        if as_json
+        else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
     )
     shared: list[structlog.types.Processor] = [
         structlog.contextvars.merge_contextvars,
@@ -52,17 +56,12 @@ def configure(level: str = "info", json: bool | None = None) -> None:
     )
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(formatter)
+    handler.addFilter(_Demote(show=lvl <= logging.DEBUG))
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(lvl)
-    for name in DEMOTED_LOGGERS:
-        demoted = logging.getLogger(name)
-        for f in list(demoted.filters):
-            if isinstance(f, _Demote):
-                demoted.removeFilter(f)
-        demoted.addFilter(_Demote(show=lvl <= logging.DEBUG))
     structlog.configure(
         processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
         wrapper_class=structlog.make_filtering_bound_logger(lvl),

@@ -20,9 +20,9 @@ from typing import Any
 
 import aiohttp
 import pytest
-from structlog.testing import capture_logs
 import structlog
 from aiohttp import web
+from structlog.testing import capture_logs
 
 from ishow.config import SourceConfig
 from ishow.errors import ConfigError
