@@ -136,6 +136,6 @@ async def test_a_streamed_message_is_one_file(tmp_path: Path) -> None:
         await sink.play(Audio(utterance=utt, samples=samples, part=min(i, 1), final=i == 2))
     await sink.flush()
     await sink.close()
-    (path,) = tmp_path.glob("*.wav")
+    (path,) = await asyncio.to_thread(lambda: list(tmp_path.glob("*.wav")))
     data, _ = sf.read(path, dtype="float32")
     assert len(data) == 400
