@@ -219,3 +219,25 @@ async def test_watcher_ignores_a_log_file_next_to_the_config(tmp_path: Path) -> 
         with pytest.raises(asyncio.CancelledError):
             await task
     assert watcher.wanted(None, str(path)) and not watcher.wanted(None, str(tmp_path / "ishow.log"))  # type: ignore[arg-type]
+
+
+def test_ledger_ends_each_message_once_and_logs_paid_drops_at_info() -> None:
+    from ishow.events import EventKind, Priority, Utterance
+    from ishow.ledger import Ledger
+    from ishow.metrics import Metrics
+
+    metrics = Metrics()
+    ledger = Ledger(metrics)
+    paid = Utterance(id="sc1", text="谢谢", voice="v", user="rich", kind=EventKind.SUPER_CHAT, priority=Priority.PAID)
+    chat = Utterance(id="c1", text="hi", voice="v")
+    ledger.accept(paid)
+    ledger.accept(chat)
+    with capture_logs() as logs:
+        assert ledger.dropped(paid, "cleared") is True
+        assert ledger.dropped(paid, "stale") is False  # already ended: not counted twice
+        assert ledger.spoken(paid) is False
+        assert ledger.spoken(chat) is True
+    (line,) = [e for e in logs if e["event"] == "message dropped"]
+    assert (line["log_level"], line["reason"], line["kind"], line["user"]) == ("info", "cleared", "super_chat", "rich")
+    assert ledger.dropped_counts == {"cleared": 1} and ledger.spoken_count == 1 and len(ledger) == 0
+    assert metrics.dropped.labels("cleared")._value.get() == 1 and metrics.spoken._value.get() == 1
