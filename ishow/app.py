@@ -11,7 +11,6 @@ import asyncio
 import collections
 import contextlib
 import dataclasses
-import errno
 import time
 from collections.abc import Callable, Coroutine
 from pathlib import Path
@@ -26,6 +25,7 @@ from ishow.engine.worker import EngineFactory, EngineWorker, default_engine_fact
 from ishow.errors import StartupError
 from ishow.events import SAMPLE_RATE, Audio, Batch, ChatEvent, EventKind, Priority, Removal, User, Utterance
 from ishow.ledger import Ledger
+from ishow.lifecycle import bind_problem, bound_port, has_listener, install_signal_handlers, supervise
 from ishow.metrics import Metrics
 from ishow.outputs.base import Sink
 from ishow.outputs.obs import ObsHub, ObsSettings
@@ -40,7 +40,6 @@ from ishow.synth_stage import SynthStage
 
 log = structlog.get_logger(__name__)
 
-SUPERVISOR_BACKOFF_S = (1.0, 60.0)  # first and longest pause before a failed background task is restarted
 LISTENER_POLL_S = 0.25
 # A platform may deliver one message twice (a reconnect that replays recent chat, a super chat sent again):
 # the same (platform, msg_id) within this window is dropped as "duplicate_id". Bounded by count too.
@@ -367,8 +366,8 @@ class Daemon:
             try:
                 await site.start()
             except OSError as e:
-                raise StartupError(_bind_problem(self.cfg.server.host, self.cfg.server.port, e)) from e
-            self.port = _bound_port(runner, self.cfg.server.port)
+                raise StartupError(bind_problem(self.cfg.server.host, self.cfg.server.port, e)) from e
+            self.port = bound_port(runner, self.cfg.server.port)
             self._announce()
             self.started.set()
             async with asyncio.TaskGroup() as tg:
@@ -440,33 +439,10 @@ class Daemon:
                 log.exception("output failed to close", output=sink.name)
 
     async def _supervise(self, run: Callable[[], Coroutine[Any, Any, None]], what: str) -> None:
-        """Run a background task; when it fails, log it and start it again after a growing pause."""
-        delay = SUPERVISOR_BACKOFF_S[0]
-        restarts = 0
-        while True:
-            started = time.monotonic()
-            try:
-                await run()
-                return
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                if time.monotonic() - started > 60.0:  # it ran fine for a while: start over with a short pause
-                    delay = SUPERVISOR_BACKOFF_S[0]
-                restarts += 1
-                log.exception(f"{what} failed; restarting it", retry_in_s=delay, restarts=restarts)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, SUPERVISOR_BACKOFF_S[1])
+        await supervise(run, what)
 
     def _has_listener(self) -> bool:
-        for sink in self.sinks:
-            state = sink.state()
-            if sink.name == "obs":
-                if int(str(state.get("clients", 0))) > 0:
-                    return True
-            elif state.get("active"):
-                return True
-        return False
+        return has_listener(self.sinks)
 
     async def _wait_for_listener(self, source: Source) -> None:
         """First run: no speakers and no OBS page → say where to listen, and hold the demo until someone does."""
@@ -507,35 +483,4 @@ class Daemon:
         log.info("ishow is running", obs_page=f"{url}/obs", api=f"{url}/api/messages", engine=self.worker.active_kind)
 
 
-def _bind_problem(host: str, port: int, e: OSError) -> str:
-    if e.errno in (errno.EADDRINUSE, errno.EACCES):
-        what = "is already in use" if e.errno == errno.EADDRINUSE else "needs privileges"
-        return (
-            f"port {port} on {host} {what} (another ishow running?); stop it, or pick another port: "
-            f"ishow run --port {port + 1} (or server.port in the config)"
-        )
-    return f"cannot listen on {host}:{port}: {e.strerror or e}; check server.host and server.port in the config"
-
-
-def _bound_port(runner: web.AppRunner, default: int) -> int:
-    for addr in runner.addresses:
-        if isinstance(addr, tuple) and len(addr) >= 2:
-            return int(addr[1])
-    return default
-
-
-def install_signal_handlers(stop: asyncio.Event) -> Callable[[], None]:
-    import signal
-
-    loop = asyncio.get_running_loop()
-    sigs = (signal.SIGINT, signal.SIGTERM)
-    for sig in sigs:
-        with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(sig, stop.set)
-
-    def remove() -> None:
-        for sig in sigs:
-            with contextlib.suppress(NotImplementedError):
-                loop.remove_signal_handler(sig)
-
-    return remove
+__all__ = ["Daemon", "build_sinks", "build_sources", "install_signal_handlers"]

@@ -15,7 +15,7 @@ import numpy.typing as npt
 import pytest
 from structlog.testing import capture_logs
 
-import ishow.app
+import ishow.lifecycle
 from ishow.app import Daemon
 from ishow.config_load import load_config
 from ishow.events import Audio
@@ -115,7 +115,7 @@ async def test_cancelled_ids_do_not_leak_when_synthesis_raises(start_daemon: Any
 
 
 async def test_supervisor_restarts_a_failed_task_with_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(ishow.app, "SUPERVISOR_BACKOFF_S", (0.01, 0.04))
+    monkeypatch.setattr(ishow.lifecycle, "SUPERVISOR_BACKOFF_S", (0.01, 0.04))
     daemon = Daemon(espeak_config(), sinks=[], sources=[])
     runs: list[int] = []
 

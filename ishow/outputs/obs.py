@@ -245,10 +245,12 @@ class ObsHub(Sink):
     async def skip(self, utterance_id: str) -> None:
         """Tell every page to stop ``utterance_id`` now: a ``{"type":"skip","id":...}`` frame."""
         item = _Item(id="", frames=(json.dumps({"type": "skip", "id": utterance_id}),))
+        ended = _Item(id="", frames=(json.dumps({"type": "end", "id": utterance_id}), *item.frames))
         for client in list(self._clients.values()):
+            streaming = utterance_id in client.streams  # cut mid-stream: end it first (skip follows its end)
             client.streams.discard(utterance_id)
             try:
-                client.queue.put_nowait(item)
+                client.queue.put_nowait(ended if streaming else item)
             except asyncio.QueueFull:
                 self._drop(client, "queue full", queued=client.queue.qsize(), id=utterance_id)
 
