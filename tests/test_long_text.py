@@ -14,6 +14,7 @@ import time
 from typing import Any
 
 import aiohttp
+import numpy as np
 import pytest
 import soundfile as sf
 
@@ -211,3 +212,40 @@ def _counter(metrics: str, name: str) -> float:
         if line.startswith(name + " ") or line.startswith(name + "{"):
             return float(line.rsplit(" ", 1)[1])
     return 0.0
+
+
+async def test_engine_seed_is_applied_once(tiny: TinyPaths) -> None:
+    """engine.seed = 3 must sample like an explicit seed 3 (twice applied it was 6)."""
+
+    async def render(engine_seed: int, request_seed: int | None) -> Any:
+        worker = EngineWorker(tiny_engine(tiny, seed=engine_seed), espeak_config().voices)
+        await worker.start()
+        try:
+            (r,) = await worker.synthesize([worker.request("你好，世界", "default_zh", seed=request_seed)])
+        finally:
+            await worker.close()
+        return r.audio
+
+    from_config, explicit, other = await render(3, None), await render(0, 3), await render(0, 6)
+    assert from_config is not None and explicit is not None and other is not None
+    assert np.array_equal(from_config, explicit)
+    assert not np.array_equal(from_config, other)
+
+
+def test_say_speaks_a_long_text_whole(tmp_path: Any) -> None:
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    out = tmp_path / "long.wav"
+    text = english_text(600)
+    proc = subprocess.run(
+        [sys.executable, "-m", "ishow", "say", text, "--engine", "espeak", "--out", str(out)],
+        capture_output=True, text=True, timeout=120, cwd=REPO,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    data, sr = sf.read(out, dtype="float32")
+    assert len(data) / sr > MAX_GEN_SECONDS
+    chunks = int(proc.stdout.split(" chunks")[0].rsplit(" ", 1)[1])
+    assert chunks >= 2
