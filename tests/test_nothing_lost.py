@@ -241,3 +241,54 @@ def test_ledger_ends_each_message_once_and_logs_paid_drops_at_info() -> None:
     assert (line["log_level"], line["reason"], line["kind"], line["user"]) == ("info", "cleared", "super_chat", "rich")
     assert ledger.dropped_counts == {"cleared": 1} and ledger.spoken_count == 1 and len(ledger) == 0
     assert metrics.dropped.labels("cleared")._value.get() == 1 and metrics.spoken._value.get() == 1
+
+
+async def test_player_keeps_a_streamed_message_together_and_drops_its_rest_on_skip() -> None:
+    from ishow.events import Utterance
+    from ishow.player import AudioBuffer, Player
+
+    class Recorder(Sink):
+        name = "rec"
+
+        def __init__(self) -> None:
+            self.got: list[tuple[str, int]] = []
+            self.skipped: list[str] = []
+
+        async def start(self) -> None:
+            pass
+
+        async def play(self, audio: Audio) -> None:
+            self.got.append((audio.utterance.id, audio.part))
+
+        async def skip(self, utterance_id: str) -> None:
+            self.skipped.append(utterance_id)
+
+        async def close(self) -> None:
+            pass
+
+        def state(self) -> dict[str, object]:
+            return {"name": self.name, "active": True}
+
+    def part(uid: str, n: int, final: bool) -> Audio:
+        return Audio(Utterance(id=uid, text=uid, voice="v"), np.zeros(240, np.float32), part=n, final=final)
+
+    rec = Recorder()
+    buffer = AudioBuffer(max_items=1)
+    spoken: list[str] = []
+    player = Player([rec], buffer, realtime=False, on_spoken=lambda a: spoken.append(a.utterance.id))
+    task = asyncio.create_task(player.run())
+    await buffer.put(part("A", 0, False))
+    await until(lambda: rec.got == [("A", 0)], "A's first part")
+    put_b = asyncio.create_task(buffer.put(part("B", 0, True)))  # waits for room: the buffer holds one
+    await buffer.put(part("A", 1, True))  # a later part never waits for room
+    await put_b
+    await until(lambda: rec.got == [("A", 0), ("A", 1), ("B", 0)], "A whole, then B")
+    await buffer.put(part("C", 0, False))
+    await until(lambda: player.current is not None and player.current.id == "C", "C playing")
+    assert (await player.skip()) is not None
+    await buffer.put(part("D", 0, True))
+    await buffer.put(part("C", 1, True))  # the rest of the skipped message arrives: not handed to the sinks
+    await buffer.put(None)
+    await asyncio.wait_for(task, 10)
+    assert rec.got == [("A", 0), ("A", 1), ("B", 0), ("C", 0), ("D", 0)]
+    assert rec.skipped == ["C"] and spoken == ["A", "B", "C", "D"]
