@@ -192,3 +192,15 @@ def test_model_loaded_reads_the_engine_once() -> None:
     for _ in range(4):
         assert w.model_loaded is False  # a ToneEngine is not f5; never an AttributeError
         assert w.state()["model_loaded"] is False
+
+
+async def test_a_crashed_batch_moves_to_the_fallback_with_one_line() -> None:
+    primary = ToneEngine(crash=True)
+    w = EngineWorker(EngineConfig(kind="f5"), VOICES, factory_for(primary, Fallback()))
+    await w.start()
+    with capture_logs() as logs:
+        res = await w.synthesize([w.request(t, "a") for t in ("one", "two", "three", "four")])
+    await w.close()
+    assert [r.engine for r in res] == ["fallback"] * 4
+    loud = [e for e in logs if e["log_level"] in ("warning", "error")]
+    assert len(loud) == 1 and "RuntimeError: CUDA error" in loud[0]["error"]

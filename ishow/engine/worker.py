@@ -230,15 +230,17 @@ class EngineWorker:
                 self._failures = 0
                 return [SynthResult(_scaled(a, r), self.primary.kind) for a, r in zip(out, requests, strict=True)]
             except InputError:
-                pass  # some item is bad: isolate it below
+                return [self._one(r, announce=True) for r in requests]  # some item is bad: isolate it
             except Exception as e:  # noqa: BLE001 - the engine boundary: any crash falls back, never kills the daemon
-                self._note_failure(e, len(requests))
+                self._note_failure(e, len(requests))  # the one line that says why
                 if self.primary is None:  # just retired
                     return [self._with_fallback(r, None) for r in requests]
-            return [self._one(r) for r in requests]
+            return [self._one(r, announce=False) for r in requests]
         return [self._with_fallback(r, None) for r in requests]
 
-    def _one(self, request: SynthRequest) -> SynthResult:
+    def _one(self, request: SynthRequest, announce: bool) -> SynthResult:
+        """One item on the primary; on any failure the fallback speaks it (``announce``: one warning line for it,
+        else — the batch's failure was already logged — at debug)."""
         primary = self.primary
         if primary is None:
             return self._with_fallback(request, None)
@@ -248,7 +250,7 @@ class EngineWorker:
         except Exception as e:  # noqa: BLE001 - see above; a text this engine rejects goes to the fallback too
             err = e if isinstance(e, IshowError) else EngineError(_error_text(e))
             if self.fallback is not None:
-                log.warning(
+                (log.warning if announce else log.debug)(
                     f"{primary.kind} could not speak this message; the {self.fallback.kind} fallback speaks it",
                     error=_error_text(e),
                     text=request.text[:80],
