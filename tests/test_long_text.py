@@ -147,14 +147,26 @@ async def test_long_chinese_super_chat_is_spoken_whole_and_streamed(start_daemon
 
 
 async def test_long_english_api_tts_is_spoken_whole(start_daemon: Any, tiny: TinyPaths) -> None:
-    rd = await start_daemon(tiny_config(tiny))
+    cfg = tiny_config(tiny)
+    rd = await start_daemon(dataclasses.replace(cfg, filter=dataclasses.replace(cfg.filter, max_chars=600)))
     text = english_text(600)
     assert 590 <= len(text) <= 600
-    async with aiohttp.ClientSession() as http:
+    async with aiohttp.ClientSession() as http, http.ws_connect(f"{rd.url}/ws/obs") as ws:
+        await ws.receive(timeout=10)  # hello
         t0 = time.monotonic()
         r = await http.post(f"{rd.url}/api/tts", json={"text": text, "voice": "default_en"})
         body = await r.read()
         elapsed = time.monotonic() - t0
+        # the same text as chat (filter.max_chars = 600 here) is streamed to the OBS page
+        t1 = time.monotonic()
+        rd.daemon.submit_text("fan", text, voice="default_en")
+        got = await read_streamed(ws, t1)
+    streamed_s = len(got["pcm"]) / 2 / 24000
+    print(
+        f"\n{len(text)}-char English as chat, tiny F5 (CPU): {streamed_s:.1f} s of audio on /ws/obs, first audio "
+        f"frame after {got['first_audio_s']:.2f} s, whole message after {got['end_s']:.2f} s"
+    )
+    assert got["headers"][0]["stream"] is True and streamed_s > MAX_GEN_SECONDS
     assert r.status == 200, body[:200]
     assert r.headers["X-Ishow-Engine"] == "f5"
     samples, sr = sf.read(io.BytesIO(body), dtype="float32")
