@@ -448,6 +448,9 @@ class Daemon:
         """First run: no speakers and no OBS page → say where to listen, and hold the demo until someone does."""
         if self._has_listener():
             return
+        if self.obs is None:  # no page could ever connect: say so, and let the demo run
+            log.warning("nobody is listening: every audio output is off or unavailable", source=source.name)
+            return
         if not self._told_nobody:
             self._told_nobody = True
             log.warning(f"nobody is listening: open {self.url}/obs", source=source.name)
