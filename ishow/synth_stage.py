@@ -111,7 +111,6 @@ class SynthStage:
                 await self._finish(c, [])
             return None
         t0 = time.perf_counter()
-        done: set[int] = set()
         try:
             results = await self.worker.synthesize(requests)
         except BaseException as e:
@@ -124,13 +123,16 @@ class SynthStage:
             raise
         elapsed = time.perf_counter() - t0
         audio_s = 0.0
-        for c in conts:
-            waves = [r.audio for o, r in zip(owners, results, strict=True) if o is c and r.audio is not None]
-            audio_s += await self._finish(c, waves)
-            done.add(id(c))
-        for owner, r in zip(owners, results, strict=True):
-            if isinstance(owner, tuple):
-                audio_s += await self._first(owner[0], owner[1], r, elapsed)
+        try:
+            for c in conts:
+                waves = [r.audio for o, r in zip(owners, results, strict=True) if o is c and r.audio is not None]
+                audio_s += await self._finish(c, waves)
+            for owner, r in zip(owners, results, strict=True):
+                if isinstance(owner, tuple):
+                    audio_s += await self._first(owner[0], owner[1], r, elapsed)
+        finally:
+            for u in firsts:  # a removal that raced the hand-off leaves no id behind
+                self.cancelled.discard(u.id)
         self.metrics.synth_seconds.observe(elapsed)
         self.metrics.batch_size.observe(len(requests))
         self.metrics.audio_seconds.inc(audio_s)
