@@ -71,6 +71,10 @@ def build_sinks(cfg: Config) -> list[Sink]:
         from ishow.outputs.wav import WavSettings, WavSink
 
         sinks.append(WavSink(WavSettings(dir=out.wav.dir)))
+    if out.obs_websocket.enabled:
+        from ishow.outputs.obs_websocket import ObsWebsocketSink
+
+        sinks.append(ObsWebsocketSink(out.obs_websocket, token=cfg.server.token))
     return sinks
 
 

@@ -182,6 +182,31 @@ class ObsOutputConfig:
 
 
 @dataclass(frozen=True)
+class ObsWebsocketOutputConfig:
+    """OBS's own websocket server (obs-websocket v5, OBS 28+): captions, ducking, media source, a scene item."""
+
+    enabled: bool = False
+    url: str = "ws://127.0.0.1:4455"  # OBS → Tools → WebSocket Server Settings
+    password: str = field(default="", repr=False)  # a secret: never in a repr, a log line or a config error
+    caption_input: str = ""  # a Text (GDI+ / FreeType 2) input that shows the caption while speech plays
+    caption_template: str = "{user}: {text}"  # fields: {user} {text} {raw} {voice} {platform}
+    caption_clear_s: float = 3.0  # the caption is cleared this long after the speech ends
+    caption_width: int = 40  # characters per caption line (long text is wrapped)
+    caption_max_lines: int = 4  # more lines are cut with "…"
+    duck_inputs: tuple[str, ...] = ()  # inputs lowered while speech plays (e.g. the music source)
+    duck_db: float = 12.0  # by this many dB
+    duck_ramp_s: float = 0.15  # volume ramp length, down and up
+    media_input: str = ""  # a Media Source that plays each utterance from /audio/<id>.wav
+    media_base_url: str = ""  # how OBS reaches this daemon; "" → http://127.0.0.1:<server.port>
+    scene: str = ""  # the scene that holds scene_item; "" → the program scene when OBS connects
+    scene_item: str = ""  # a source in that scene shown only while speech plays (e.g. a "TTS speaking" image)
+    request_timeout_s: float = 3.0  # OBS not answering a request in time → reconnect; the daemon never waits
+    reconnect_max_s: float = 30.0  # reconnect backoff ceiling (jittered exponential from 1 s)
+    audio_keep: int = 16  # recent utterances kept for /audio/<id>.wav ...
+    audio_max_bytes: int = 33554432  # ... and at most this many WAV bytes in all
+
+
+@dataclass(frozen=True)
 class WavOutputConfig:
     enabled: bool = False
     dir: Path = Path("out/wav")
@@ -193,6 +218,7 @@ class OutputsConfig:
     local: LocalOutputConfig = LocalOutputConfig()
     obs: ObsOutputConfig = ObsOutputConfig()
     wav: WavOutputConfig = WavOutputConfig()
+    obs_websocket: ObsWebsocketOutputConfig = ObsWebsocketOutputConfig()
 
 
 def _default_voices() -> tuple[VoiceSpec, ...]:

@@ -31,6 +31,7 @@ _Check = Callable[[Any], str | None]
 
 TEMPLATE_KINDS = ("danmaku", "super_chat", "gift", "guard", "sub", "raid", "system")
 TEMPLATE_FIELDS = ("user", "text", "amount", "currency", "gift", "num", "platform")
+CAPTION_FIELDS = ("user", "text", "raw", "voice", "platform")
 
 
 def _regex_problem(value: str) -> str | None:
@@ -42,10 +43,14 @@ def _regex_problem(value: str) -> str | None:
 
 
 def _template_problem(value: str) -> str | None:
+    return _fields_problem(value, TEMPLATE_FIELDS)
+
+
+def _fields_problem(value: str, fields: tuple[str, ...]) -> str | None:
     try:
-        value.format(**dict.fromkeys(TEMPLATE_FIELDS, ""))
+        value.format(**dict.fromkeys(fields, ""))
     except (KeyError, IndexError, ValueError) as e:
-        return f"bad template ({type(e).__name__}: {e}); fields are {', '.join('{' + f + '}' for f in TEMPLATE_FIELDS)}"
+        return f"bad template ({type(e).__name__}: {e}); fields are {', '.join('{' + f + '}' for f in fields)}"
     return None
 
 
@@ -108,6 +113,22 @@ _CHECKS: dict[str, _Check] = {
     "outputs.local.volume": lambda v: None if 0 <= v <= 4 else "must be 0–4",
     "outputs.obs.max_client_queue": lambda v: None if v >= 1 else "must be ≥ 1",
     "outputs.obs.send_timeout_s": lambda v: None if v > 0 else "must be > 0",
+    "outputs.obs_websocket.url": lambda v: (
+        None if v.startswith(("ws://", "wss://")) and len(v) > 6 else "must be a ws:// or wss:// URL"
+    ),
+    "outputs.obs_websocket.caption_template": lambda v: _fields_problem(v, CAPTION_FIELDS),
+    "outputs.obs_websocket.caption_clear_s": lambda v: None if 0 <= v <= 3600 else "must be 0–3600",
+    "outputs.obs_websocket.caption_width": lambda v: None if 8 <= v <= 500 else "must be 8–500",
+    "outputs.obs_websocket.caption_max_lines": lambda v: None if 1 <= v <= 50 else "must be 1–50",
+    "outputs.obs_websocket.duck_db": lambda v: None if 0 <= v <= 60 else "must be 0–60",
+    "outputs.obs_websocket.duck_ramp_s": lambda v: None if 0 <= v <= 5 else "must be 0–5",
+    "outputs.obs_websocket.media_base_url": lambda v: (
+        None if v == "" or v.startswith(("http://", "https://")) else "must be empty or an http(s):// URL"
+    ),
+    "outputs.obs_websocket.request_timeout_s": lambda v: None if 0 < v <= 60 else "must be > 0 and ≤ 60",
+    "outputs.obs_websocket.reconnect_max_s": lambda v: None if 1 <= v <= 600 else "must be 1–600",
+    "outputs.obs_websocket.audio_keep": lambda v: None if 1 <= v <= 1000 else "must be 1–1000",
+    "outputs.obs_websocket.audio_max_bytes": lambda v: None if v >= 1 << 20 else "must be ≥ 1048576",
 }
 
 
@@ -235,7 +256,7 @@ def _type_name(hint: Any) -> str:
     )
 
 
-SECRET_KEYS = frozenset({"token", "cookie", "access_key_secret", "code"})
+SECRET_KEYS = frozenset({"token", "cookie", "access_key_secret", "code", "password"})
 
 
 def _show(value: Any, path: str = "") -> str:
@@ -287,6 +308,12 @@ def _cross_checks(cfg: Config, problems: list[str]) -> None:
                 problems.append(f"sources[{i}].app_id: required for bilibili_open (a positive integer)")
         if src.kind == "websocket" and not src.path.startswith("/ws/"):
             problems.append(f"sources[{i}].path: must start with /ws/, got {src.path!r}")
+    ows = cfg.outputs.obs_websocket
+    if ows.enabled and not (ows.caption_input or ows.duck_inputs or ows.media_input or ows.scene_item):
+        problems.append(
+            "outputs.obs_websocket: enabled but nothing to do; set caption_input, duck_inputs, media_input "
+            "or scene_item"
+        )
     names = [s.name for s in cfg.sources if s.name]
     for dup in sorted({n for n in names if names.count(n) > 1}):
         problems.append(f"sources: duplicate source name {dup!r}")

@@ -301,4 +301,43 @@ def build_app(daemon: Daemon) -> web.Application:
     if daemon.obs is not None:
         app.router.add_get("/obs", daemon.obs.handle_page)
         app.router.add_get("/ws/obs", daemon.obs.handle_ws)
+    add_audio_routes(app, daemon)
     return app
+
+
+# ---------------------------------------------------------------------- /audio/<id>.wav (OBS Media Source)
+
+
+def add_audio_routes(app: web.Application, daemon: Daemon) -> None:
+    """``GET /audio/<id>.wav``: a recent utterance for the OBS websocket output's Media Source.
+
+    Mounted only when that output keeps audio (``outputs.obs_websocket.media_input`` set). With a
+    ``server.token`` the request must carry it (``?token=`` or a Bearer header), as every /api/ and /ws/ route.
+    """
+    from ishow.outputs.obs_websocket import ObsWebsocketSink
+
+    sink = next((s for s in daemon.sinks if isinstance(s, ObsWebsocketSink) and s.store is not None), None)
+    if sink is None:
+        return
+    if not sink.cfg.media_base_url:
+        sink.http_base = lambda: f"http://127.0.0.1:{daemon.port}"
+    token = daemon.cfg.server.token
+
+    async def audio_wav(request: web.Request) -> web.Response:
+        if token:
+            given = request.query.get("token", "")
+            auth = request.headers.get("Authorization", "")
+            if auth.startswith("Bearer "):
+                given = auth[7:]
+            if not hmac.compare_digest(given.encode(), token.encode()):
+                return json_error(401, "missing or wrong token: send 'Authorization: Bearer <token>' or ?token=")
+        uid = request.match_info["id"]
+        audio = sink.store.get(uid) if sink.store is not None else None
+        if audio is None:
+            return json_error(404, f"no recent utterance {uid[:80]!r} (only the last {sink.cfg.audio_keep} are kept)")
+        from ishow.outputs.wav import encode_wav
+
+        body = await asyncio.to_thread(encode_wav, audio)
+        return web.Response(body=body, content_type="audio/wav", headers={"Cache-Control": "no-store"})
+
+    app.router.add_get(r"/audio/{id:[A-Za-z0-9_.-]{1,120}}.wav", audio_wav)

@@ -273,6 +273,18 @@
     setText($("st-backlog"), String(st.backlog ?? "–"));
     const obs = (st.outputs || []).find((o) => o.name === "obs");
     setText($("st-obs"), obs ? String(obs.clients ?? 0) : "off");
+    const ows = (st.outputs || []).find((o) => o.name === "obs_websocket");
+    const owsBox = $("st-obsws");
+    owsBox.textContent = "";
+    if (!ows) owsBox.textContent = "off";
+    else {
+      // connected / auth_failed / unreachable / stalled …, then "missing: <inputs>"; the fixes in the tooltip
+      const missing = ows.missing || [];
+      const label = ows.status + (missing.length ? " · missing: " + missing.join(", ") : "");
+      const cls = ows.status === "connected" ? (missing.length ? "warn" : "ok") : BAD_SOURCE.has(ows.status) ? "bad" : "warn";
+      owsBox.appendChild(chip(label, cls));
+      owsBox.title = (ows.problems || []).join("\n");
+    }
     const src = $("st-sources");
     src.textContent = "";
     const sources = st.sources || [];
