@@ -46,6 +46,9 @@ def has_listener(sinks: Sequence[Sink]) -> bool:
         if sink.name == "obs":
             if int(str(state.get("clients", 0))) > 0:
                 return True
+        elif "connected" in state:  # an output that drives another program (OBS over its websocket)
+            if state["connected"]:
+                return True
         elif state.get("active"):
             return True
     return False
