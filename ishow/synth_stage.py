@@ -3,9 +3,10 @@
 Every message is planned into chunks by the worker (``EngineWorker.plan``): chat-sized text is one chunk; a long
 text gets a short first chunk and sentence-sized rest. The first chunk is a row of the batch it arrived in, next
 to other chat; its audio goes to the player at once as part 0 (``final=False``), minus a short tail kept back to
-crossfade into what follows. The remaining chunks are rows of the NEXT batch (again next to other chat); their
-audio is crossfaded into one final part. The player hands each part to the outputs as it arrives, so the first
-audio of a long message starts as soon as its short first chunk is done.
+crossfade into what follows. The remaining chunks are rows of the following batches (again next to other chat):
+1 chunk in the next, 2 in the one after, then 4, … — each part crossfaded into the one before, the last one
+final. The player hands each part to the outputs as it arrives, so the first audio of a long message starts as
+soon as its short first chunk is done, and each later part is made while the one before plays.
 
 Accounting: each message of the batch ends here as dropped (bad input, synthesis failed, nothing to say) or goes
 on to the player (which marks it spoken); a stream that was started always gets its final part, even if empty.
@@ -36,11 +37,22 @@ log = structlog.get_logger(__name__)
 
 @dataclass(frozen=True, eq=False)
 class _Continuation:
-    """The rest of a streamed message: its chunk texts and the kept-back tail of the part before."""
+    """The rest of a streamed message: its chunk texts, the kept-back tail of the part before, and the number of
+    the next part. Part ``n`` (n ≥ 1) takes the next ``2 ** (n - 1)`` chunks: 1, 2, 4, … — each part is at least
+    as long as the one playing while it is made, so slow hardware keeps up and fast hardware needs few batches."""
 
     utterance: Utterance
     chunks: tuple[str, ...]
     tail: Waveform
+    part: int = 1
+
+    @property
+    def now(self) -> tuple[str, ...]:
+        return self.chunks[: 2 ** (self.part - 1)]
+
+    @property
+    def later(self) -> tuple[str, ...]:
+        return self.chunks[2 ** (self.part - 1) :]
 
 
 @dataclass(frozen=True)
@@ -77,7 +89,7 @@ class SynthStage:
         conts = list(self.pending)
         self.pending.clear()
         for c in conts:
-            await self._finish(c, [])
+            await self._finish(c, [], last=True)
         return len(conts)
 
     async def run(self, items: Sequence[Utterance]) -> BatchReport | None:
@@ -86,7 +98,7 @@ class SynthStage:
         requests: list[SynthRequest] = []
         owners: list[_Continuation | tuple[Utterance, list[str]]] = []
         for c in conts:
-            for text in c.chunks:
+            for text in c.now:
                 try:
                     requests.append(self.worker.request(text, c.utterance.voice))
                     owners.append(c)
@@ -108,7 +120,7 @@ class SynthStage:
             firsts.append(u)
         if not requests:
             for c in conts:
-                await self._finish(c, [])
+                await self._finish(c, [], last=True)
             return None
         t0 = time.perf_counter()
         try:
@@ -164,12 +176,21 @@ class SynthStage:
         log.debug("long message streamed", id=u.id, chunks=len(chunks), first_s=round(audio.duration, 2))
         return audio.duration
 
-    async def _finish(self, c: _Continuation, waves: list[Waveform]) -> float:
+    async def _finish(self, c: _Continuation, waves: list[Waveform], *, last: bool = False) -> float:
+        """Hand over the next part of a streamed message: the kept tail crossfaded into ``waves``; the final part
+        when nothing is left (or ``last``: shutdown), else keep a new tail and queue the rest for the next batch."""
         uid = c.utterance.id
         if uid not in self._streams:  # dropped before it played
             return 0.0
-        self._streams.discard(uid)
         samples = crossfade_join([c.tail, *waves], SAMPLE_RATE)
-        audio = Audio(utterance=c.utterance, samples=samples, part=1, final=True)
+        final = last or not c.later
+        if final:
+            self._streams.discard(uid)
+        else:
+            keep = min(len(samples), int(CROSSFADE_S * SAMPLE_RATE))
+            tail = np.ascontiguousarray(samples[len(samples) - keep :])
+            samples = samples[: len(samples) - keep]
+            self.pending.append(_Continuation(c.utterance, c.later, tail, c.part + 1))
+        audio = Audio(utterance=c.utterance, samples=samples, part=c.part, final=final)
         await self.audio.put(audio)
         return audio.duration

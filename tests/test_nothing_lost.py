@@ -292,3 +292,15 @@ async def test_player_keeps_a_streamed_message_together_and_drops_its_rest_on_sk
     await asyncio.wait_for(task, 10)
     assert rec.got == [("A", 0), ("A", 1), ("B", 0), ("C", 0), ("D", 0)]
     assert rec.skipped == ["C"] and spoken == ["A", "B", "C", "D"]
+
+
+def test_later_parts_grow_so_each_is_made_while_the_one_before_plays() -> None:
+    from ishow.events import Utterance
+    from ishow.synth_stage import _Continuation
+
+    c = _Continuation(Utterance(id="x", text="t", voice="v"), tuple("abcdef"), np.zeros(0, np.float32))
+    parts = []
+    while c.chunks:
+        parts.append("".join(c.now))
+        c = _Continuation(c.utterance, c.later, c.tail, c.part + 1)
+    assert parts == ["a", "bc", "def"]  # 1, 2, then up to 4 chunks per batch
