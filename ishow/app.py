@@ -261,6 +261,7 @@ class Daemon:
             voice=u.voice,
             engine=audio.engine,
             seconds=round(audio.duration, 2),
+            streamed=not audio.final,  # a long message: ``seconds`` is its first part; the rest follows
         )
 
     # ------------------------------------------------------------------ control (panel, API)
