@@ -23,8 +23,10 @@ from ishow.batcher import BatchWindow, next_batch
 from ishow.boundary import platform_label, sanitize_event, sanitize_removal
 from ishow.config import Config
 from ishow.engine.worker import EngineFactory, EngineWorker, default_engine_factory
-from ishow.errors import IshowError
+from ishow.errors import StartupError
 from ishow.events import SAMPLE_RATE, Audio, Batch, ChatEvent, EventKind, Priority, Removal, User, Utterance
+from ishow.ledger import Ledger
+from ishow.lifecycle import bind_problem, bound_port, has_listener, install_signal_handlers, supervise
 from ishow.metrics import Metrics
 from ishow.mutes import MuteList
 from ishow.outputs.base import Sink
@@ -35,10 +37,12 @@ from ishow.policy.gates import ChatGate
 from ishow.queue import AsyncUtteranceQueue, QueueDrop
 from ishow.reload import ConfigWatcher, live_part, restart_needed
 from ishow.sources.base import Source
+from ishow.sources.replay import ReplaySource
+from ishow.synth_stage import SynthStage
 
 log = structlog.get_logger(__name__)
 
-DRAIN_TIMEOUT_S = 10.0
+LISTENER_POLL_S = 0.25
 # A platform may deliver one message twice (a reconnect that replays recent chat, a super chat sent again):
 # the same (platform, msg_id) within this window is dropped as "duplicate_id". Bounded by count too.
 DUPLICATE_ID_WINDOW_S = 120.0
@@ -119,11 +123,15 @@ class Daemon:
         self.gate = ChatGate(cfg.filter)
         self._inflight: list[Utterance] = []  # the batch being collected or synthesized now
         self._cancelled: set[str] = set()  # ids removed while in flight: dropped when synthesis returns
+        self.ledger = Ledger(self.metrics)  # every accepted message ends once: spoken or dropped(reason)
+        self.stage = SynthStage(self.worker, self.audio, self.ledger, self.metrics, self._cancelled)
         self._busy = False
         self.port: int | None = None
         self.watcher: ConfigWatcher | None = None
         self.last_rtf: float | None = None  # synthesis seconds / audio seconds of the last batch
         self.started = asyncio.Event()
+        self._told_nobody = False
+        self._shutdown_deadline = 0.0
         self.stopping = asyncio.Event()
 
     # ------------------------------------------------------------------ intake
@@ -150,6 +158,7 @@ class Daemon:
             self.metrics.dropped.labels(outcome.reason).inc()
             log.debug("message dropped", reason=outcome.reason, user=event.user.name, text=event.text[:80])
             return outcome
+        self.ledger.accept(outcome)
         self.queue.put(outcome)
         self.metrics.queue_depth.set(len(self.queue))
         return outcome
@@ -192,10 +201,8 @@ class Daemon:
         return self.accept(event, voice)
 
     def _on_queue_drop(self, drop: QueueDrop) -> None:
-        self.metrics.dropped.labels(drop.reason).inc()
-        self._record_eviction(drop.utterance, drop.reason)
-        level = log.warning if drop.utterance.priority >= Priority.PAID else log.debug
-        level("queued message dropped", reason=drop.reason, user=drop.utterance.user, text=drop.utterance.text[:80])
+        if self.ledger.dropped(drop.utterance, drop.reason):
+            self._record_eviction(drop.utterance, drop.reason)
 
     def _record_eviction(self, u: Utterance, reason: str) -> None:
         """An accepted message that will not be spoken: counted by reason, shown in /api/queue and the panel."""
@@ -208,8 +215,10 @@ class Daemon:
 
     async def _run_source(self, source: Source) -> None:
         gauge = self.metrics.source_state.labels(source.name)
-        gauge.set(1)
         try:
+            if isinstance(source, ReplaySource) and source.name.startswith("demo"):
+                await self._wait_for_listener(source)
+            gauge.set(1)
             await source.run(self.ingest)
         except asyncio.CancelledError:
             raise
@@ -221,9 +230,17 @@ class Daemon:
 
     async def _batch_loop(self) -> None:
         window = BatchWindow(self.cfg.window_s, self.cfg.batch.max_items)
-        while not self.stopping.is_set():
+        while not self.stopping.is_set() or self.stage.has_pending:
             self._inflight = []
-            batch = await next_batch(self.queue, window, items=self._inflight)
+            if self.stage.has_pending:  # the rest of a long message is due: don't wait for new chat
+                while len(self._inflight) < self.cfg.batch.max_items and not self.stopping.is_set():
+                    item = self.queue.get_nowait()
+                    if item is None:
+                        break
+                    self._inflight.append(item)
+                batch = Batch(tuple(self._inflight))
+            else:
+                batch = await next_batch(self.queue, window, items=self._inflight)
             self._busy = True
             try:
                 await self._synthesize(batch)
@@ -233,62 +250,31 @@ class Daemon:
                 log.exception("batch failed", size=len(batch.items))
             finally:
                 self._busy = False
+                self._inflight = []
 
     async def _synthesize(self, batch: Batch) -> None:
         self.metrics.queue_depth.set(len(self.queue))
-        requests, items = [], []
-        for u in batch.items:
-            if u.id in self._cancelled:  # removed while the batch was being collected
-                self._cancelled.discard(u.id)
-                continue
-            try:
-                requests.append(self.worker.request(u.text, u.voice))
-                items.append(u)
-            except IshowError as e:
-                self.metrics.synth_errors.labels(type(e).__name__).inc()
-                log.warning("utterance skipped", id=u.id, error=str(e))
-        if not requests:
+        report = await self.stage.run(batch.items)
+        self._inflight = []
+        if report is None:
             return
-        t0 = time.perf_counter()
-        try:
-            results = await self.worker.synthesize(requests)
-        finally:
-            self._inflight = []
-        elapsed = time.perf_counter() - t0
-        audio_s = 0.0
-        for u, r in zip(items, results, strict=True):
-            if u.id in self._cancelled:
-                self._cancelled.discard(u.id)
-                continue
-            if r.audio is None:
-                self.metrics.synth_errors.labels(type(r.error).__name__).inc()
-                log.warning("utterance not synthesized", id=u.id, text=u.text[:80], error=str(r.error))
-                continue
-            if len(r.audio) == 0:  # e.g. only punctuation: nothing to say
-                self.metrics.dropped.labels("no_speech").inc()
-                log.debug("utterance has nothing to say", id=u.id, text=u.text[:80])
-                continue
-            audio = Audio(
-                utterance=u, samples=r.audio, sample_rate=self.sample_rate, engine=r.engine, synth_seconds=elapsed
-            )
-            audio_s += audio.duration
-            await self.audio.put(audio)
-        engine = results[0].engine if results else "none"
-        self.metrics.batches.labels(engine).inc()
-        self.metrics.batch_size.observe(len(requests))
-        self.metrics.synth_seconds.observe(elapsed)
-        self.metrics.audio_seconds.inc(audio_s)
-        if audio_s > 0:
-            self.last_rtf = elapsed / audio_s
+        self.metrics.batches.labels(report.engine).inc()
+        if report.audio_s > 0:
+            self.last_rtf = report.synth_s / report.audio_s
             self.metrics.rtf.set(self.last_rtf)
         log.info(
-            "batch synthesized", engine=engine, size=len(requests), synth_s=round(elapsed, 3), audio_s=round(audio_s, 2)
+            "batch synthesized",
+            engine=report.engine,
+            size=report.rows,
+            synth_s=round(report.synth_s, 3),
+            audio_s=round(report.audio_s, 2),
         )
 
     def _on_spoken(self, audio: Audio) -> None:
         u = audio.utterance
         wait = time.monotonic() - u.created
-        self.metrics.spoken.inc()
+        if not self.ledger.spoken(u):
+            return
         self.metrics.queue_wait.observe(wait)
         self.recent_waits.append((u.priority, wait))
         log.info(
@@ -299,6 +285,7 @@ class Daemon:
             voice=u.voice,
             engine=audio.engine,
             seconds=round(audio.duration, 2),
+            streamed=not audio.final,  # a long message: ``seconds`` is its first part; the rest follows
         )
 
     # ------------------------------------------------------------------ control (panel, API)
@@ -308,9 +295,10 @@ class Daemon:
         inflight = [u for u in self._inflight if u.id not in self._cancelled and predicate(u)]
         self._cancelled.update(u.id for u in inflight)
         gone = self.queue.remove(predicate) + inflight + self.audio.remove(predicate)
+        self.stage.forget({u.id for u in gone})
         for u in gone:
-            self.metrics.dropped.labels(reason).inc()
-            self._record_eviction(u, reason)
+            if self.ledger.dropped(u, reason):
+                self._record_eviction(u, reason)
         return gone
 
     def clear(self) -> int:
@@ -406,8 +394,11 @@ class Daemon:
             )
             await runner.setup()
             site = web.TCPSite(runner, self.cfg.server.host, self.cfg.server.port)
-            await site.start()
-            self.port = _bound_port(runner, self.cfg.server.port)
+            try:
+                await site.start()
+            except OSError as e:
+                raise StartupError(bind_problem(self.cfg.server.host, self.cfg.server.port, e)) from e
+            self.port = bound_port(runner, self.cfg.server.port)
             self._announce()
             self.started.set()
             async with asyncio.TaskGroup() as tg:
@@ -416,7 +407,7 @@ class Daemon:
                 player = tg.create_task(self.player.run(), name="player")
                 watcher = None
                 if self.config_path is not None:
-                    self.watcher = ConfigWatcher(self.config_path, self.cfg.root / "voices", self.apply_config)
+                    self.watcher = ConfigWatcher(self.config_path, self.cfg, self.apply_config)
                     watcher = tg.create_task(self._supervise(self.watcher.run, "config watcher"), name="watcher")
                 await stop.wait()
                 log.info("shutting down")
@@ -425,33 +416,81 @@ class Daemon:
                     t.cancel()
                 if watcher is not None:
                     watcher.cancel()
-                if self._busy and self.cfg.engine.on_shutdown == "finish":
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(asyncio.shield(batcher), DRAIN_TIMEOUT_S)
-                batcher.cancel()
-                self.player.resume()
-                self.player.realtime = False  # hand what is left to the sinks now; don't pace the shutdown
-                await self.audio.put(None)
-                try:
-                    await asyncio.wait_for(asyncio.shield(player), DRAIN_TIMEOUT_S)
-                except TimeoutError:
-                    player.cancel()
+                await self._drain(batcher, player)
         finally:
-            for sink in self.sinks:
-                with contextlib.suppress(Exception):
-                    await sink.close()
+            await self._close_sinks()
             if runner is not None:
                 await runner.cleanup()
             await self.worker.close()
             log.info("stopped")
 
-    async def _supervise(self, run: Callable[[], Coroutine[Any, Any, None]], what: str) -> None:
+    async def _drain(self, batcher: asyncio.Task[None], player: asyncio.Task[None]) -> None:
+        """``finish``: the batch in flight (and the rest of a long message already playing) is synthesized, and
+        everything synthesized goes to the outputs, paused or not — all within ``engine.shutdown_timeout_s``.
+        ``drop``: only what is synthesized already goes out. What is left is dropped as "shutdown", one line."""
+        deadline = time.monotonic() + self.cfg.engine.shutdown_timeout_s
+        self._shutdown_deadline = deadline
+        self.player.resume()  # paused or not: what is synthesized goes out (and frees the batcher's put)
+        self.player.realtime = False  # hand what is left to the sinks now; they play it at their pace
+        if self.cfg.engine.on_shutdown == "finish" and (self._busy or self.stage.has_pending):
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(batcher), max(0.0, deadline - time.monotonic()))
+        batcher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await batcher
+        self.queue.clear()  # not synthesized: the ledger below counts them as dropped
+        await self.stage.close_streams()
+        await self.audio.put(None)
         try:
-            await run()
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception(f"{what} failed; continuing without it")
+            await asyncio.wait_for(asyncio.shield(player), max(0.1, deadline - time.monotonic()))
+        except TimeoutError:
+            player.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await player
+        left = self.ledger.still_open()
+        for u in left:
+            self.ledger.dropped(u, "shutdown")
+        if left:
+            paid = sum(1 for u in left if u.priority >= Priority.PAID)
+            log.warning("shutdown: messages not spoken", dropped=len(left), paid=paid, reason="shutdown")
+
+    async def _close_sinks(self) -> None:
+        """Outputs flush (within what is left of the shutdown time), then close; a failure is logged."""
+        deadline = self._shutdown_deadline or time.monotonic() + self.cfg.engine.shutdown_timeout_s
+        for sink in self.sinks:
+            try:
+                await asyncio.wait_for(sink.flush(), max(0.1, deadline - time.monotonic()))
+            except TimeoutError:
+                log.warning("output did not finish playing in time; closing it", output=sink.name)
+            except Exception:
+                log.exception("output failed to flush", output=sink.name)
+            try:
+                await sink.close()
+            except Exception:
+                log.exception("output failed to close", output=sink.name)
+
+    async def _supervise(self, run: Callable[[], Coroutine[Any, Any, None]], what: str) -> None:
+        await supervise(run, what)
+
+    def _has_listener(self) -> bool:
+        return has_listener(self.sinks)
+
+    async def _wait_for_listener(self, source: Source) -> None:
+        """First run: no speakers and no OBS page → say where to listen, and hold the demo until someone does."""
+        if self._has_listener():
+            return
+        if self.obs is None:  # no page could ever connect: say so, and let the demo run
+            log.warning("nobody is listening: every audio output is off or unavailable", source=source.name)
+            return
+        if not self._told_nobody:
+            self._told_nobody = True
+            log.warning(f"nobody is listening: open {self.url}/obs", source=source.name)
+        while not self._has_listener():  # checked a few times a second until a page connects (or shutdown)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stopping.wait(), LISTENER_POLL_S)
+            if self.stopping.is_set():
+                return
+        log.info("a listener connected; the demo starts", source=source.name)
 
     async def apply_config(self, new: Config, voices_changed: bool = False) -> None:
         """Swap in a validated config: filters, templates, voices and queue limits apply now."""
@@ -468,31 +507,14 @@ class Daemon:
         if later:
             log.warning("these config sections change only after a restart", sections=later)
 
-    def _announce(self) -> None:
+    @property
+    def url(self) -> str:
         host = self.cfg.server.host
-        url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{self.port}"
+        return f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{self.port}"
+
+    def _announce(self) -> None:
+        url = self.url
         log.info("ishow is running", obs_page=f"{url}/obs", api=f"{url}/api/messages", engine=self.worker.active_kind)
 
 
-def _bound_port(runner: web.AppRunner, default: int) -> int:
-    for addr in runner.addresses:
-        if isinstance(addr, tuple) and len(addr) >= 2:
-            return int(addr[1])
-    return default
-
-
-def install_signal_handlers(stop: asyncio.Event) -> Callable[[], None]:
-    import signal
-
-    loop = asyncio.get_running_loop()
-    sigs = (signal.SIGINT, signal.SIGTERM)
-    for sig in sigs:
-        with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(sig, stop.set)
-
-    def remove() -> None:
-        for sig in sigs:
-            with contextlib.suppress(NotImplementedError):
-                loop.remove_signal_handler(sig)
-
-    return remove
+__all__ = ["Daemon", "build_sinks", "build_sources", "install_signal_handlers"]

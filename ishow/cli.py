@@ -10,7 +10,7 @@ from pathlib import Path
 
 from ishow.config import DEFAULT_CONFIG, Config
 from ishow.config_load import default_config, load_config
-from ishow.errors import ConfigError, IshowError
+from ishow.errors import ConfigError, IshowError, StartupError
 
 
 def _config_path(path: Path | None) -> Path | None:
@@ -30,6 +30,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     cfg = _load(args.config)
     if args.port is not None:
         cfg = dataclasses.replace(cfg, server=dataclasses.replace(cfg.server, port=args.port))
+    missing = [v for v in cfg.voices if v.ref_audio is not None and not v.ref_audio.is_file()]
+    if missing:
+        for v in missing:
+            print(
+                f"error: voice {v.id!r}: reference audio {v.ref_audio} does not exist; fix voices[].ref_audio in the "
+                f"config or add it with `ishow voices add {v.id} FILE.wav TRANSCRIPT`",
+                file=sys.stderr,
+            )
+        return 2
 
     async def main() -> None:
         stop = asyncio.Event()
@@ -70,9 +79,14 @@ def cmd_say(args: argparse.Namespace) -> int:
         await worker.start()
         try:
             voice = args.voice or pick_voice(cfg, args.text)
-            req = worker.request(args.text, voice, nfe_step=args.nfe_step, seed=args.seed)
+            if getattr(args, "voice_test", False) and worker.active_kind != "f5":
+                print(
+                    f"note: the {worker.active_kind} engine speaks every voice with its own synthetic voice; "
+                    f"cloning {voice!r} needs the F5 weights: run `ishow models fetch`, then test again",
+                    file=sys.stderr,
+                )
             t0 = time.perf_counter()
-            (result,) = await worker.synthesize([req])
+            result, chunks = await worker.synthesize_text(args.text, voice, nfe_step=args.nfe_step, seed=args.seed)
             elapsed = time.perf_counter() - t0
         finally:
             await worker.close()
@@ -83,7 +97,10 @@ def cmd_say(args: argparse.Namespace) -> int:
         sf.write(args.out, result.audio, 24000, subtype="PCM_16")
         dur = len(result.audio) / 24000
         rms = float(np.sqrt(np.mean(np.square(result.audio, dtype=np.float64)))) if len(result.audio) else 0.0
-        print(f"wrote {args.out}: {dur:.2f} s, RMS {rms:.4f}, engine {result.engine}, voice {voice}")
+        print(
+            f"wrote {args.out}: {dur:.2f} s, RMS {rms:.4f}, engine {result.engine}, voice {voice}, "
+            f"{chunks} chunk{'s' if chunks != 1 else ''}"
+        )
         print(f"synthesis took {elapsed:.2f} s (real-time factor {elapsed / max(dur, 1e-9):.3f})")
         return 0
 
@@ -143,6 +160,7 @@ def cmd_voices_add(args: argparse.Namespace) -> int:
 
 def cmd_voices_test(args: argparse.Namespace) -> int:
     args.voice = args.id
+    args.voice_test = True
     for name in ("engine", "checkpoint", "vocoder", "vocab", "device", "nfe_step", "seed"):
         setattr(args, name, getattr(args, name, None))
     if args.out is None:
@@ -295,9 +313,15 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args))
     except ConfigError as e:
+        if len(e.problems) == 1:
+            print(f"configuration error: {e.problems[0]}", file=sys.stderr)
+            return 2
         print(f"configuration error ({len(e.problems)} problem(s)):", file=sys.stderr)
         for p in e.problems:
             print(f"  {p}", file=sys.stderr)
+        return 2
+    except StartupError as e:
+        print(f"error: {e}", file=sys.stderr)
         return 2
     except IshowError as e:
         print(f"error: {e}", file=sys.stderr)

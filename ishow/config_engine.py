@@ -33,6 +33,7 @@ class EngineConfig:
     precision: str = "auto"  # "auto" (fp16 on CUDA, fp32 on CPU) | "fp32" | "fp16"
     seed: int = 0
     on_shutdown: str = "finish"  # "finish" the batch in flight, or "drop" it
+    shutdown_timeout_s: float = 10.0  # shutdown: at most this long to finish synthesis and hand audio to the outputs
     cuda_graphs: bool = True  # capture the NFE loop (and the torch vocoder) per (batch, length) bucket on CUDA
     # "auto" (tensorrt → torch-compile → torch-graph → torch) | "torch" | "torch-compile" | "onnx" | "tensorrt"
     vocoder_backend: str = "auto"

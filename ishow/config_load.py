@@ -103,6 +103,7 @@ _CHECKS: dict[str, _Check] = {
     ),
     "engine.precision": lambda v: None if v in ("auto", "fp32", "fp16") else "must be one of 'auto', 'fp32', 'fp16'",
     "engine.on_shutdown": lambda v: None if v in ("finish", "drop") else "must be 'finish' or 'drop'",
+    "engine.shutdown_timeout_s": lambda v: None if 0 < v <= 600 else "must be > 0 and ≤ 600 seconds",
     "engine.vocoder_backend": lambda v: (
         None
         if v in ("auto", "torch", "torch-compile", "onnx", "tensorrt")

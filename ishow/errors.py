@@ -16,6 +16,10 @@ class LocalError(IshowError):
     """Our side is wrong: configuration, files, weights, devices."""
 
 
+class StartupError(LocalError):
+    """The daemon cannot start (port in use, missing voice file...): one line saying what and what to do."""
+
+
 class RemoteError(IshowError):
     """A peer sent something we cannot use."""
 

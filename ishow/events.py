@@ -109,6 +109,10 @@ class Audio:
     sample_rate: int = SAMPLE_RATE
     engine: str = ""
     synth_seconds: float = 0.0
+    # A long message is streamed: part 0 first (final=False), then the rest as it is synthesized; the last part
+    # has final=True. Chat-sized messages are one part (0, final). Outputs treat all parts as one utterance.
+    part: int = 0
+    final: bool = True
 
     @property
     def duration(self) -> float:

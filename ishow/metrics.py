@@ -12,7 +12,11 @@ class Metrics:
         self.registry = CollectorRegistry()
         r = self.registry
         self.messages = Counter("ishow_messages", "Chat events received", ["platform"], registry=r)
+        # Accounting: every message received ends once, as spoken or dropped(reason) (refused at the door, or
+        # dropped after it was accepted into the queue): ishow_messages = spoken + Σ dropped (+ still waiting).
         self.dropped = Counter("ishow_dropped_messages", "Messages not spoken, by reason", ["reason"], registry=r)
+        self.accepted = Counter("ishow_messages_accepted", "Messages that passed the filters", registry=r)
+        self.chunks = Counter("ishow_text_chunks", "Chunks synthesized for messages longer than one chunk", registry=r)
         self.queue_depth = Gauge("ishow_queue_depth", "Utterances waiting for synthesis", registry=r)
         self.batches = Counter("ishow_batches", "Batches synthesized", ["engine"], registry=r)
         self.batch_size = Histogram(

@@ -1,5 +1,8 @@
 """The player: hands finished utterances to the sinks one at a time, paced at playback speed.
 
+A long message arrives in parts (``Audio.part``/``final``): each part goes to the sinks as soon as it is
+synthesized, and the whole message is paced once, by its total duration.
+
 Pacing keeps the backlog in the daemon's queue (where stale/overflow policy applies) instead of in a browser or a
 sound card buffer: the next utterance is handed over ``LEAD_S`` before the current one ends, so playback stays
 gapless. Pause holds the next hand-off; skip cuts the current utterance in every sink.
@@ -24,7 +27,11 @@ LEAD_S = 0.3
 
 
 class AudioBuffer:
-    """Bounded FIFO of synthesized audio waiting for the player. ``put`` waits when full (backpressure)."""
+    """Bounded FIFO of synthesized audio waiting for the player. ``put`` waits when full (backpressure).
+
+    Later parts of a streamed message (``part > 0``) never wait for room (the player is waiting for them while
+    it plays the message's first part) and are taken only by ``get_part``.
+    """
 
     def __init__(self, max_items: int) -> None:
         self.max_items = max_items
@@ -32,29 +39,45 @@ class AudioBuffer:
         self._changed = asyncio.Event()
 
     def __len__(self) -> int:
-        return len(self._items)
+        return sum(1 for a in self._items if a is None or a.part == 0)
 
     async def put(self, audio: Audio | None) -> None:
-        while audio is not None and len(self._items) >= self.max_items:
+        while audio is not None and audio.part == 0 and len(self) >= self.max_items:
             self._changed.clear()
             await self._changed.wait()
         self._items.append(audio)
         self._changed.set()
 
     async def get(self) -> Audio | None:
-        while not self._items:
+        """The next message's (first part of) audio, or ``None`` (shutdown)."""
+        while True:
+            while not self._items:
+                self._changed.clear()
+                await self._changed.wait()
+            item = self._items.popleft()
+            self._changed.set()
+            if item is None or item.part == 0:
+                return item
+            log.debug("orphan part of a streamed message discarded", id=item.utterance.id, part=item.part)
+
+    async def get_part(self, utterance_id: str) -> Audio:
+        """The next part of the streamed message ``utterance_id`` (waits until the batcher puts it)."""
+        while True:
+            for i, item in enumerate(self._items):
+                if item is not None and item.part > 0 and item.utterance.id == utterance_id:
+                    del self._items[i]
+                    self._changed.set()
+                    return item
             self._changed.clear()
             await self._changed.wait()
-        item = self._items.popleft()
-        self._changed.set()
-        return item
 
     def push_front(self, audio: Audio) -> None:
         self._items.appendleft(audio)
         self._changed.set()
 
     def remove(self, predicate: Callable[[Utterance], bool]) -> list[Utterance]:
-        gone = [a.utterance for a in self._items if a is not None and predicate(a.utterance)]
+        """Drop waiting messages that match (with their later parts); the one playing keeps its parts."""
+        gone = [a.utterance for a in self._items if a is not None and a.part == 0 and predicate(a.utterance)]
         if gone:
             ids = {u.id for u in gone}
             self._items = collections.deque(a for a in self._items if a is None or a.utterance.id not in ids)
@@ -62,7 +85,7 @@ class AudioBuffer:
         return gone
 
     def utterances(self) -> list[Utterance]:
-        return [a.utterance for a in self._items if a is not None]
+        return [a.utterance for a in self._items if a is not None and a.part == 0]
 
 
 class Player:
@@ -120,18 +143,32 @@ class Player:
             await self._play(audio)
 
     async def _play(self, audio: Audio) -> None:
+        """Hand one message to the sinks: all its parts, as they arrive; then pace by its whole duration."""
+        uid = audio.utterance.id
         self.current = audio.utterance
         self.current_started = time.monotonic()
         self._skip.clear()
+        total = 0.0
+        while True:
+            if not self._skip.is_set():
+                await self._hand(audio)
+            if audio.part == 0:
+                self._on_spoken(audio)
+            total += audio.duration
+            if audio.final:
+                break
+            audio = await self.buffer.get_part(uid)
+        if self.realtime and not self._skip.is_set():
+            left = (total - LEAD_S) / self.speed - (time.monotonic() - self.current_started)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._skip.wait(), max(0.0, left))
+        self.current = None
+
+    async def _hand(self, audio: Audio) -> None:
         for sink in self.sinks:
             try:
                 await sink.play(audio)
             except asyncio.CancelledError:
                 raise
             except Exception:
-                log.exception("sink failed", sink=sink.name, id=audio.utterance.id)
-        self._on_spoken(audio)
-        if self.realtime:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._skip.wait(), max(0.0, (audio.duration - LEAD_S) / self.speed))
-        self.current = None
+                log.exception("sink failed", sink=sink.name, id=audio.utterance.id, part=audio.part)

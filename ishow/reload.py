@@ -1,7 +1,7 @@
-"""Hot reload: watch the config file and the voices folder; apply valid edits atomically, reject bad ones.
+"""Hot reload: watch the config file and its voice files; apply valid edits atomically, reject bad ones.
 
 A rejected edit keeps the running config and logs every problem with its key path. Sections that need a
-restart (server, engine, sources, outputs) are kept as they run and a warning says so.
+restart (server, engine, sources, outputs, batch) are kept as they run and a warning names them.
 """
 
 from __future__ import annotations
@@ -20,7 +20,8 @@ from ishow.errors import ConfigError
 
 log = structlog.get_logger(__name__)
 
-RESTART_SECTIONS = ("server", "engine", "sources", "outputs")
+# [batch] sizes the player's audio buffer and the batcher's window, both built at startup: restart-only.
+RESTART_SECTIONS = ("server", "engine", "sources", "outputs", "batch")
 
 
 def restart_needed(old: Config, new: Config) -> list[str]:
@@ -32,38 +33,71 @@ def live_part(old: Config, new: Config) -> Config:
     return dataclasses.replace(new, **{name: getattr(old, name) for name in RESTART_SECTIONS})
 
 
+def watched_paths(config_path: Path, cfg: Config) -> tuple[frozenset[Path], Path | None]:
+    """The files a running daemon reloads on: the config file and every voice file it names; plus the
+    ``voices/`` folder (new files there)."""
+    files = {config_path.resolve()}
+    files |= {v.ref_audio.resolve() for v in cfg.voices if v.ref_audio is not None}
+    voices_dir = (cfg.root / "voices").resolve()
+    return frozenset(files), voices_dir if voices_dir.is_dir() else None
+
+
 class ConfigWatcher:
+    """Watches exactly the config file, the voice files it names and ``voices/`` (not the folders around them:
+    a log file written next to the config never wakes it). Editors that save by rename are handled: the parent
+    folders are watched without recursion and every event is filtered to those paths."""
+
     def __init__(
         self,
         path: Path,
-        voices_dir: Path | None,
+        cfg: Config,
         apply: Callable[[Config, bool], Awaitable[None]],
         debounce_ms: int = 300,
     ) -> None:
         self.path = path.resolve()
-        self.voices_dir = voices_dir.resolve() if voices_dir is not None and voices_dir.is_dir() else None
         self._apply = apply
         self._debounce_ms = debounce_ms
+        self.files, self.voices_dir = watched_paths(self.path, cfg)
         self.reloads = 0
         self.rejected = 0
 
+    def wanted(self, change: watchfiles.Change, name: str) -> bool:
+        """watchfiles' filter: only our files (and files directly in ``voices/``) get through."""
+        p = Path(name).resolve()
+        return p in self.files or (self.voices_dir is not None and p.parent == self.voices_dir)
+
     def _relevant(self, changes: set[tuple[watchfiles.Change, str]]) -> tuple[bool, bool]:
         config_changed = voices_changed = False
-        for _, name in changes:
-            p = Path(name).resolve()
-            if p == self.path:
+        for change, name in changes:
+            if not self.wanted(change, name):
+                continue
+            if Path(name).resolve() == self.path:
                 config_changed = True
-            elif self.voices_dir is not None and self.voices_dir in p.parents:
+            else:
                 voices_changed = True
         return config_changed, voices_changed
 
+    def _folders(self) -> list[Path]:
+        dirs = {f.parent for f in self.files if f.parent.is_dir()}
+        if self.voices_dir is not None:
+            dirs.add(self.voices_dir)
+        return sorted(dirs)
+
     async def run(self) -> None:
-        targets = [self.path.parent] + ([self.voices_dir] if self.voices_dir else [])
-        log.info("watching for config and voice edits", paths=[str(t) for t in targets])
-        async for changes in watchfiles.awatch(*targets, debounce=self._debounce_ms, recursive=True):
-            config_changed, voices_changed = self._relevant(changes)
-            if config_changed or voices_changed:
-                await self.reload(voices_changed)
+        while True:
+            folders = self._folders()
+            log.info("watching for config and voice edits", files=sorted(str(f) for f in self.files))
+            restart = asyncio.Event()
+            async for changes in watchfiles.awatch(
+                *folders, watch_filter=self.wanted, debounce=self._debounce_ms, recursive=False, stop_event=restart
+            ):
+                config_changed, voices_changed = self._relevant(changes)
+                if config_changed or voices_changed:
+                    await self.reload(voices_changed)
+                if self._folders() != folders:  # the config now names voice files elsewhere: watch those
+                    restart.set()
+            if not restart.is_set():
+                return
 
     async def reload(self, voices_changed: bool = False) -> bool:
         try:
@@ -78,6 +112,7 @@ class ConfigWatcher:
             for problem in e.problems:
                 log.error(f"config problem: {problem}", path=str(self.path))
             return False
+        self.files, self.voices_dir = watched_paths(self.path, cfg)
         await self._apply(cfg, voices_changed)
         self.reloads += 1
         return True

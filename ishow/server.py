@@ -201,7 +201,7 @@ async def tts(request: web.Request) -> web.Response:
     allowed = sorted({*API_NFE_STEPS, daemon.cfg.engine.nfe_step})
     if nfe is not None and (not isinstance(nfe, int) or isinstance(nfe, bool) or nfe not in allowed):
         raise InputError(f"'nfe_step' must be an integer, one of {allowed}; got {json.dumps(nfe)[:40]}")
-    request_ = daemon.worker.request(text, voice, nfe_step=nfe)  # UnknownVoiceError → 400
+    daemon.worker.voice(voice)  # UnknownVoiceError → 400 before taking a slot
     slots = request.app[TTS_SLOTS]
     if slots.busy >= slots.limit:
         slots.refused += 1
@@ -211,7 +211,8 @@ async def tts(request: web.Request) -> web.Response:
         )
     slots.busy += 1
     try:  # live chat batches go to the engine before waiting /api/tts requests
-        (result,) = await daemon.worker.synthesize([request_], background=True)
+        # long text is chunked and crossfaded like chat (issue 12)
+        result, _chunks = await daemon.worker.synthesize_text(text, voice, nfe_step=nfe, background=True)
     finally:
         slots.busy -= 1
     if result.error is not None:

@@ -11,6 +11,7 @@ import hashlib
 import hmac
 import json
 import random
+import re
 import socket
 import struct
 import urllib.parse
@@ -21,6 +22,7 @@ import aiohttp
 import pytest
 import structlog
 from aiohttp import web
+from structlog.testing import capture_logs
 
 from ishow.config import SourceConfig
 from ishow.errors import ConfigError
@@ -71,6 +73,8 @@ class FakeBilibili:
         self.danmu_info_calls = 0
         self.cookies: list[str] = []
         self.room_code = 0
+        self.spi_broken = False
+        self.auth_buvids: list[str] = []
         self.port = 0
         self.dead_port = free_port()
         app = web.Application()
@@ -101,6 +105,8 @@ class FakeBilibili:
         return web.json_response({"code": 0, "msg": "ok", "data": {"room_id": 1000, "short_id": 1, "live_status": 1}})
 
     async def spi(self, request: web.Request) -> web.Response:
+        if self.spi_broken:
+            return web.Response(status=404, text="not here any more")
         return web.json_response({"code": 0, "message": "ok", "data": {"b_3": "BUVID3-TEST", "b_4": "B4"}})
 
     async def nav(self, request: web.Request) -> web.Response:
@@ -130,7 +136,8 @@ class FakeBilibili:
         assert (plen, hlen, op) == (len(first.data), 16, 7)
         auth = json.loads(first.data[16:])
         assert (auth["roomid"], auth["protover"], auth["platform"], auth["type"]) == (1000, 3, "web", 2)
-        assert auth["buvid"] == "BUVID3-TEST"
+        self.auth_buvids.append(auth["buvid"])
+        assert auth["buvid"] == "BUVID3-TEST" or self.spi_broken
         if auth.get("key") not in self.valid:
             self.rejected.append(auth)
             await ws.send_bytes(pkt(8, b'{"code":-101}', ver=1))
@@ -230,6 +237,28 @@ async def test_events_disconnect_reconnect_and_continue(bili: Callable[..., Awai
     # the second round was asked of the dead host first (host rotation), then of the live one
     assert server.danmu_info_calls == 3 and "Cannot connect" in src.stats.last_error
     assert src.stats.popularity == 4321
+
+
+async def test_buvid_fetch_failure_is_not_fatal(bili: Callable[..., Awaitable[FakeBilibili]]) -> None:
+    async def chat(ws: web.WebSocketResponse, conn: Conn) -> None:
+        await ws.send_bytes(zlib_frame(cmd(danmu("还在"))))
+        await serve_heartbeats(ws, conn)
+
+    server = await bili([chat])
+    server.spi_broken = True  # finger/spi answers 404 (it moved)
+    src = web_source(server)
+    out = Collector()
+    with capture_logs() as logs:
+        task = asyncio.create_task(src.run(out))
+        try:
+            await out.wait_for(lambda evs: "还在" in out.texts())
+        finally:
+            await stop(task)
+    assert len(server.conns) == 1  # connected on the first attempt, not retrying forever
+    (buvid,) = server.auth_buvids
+    assert re.fullmatch(r"[0-9A-F-]{36}\d{5}infoc", buvid)
+    (line,) = [e for e in logs if e["event"] == "bilibili buvid fetch failed; using a generated buvid3"]
+    assert "HTTP 404" in line["error"]
 
 
 async def test_auth_rejected_refetches_token(bili: Callable[..., Awaitable[FakeBilibili]]) -> None:

@@ -371,3 +371,45 @@ async def test_three_clients_one_stalled_is_dropped_and_the_pages_get_everything
     assert snap["items"] == []
     for page in pages:
         assert page.errors == []
+
+
+# ---------------------------------------------------------------------------------------- streamed utterances
+
+
+async def test_a_streamed_utterance_starts_before_its_rest_arrives_and_plays_every_sample(browser: Any) -> None:
+    hub = ObsHub()
+    async with serve_hub(hub) as base:
+        page = await open_obs(browser, base)
+        whole = sine("L", 3.0, 300)
+        cut = int(1.2 * RATE)
+        first = dataclasses.replace(whole, samples=whole.samples[:cut], part=0, final=False)
+        rest = dataclasses.replace(whole, samples=whole.samples[cut:], part=1, final=True)
+        await hub.play(first)
+        # the page schedules the first part before the rest even exists on the server
+        await page.wait("() => window.ishowLog.some((e) => e.event === 'stream' && e.id === 'L')")
+        assert not [e for e in await page.log() if e["event"] in ("play", "ended")]
+        await hub.play(rest)
+        await hub.play(sine("N", 0.5, 500))
+        await page.wait_events("ended", ["L", "N"])
+        log = await page.log()
+        no_errors(log)
+        plays = {e["id"]: e for e in log if e["event"] == "play"}
+        assert plays["L"]["stream"] is True and plays["L"]["samples"] == len(whole.samples)
+        assert plays["L"]["fnv"] == fnv1a32(whole.pcm16())  # every byte, in order
+        assert plays["N"]["frame"] == plays["L"]["frame"] + plays["L"]["frames"]  # N follows L without a gap
+        m = await meter(page)
+        expected = sum(pcm_energy(x.pcm16())[1] for x in (whole, sine("N", 0.5, 500)))
+        assert m["sumsq"] == pytest.approx(expected, rel=1e-6)  # each sample sounded once, no overlap
+        await wait_until(lambda: hub.played_ids() == ["L", "N"], "played reports")
+
+        # skipped mid-stream: the hub ends it, the page stops it at once and never reports it played
+        await hub.play(dataclasses.replace(sine("S", 5.0, 250), part=0, final=False))
+        await page.wait("() => window.ishowLog.some((e) => e.event === 'stream' && e.id === 'S')")
+        await hub.skip("S")
+        await hub.play(sine("T", 0.3, 600))
+        await page.wait_events("ended", ["T"])
+        log = await page.log()
+        (skip,) = [e for e in log if e["event"] == "skip"]
+        assert skip["id"] == "S"
+        assert "S" not in [e["id"] for e in log if e["event"] == "ended"]
+        assert page.errors == []

@@ -60,6 +60,24 @@ async def test_flood_keeps_backlog_bounded_and_speaks_every_super_chat(start_dae
         f"{ {k: v for k, v in _drops(daemon).items() if v} }, p95 wait of spoken chat {p95:.2f} s, "
         f"p50 {normal_waits[len(normal_waits) // 2]:.2f} s"
     )
+    # the accounting rule, reconciled exactly after shutdown (nothing may still be waiting)
+    rd.stop.set()
+    await asyncio.wait_for(rd.task, 60)
+    ledger = daemon.ledger
+    received = sum(s.value for m in daemon.metrics.messages.collect() for s in m.samples if s.name.endswith("_total"))
+    spoken_metric = daemon.metrics.spoken._value.get()
+    drops = _drops(daemon)
+    print(
+        f"reconciliation: received {received:.0f} = spoken {spoken_metric:.0f} + dropped {sum(drops.values()):.0f} "
+        f"{ {k: int(v) for k, v in drops.items() if v} }; accepted {ledger.accepted} = spoken "
+        f"{ledger.spoken_count} + dropped after acceptance {sum(ledger.dropped_counts.values())} "
+        f"{ledger.dropped_counts}; still open {len(ledger)}"
+    )
+    assert received == MESSAGES
+    assert received == spoken_metric + sum(drops.values())
+    assert ledger.accepted == ledger.spoken_count + sum(ledger.dropped_counts.values()) and len(ledger) == 0
+    assert ledger.spoken_count == spoken_metric == len(spoken)
+    assert daemon.metrics.accepted._value.get() == ledger.accepted
     assert max_backlog <= cfg.queue.max_size + SUPER_CHATS  # bounded: only paid events may exceed the limit
     assert sorted(paid) == sorted(f"super chat {i}" for i in range(MESSAGES) if i % sc_every == sc_every // 2)
     assert all(w <= cfg.queue.max_age_s + 10 for w in normal_waits)  # stale chat is dropped, never spoken late

@@ -177,3 +177,43 @@ async def test_device_failure_mid_stream_makes_it_inactive() -> None:
     assert sink.state()["problem"] == "device unplugged"
     assert any(e["log_level"] == "error" for e in logs)
     assert fake.closed.is_set()
+
+
+@pytest.mark.asyncio
+async def test_skip_honours_the_utterance_id() -> None:
+    """A skip for B that lands while A still plays (the hand-off window) cuts B, not A."""
+    fake = _FakeStream()
+    fake.gate.clear()
+    sink = LocalSink(LocalSettings(block_s=0.001), stream_factory=lambda s, rate: fake)
+    async with asyncio.timeout(20):
+        await sink.start()
+        await sink.play(make_audio("A", 240, 0.1))
+        await _wait(lambda: sink.state()["playing"] == "A", "A playing")
+        await sink.play(make_audio("B", 240, 0.2))
+        await sink.skip("B")  # B has not started: it must not cut A, and B must not play
+        fake.gate.set()
+        await sink.play(make_audio("C", 24, 0.3))
+        await _wait(lambda: sink.state()["played"] == 2 and sink.state()["queued"] == 0, "A and C played")
+        await sink.flush()
+        await sink.close()
+    values = sorted({round(float(b[0]), 2) for b in fake.blocks})
+    assert values == [0.1, 0.3]
+    assert sum(len(b) for b in fake.blocks if round(float(b[0]), 2) == 0.1) == 240  # A played whole
+
+
+@pytest.mark.asyncio
+async def test_flush_plays_what_waits_before_close() -> None:
+    fake = _FakeStream()
+    fake.gate.clear()
+    sink = LocalSink(LocalSettings(block_s=0.01), stream_factory=lambda s, rate: fake)
+    async with asyncio.timeout(20):
+        await sink.start()
+        for uid in ("a", "b", "c"):
+            await sink.play(make_audio(uid, 480, 0.1))
+        flushed = asyncio.ensure_future(sink.flush())
+        await asyncio.sleep(0.05)
+        assert not flushed.done()  # the device holds: nothing is played yet
+        fake.gate.set()
+        await flushed
+        await sink.close()
+    assert sum(len(b) for b in fake.blocks) == 3 * 480  # everything reached the device before close

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import socket
 from collections.abc import AsyncIterator
@@ -288,3 +289,27 @@ def test_settings_validation() -> None:
         ObsSettings(max_client_queue=0)
     with pytest.raises(ConfigError, match=r"outputs\.obs\.send_timeout_s"):
         ObsSettings(send_timeout_s=0)
+
+
+async def test_a_streamed_utterance_is_one_header_its_parts_and_one_end() -> None:
+    hub = ObsHub(ObsSettings(chunk_bytes=1000))
+    whole = make_audio("L", 3000)
+    first = dataclasses.replace(whole, samples=whole.samples[:1200], part=0, final=False)
+    rest = dataclasses.replace(whole, samples=whole.samples[1200:], part=1, final=True)
+    async with serve(hub) as base, aiohttp.ClientSession() as http:
+        async with http.ws_connect(f"{base}/ws/obs") as early:
+            assert (await receive_json(early))["type"] == "hello"
+            await hub.play(first)
+            late = await http.ws_connect(f"{base}/ws/obs")  # connects mid-stream
+            assert (await receive_json(late))["type"] == "hello"
+            await wait_until(lambda: hub.state()["clients"] == 2, "two clients")
+            await hub.play(rest)
+            await hub.play(make_audio("next", 100))
+            header, chunks, _ = await read_utterance(early)
+            assert header["id"] == "L" and header["stream"] is True and "samples" not in header
+            assert b"".join(chunks) == whole.pcm16()  # the parts, in order, are the whole utterance
+            assert (await read_utterance(early))[0]["id"] == "next"
+            header, _, _ = await read_utterance(late)  # no stray audio of "L": it starts with the next one
+            assert header["id"] == "next" and "stream" not in header and header["samples"] == 100
+            await late.close()
+        assert hub.state()["utterances"] == 2

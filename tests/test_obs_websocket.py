@@ -391,3 +391,29 @@ async def test_outbox_keeps_the_newest_command_of_each_kind() -> None:
         sink._emit(SceneItem(False))
     assert list(sink._outbox) == [Caption("c49"), Media("u49", play=True), Duck(False), SceneItem(False)]
     assert sink.counters["replaced"] == 50 * 6 - 4
+
+
+async def test_a_streamed_message_is_shown_once_whole(start_daemon: Any, fake_obs: Any) -> None:
+    """Issue 12: a long message reaches outputs in parts; OBS gets one caption and one whole /audio/<id>.wav."""
+    import dataclasses
+
+    import numpy as np
+
+    from ishow.events import Audio, Utterance
+
+    obs = await fake_obs()
+    rd = await start_daemon(obs_config(obs.url))
+    sink = sink_of(rd)
+    await until(lambda: sink.status == "connected", "connected")
+    since = len(obs.log)
+    whole = Audio(Utterance(id="L1", text="a long one", voice="v", user="fan"), np.full(36000, 0.1, np.float32))
+    await sink.play(dataclasses.replace(whole, samples=whole.samples[:12000], part=0, final=False))
+    assert sink.store is not None and sink.store.get("L1") is None  # not shown until it is whole
+    await sink.play(dataclasses.replace(whole, samples=whole.samples[12000:], part=1, final=True))
+    await until(lambda: caption_cleared(obs, since), "caption cleared")
+    captions = [r for r in obs.requests(since) if r[0] == "SetInputSettings" and r[1]["inputName"] == "TTS Caption"]
+    assert [c[1]["inputSettings"]["text"] for c in captions] == ["fan: a long one", ""]
+    async with aiohttp.ClientSession() as http:
+        resp = await http.get(f"{rd.url}/audio/L1.wav")
+        samples, _ = sf.read(io.BytesIO(await resp.read()), dtype="float32")
+    assert len(samples) == 36000

@@ -252,8 +252,8 @@ async def test_remote_engine_sends_final_seed_and_speed(fake_service: tuple[Fake
     await asyncio.to_thread(engine.load)  # the engine's methods block: they run on the worker thread in the daemon
     try:
         await asyncio.to_thread(engine.synthesize, [SynthRequest("hi", voice, seed=2, speed=1.25, nfe_step=9)])
-        # the replica runs with seed 0 and speed 1, so the daemon folds in its engine and voice settings
-        assert svc.items[-1] == Item("hi", engine._clip(voice)[1], nfe=9, speed=1.25 * 1.5 * 0.8, seed=6)
+        # the request already carries engine.speed/seed (applied once, by the worker); the voice's speed is folded in
+        assert svc.items[-1] == Item("hi", engine._clip(voice)[1], nfe=9, speed=1.25 * 1.5, seed=2)
     finally:
         await asyncio.to_thread(engine.close)
 

@@ -141,7 +141,7 @@ def test_two_daemons_share_one_batch_and_audio_equals_local(service: Service) ->
         assert stats["voices"] == 2
         assert ea.describe()["service"] == "up" and ea.last_replica == stats["replica"]
 
-        local = F5Engine(dataclasses.replace(service.engine, seed=5))  # same seed folding as the daemon's
+        local = F5Engine(dataclasses.replace(service.engine, seed=5))  # engine.seed is not applied twice: only req.seed
         local.load()
         for reqs, outs in ((reqs_a, out_a), (reqs_b, out_b)):
             for req, wave in zip(reqs, outs, strict=True):

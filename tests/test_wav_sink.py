@@ -125,3 +125,17 @@ async def test_backlog_is_bounded(tmp_path: Path) -> None:
     assert sink.state()["skipped"] == 3
     assert sum(e["event"] == "wav output behind; file skipped" for e in logs) == 3
     assert len(await asyncio.to_thread(lambda: list(tmp_path.glob("*.wav")))) == 2
+
+
+async def test_a_streamed_message_is_one_file(tmp_path: Path) -> None:
+    sink = WavSink(WavSettings(dir=tmp_path))
+    await sink.start()
+    utt = Utterance(id="long", text="t", voice="v")
+    parts = [np.full(n, 0.1 * (i + 1), dtype=np.float32) for i, n in enumerate((100, 250, 50))]
+    for i, samples in enumerate(parts):
+        await sink.play(Audio(utterance=utt, samples=samples, part=min(i, 1), final=i == 2))
+    await sink.flush()
+    await sink.close()
+    (path,) = await asyncio.to_thread(lambda: list(tmp_path.glob("*.wav")))
+    data, _ = sf.read(path, dtype="float32")
+    assert len(data) == 400

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 import numpy as np
 import numpy.typing as npt
 import pytest
+from structlog.testing import capture_logs
 
 from ishow.config_engine import EngineConfig
 from ishow.engine.base import Engine, SynthRequest, VoiceSpec
@@ -90,15 +91,24 @@ async def test_no_fallback_means_startup_fails_loudly() -> None:
     await w.close()
 
 
-async def test_bad_item_is_isolated_and_reported() -> None:
+async def test_a_text_the_engine_rejects_goes_to_the_fallback_alone() -> None:
     primary = ToneEngine(fail_on="☠")
     w = EngineWorker(EngineConfig(kind="f5"), VOICES, factory_for(primary, Fallback()))
     await w.start()
     res = await w.synthesize([w.request("ok", "a"), w.request("☠☠", "a"), w.request("fine", "b")])
     await w.close()
+    assert all(r.audio is not None for r in res)
+    assert [r.engine for r in res] == ["tone", "fallback", "tone"]  # only the rejected message moved
+
+
+async def test_bad_item_without_fallback_is_isolated_and_reported() -> None:
+    primary = ToneEngine(fail_on="☠")
+    w = EngineWorker(EngineConfig(kind="f5", fallback="none"), VOICES, factory_for(primary))
+    await w.start()
+    res = await w.synthesize([w.request("ok", "a"), w.request("☠☠", "a"), w.request("fine", "b")])
+    await w.close()
     assert [r.audio is not None for r in res] == [True, False, True]
     assert isinstance(res[1].error, InputError) and "cannot say" in str(res[1].error)
-    assert [r.engine for r in res] == ["tone", "tone", "tone"]
 
 
 async def test_crash_mid_batch_speaks_with_fallback_then_retires_primary() -> None:
@@ -118,3 +128,79 @@ async def test_unknown_voice_is_an_input_error() -> None:
     with pytest.raises(UnknownVoiceError, match="unknown voice 'zz'; configured voices: a, b"):
         w.request("hi", "zz")
     await w.close()
+
+
+class Exploding(ToneEngine):
+    """Fails the way torch does (not one of our error types) at load or warm-up."""
+
+    def __init__(self, at: str) -> None:
+        super().__init__()
+        self.at = at
+        self.closed = False
+
+    def load(self) -> None:
+        if self.at == "load":
+            raise RuntimeError("CUDA error: out of memory")
+
+    def warmup(self, voice: VoiceSpec) -> None:
+        if self.at == "warmup":
+            raise RuntimeError("CUDA error: operation not permitted when stream is capturing")
+
+    def close(self) -> None:
+        self.closed = True
+
+
+@pytest.mark.parametrize("at", ["load", "warmup"])
+async def test_any_load_or_warmup_exception_falls_back(at: str) -> None:
+    primary = Exploding(at)
+    w = EngineWorker(EngineConfig(kind="f5"), VOICES, factory_for(primary, Fallback()))
+    with capture_logs() as logs:
+        await w.start()
+    (res,) = await w.synthesize([w.request("hello", "a")])
+    await w.close()
+    assert w.active_kind == "fallback" and not w.model_loaded
+    assert res.engine == "fallback" and res.audio is not None
+    assert w.primary_error.startswith("RuntimeError: CUDA error")
+    (line,) = [e for e in logs if "engine unavailable, speaking with the" in e["event"]]
+    assert line["log_level"] == "warning" and "RuntimeError: CUDA error" in line["event"]
+    assert at == "load" or primary.closed  # a half-started engine is released
+
+
+async def test_any_load_exception_without_fallback_stops_startup() -> None:
+    w = EngineWorker(EngineConfig(kind="f5", fallback="none"), VOICES, factory_for(Exploding("load")))
+    with pytest.raises(RuntimeError, match="out of memory"):
+        await w.start()
+    await w.close()
+
+
+def test_model_loaded_reads_the_engine_once() -> None:
+    """/healthz asks while the engine thread retires the model: a second read would see None."""
+
+    class Racing(EngineWorker):
+        reads = 0
+
+        @property  # type: ignore[override]
+        def primary(self) -> Engine | None:
+            Racing.reads += 1
+            return ToneEngine() if Racing.reads % 2 == 1 else None
+
+        @primary.setter
+        def primary(self, value: Engine | None) -> None:
+            pass
+
+    w = Racing(EngineConfig(kind="f5", fallback="none"), VOICES, factory_for(ToneEngine()))
+    for _ in range(4):
+        assert w.model_loaded is False  # a ToneEngine is not f5; never an AttributeError
+        assert w.state()["model_loaded"] is False
+
+
+async def test_a_crashed_batch_moves_to_the_fallback_with_one_line() -> None:
+    primary = ToneEngine(crash=True)
+    w = EngineWorker(EngineConfig(kind="f5"), VOICES, factory_for(primary, Fallback()))
+    await w.start()
+    with capture_logs() as logs:
+        res = await w.synthesize([w.request(t, "a") for t in ("one", "two", "three", "four")])
+    await w.close()
+    assert [r.engine for r in res] == ["fallback"] * 4
+    loud = [e for e in logs if e["log_level"] in ("warning", "error")]
+    assert len(loud) == 1 and "RuntimeError: CUDA error" in loud[0]["error"]

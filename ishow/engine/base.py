@@ -15,6 +15,11 @@ from typing import ClassVar
 import numpy as np
 import numpy.typing as npt
 
+from ishow.engine.chunking import LengthBudget
+
+#: an engine without its own length rule: about 14 UTF-8 bytes of text per second of speech, 2,000 per request
+DEFAULT_BUDGET = LengthBudget(bytes_per_second=14.0, max_bytes=2000)
+
 
 @dataclass(frozen=True)
 class VoiceSpec:
@@ -53,6 +58,11 @@ class Engine(abc.ABC):
     @abc.abstractmethod
     def synthesize(self, requests: Sequence[SynthRequest]) -> list[npt.NDArray[np.float32]]:
         """Synthesize every request (one batch); returns float32 mono waveforms at ``sample_rate``."""
+
+    def length_budget(self, voice: VoiceSpec, speed: float) -> LengthBudget:
+        """Speech rate and the most UTF-8 bytes of text one request may carry for ``voice`` at ``speed``
+        (longer text is chunked by the worker). Raises ``VoiceError`` when the voice is not usable."""
+        return LengthBudget(DEFAULT_BUDGET.bytes_per_second * speed * voice.speed, DEFAULT_BUDGET.max_bytes)
 
     def warmup(self, voice: VoiceSpec) -> None:  # noqa: B027 - optional hook
         """Pay one-time costs (kernel compilation, graph capture) before the first real message. Default: none."""

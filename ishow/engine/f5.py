@@ -23,6 +23,7 @@ import torch
 
 from ishow.config_engine import EngineConfig
 from ishow.engine.base import Engine, SynthRequest, VoiceSpec
+from ishow.engine.chunking import LengthBudget
 from ishow.engine.sampler import SampleItem, SamplerConfig
 from ishow.errors import ConfigError, EngineError, InputError, OutOfMemoryError, VoiceError
 
@@ -40,6 +41,7 @@ TARGET_RMS = 0.1
 MIN_REF_SECONDS = 0.5
 MAX_REF_SECONDS = 30.0
 MAX_GEN_SECONDS = 30.0
+BUDGET_MARGIN = 0.9  # chunks are planned to at most this share of MAX_GEN_SECONDS
 # Chat is short. Upstream stretches texts under 10 UTF-8 bytes 3.3x (speed 0.3), which makes "哈哈哈" last 2.4 s
 # and jumps at 10 bytes. We give every text at least the time of MIN_GEN_BYTES bytes at the voice's own rate
 # (0.5-0.7 s for typical voices): "ok", "好" or "666" get room to be pronounced without dragging, and texts of
@@ -230,15 +232,23 @@ class F5Engine(Engine):
         self._voices[voice.id] = prepared
         return prepared
 
+    def length_budget(self, voice: VoiceSpec, speed: float) -> LengthBudget:
+        """Speech rate of ``voice`` (from its reference) and the most text one request may carry for it."""
+        prepared = self.prepared(voice)
+        seconds_per_byte = prepared.frames / max(1, utf8_len(prepared.ref_text)) * HOP / SAMPLE_RATE
+        rate = speed * voice.speed / seconds_per_byte
+        return LengthBudget(bytes_per_second=rate, max_bytes=max(4, int(MAX_GEN_SECONDS * BUDGET_MARGIN * rate)))
+
     # -- synthesis -------------------------------------------------------------------------------------------
     def _item(self, req: SynthRequest) -> tuple[SampleItem, PreparedVoice]:
         assert self._tokenize is not None
         text = req.text.strip()
         if not text:
             raise InputError(f"empty text for voice {req.voice.id!r}; expected something to say")
-        speed = req.speed * req.voice.speed * self.config.speed
+        # engine.speed and engine.seed reach us through the request (the worker copies them in): applied once here
+        speed = req.speed * req.voice.speed
         if not (math.isfinite(speed) and 0.1 <= speed <= 10):
-            raise InputError(f"speed {speed:g} (request × voice × engine) is outside 0.1–10")
+            raise InputError(f"speed {speed:g} (request × voice) is outside 0.1–10")
         voice = self.prepared(req.voice)
         gen = generated_frames(voice.frames, utf8_len(voice.ref_text), utf8_len(text), speed)
         if gen * HOP / SAMPLE_RATE > MAX_GEN_SECONDS:
@@ -247,7 +257,7 @@ class F5Engine(Engine):
                 f"at most {MAX_GEN_SECONDS:.0f} s per message (split it)"
             )
         ids = [self.vocab.get(t, 0) for t in self._tokenize(voice.ref_text + text)]
-        seed = self.config.seed + req.seed
+        seed = req.seed
         item = SampleItem(cond=voice.mel, text=tuple(ids), duration=voice.frames + gen, seed=seed)
         return item, voice
 

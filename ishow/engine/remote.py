@@ -205,8 +205,10 @@ class RemoteEngine(Engine):
         for r in requests:
             clip, digest = self._clip(r.voice)
             clips[digest] = clip
-            speed = r.speed * r.voice.speed * self.cfg.speed  # folded here: the replica runs at speed 1, seed 0
-            items.append(Item(text=r.text, voice=digest, nfe=r.nfe_step, speed=speed, seed=self.cfg.seed + r.seed))
+            # engine.speed and engine.seed are already in the request (the worker copies them in, once); the voice's
+            # own speed is folded here because the replica knows the voice only by its clip
+            speed = r.speed * r.voice.speed
+            items.append(Item(text=r.text, voice=digest, nfe=r.nfe_step, speed=speed, seed=r.seed))
         try:
             reply = self._run(self._call(items, clips), timeout=2 * self.remote.timeout_s + 5)
         except concurrent.futures.TimeoutError:

@@ -1,9 +1,13 @@
 """The engine worker: ONE thread owns the speech engine(s); the event loop only awaits results.
 
-Fallback: when the primary engine cannot load (missing weights, bad checkpoint) the fallback engine serves
+Fallback: when the primary engine cannot load, prepare or warm up — for any exception, ours or not (missing
+weights, a CUDA out-of-memory while moving the model, a graph-capture error) — the fallback engine serves
 everything and one clear log line says why and what to run. When the primary fails on a batch, the batch is
-retried item by item; items that still fail with an engine error are spoken by the fallback, items with bad
-input are reported. After ``MAX_CONSECUTIVE_FAILURES`` failed batches in a row the primary is retired.
+retried item by item; an item the primary still fails on or rejects (e.g. its text) is spoken by the fallback,
+with one line saying why. After ``MAX_CONSECUTIVE_FAILURES`` failed batches in a row the primary is retired.
+
+Long text: ``plan`` cuts a text into chunks within the active engine's length budget for the voice (see
+``ishow.engine.chunking``); every chunk is one row of a batch.
 """
 
 from __future__ import annotations
@@ -20,12 +24,21 @@ import numpy.typing as npt
 import structlog
 
 from ishow.config_engine import EngineConfig
-from ishow.engine.base import Engine, SynthRequest, VoiceSpec
-from ishow.errors import EngineError, InputError, IshowError, ModelLoadError, ServiceUnavailableError, UnknownVoiceError
+from ishow.engine.base import DEFAULT_BUDGET, Engine, SynthRequest, VoiceSpec
+from ishow.engine.chunking import ChunkPlan, LengthBudget, crossfade_join, split_text
+from ishow.errors import (
+    EngineError,
+    InputError,
+    IshowError,
+    ModelLoadError,
+    ServiceUnavailableError,
+    UnknownVoiceError,
+)
 
 log = structlog.get_logger(__name__)
 
 MAX_CONSECUTIVE_FAILURES = 3
+SAMPLE_RATE = 24_000
 Waveform = npt.NDArray[np.float32]
 EngineFactory = Callable[[str, EngineConfig], Engine]
 
@@ -93,6 +106,7 @@ class EngineWorker:
         self.primary_error: str = ""
         self._failures = 0
         self._turns = EngineTurns()
+        self._budgets: dict[tuple[str, str], LengthBudget] = {}  # (engine kind, voice id) → its length budget
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -100,49 +114,55 @@ class EngineWorker:
         await asyncio.get_running_loop().run_in_executor(self._pool, self._load_all)
 
     def _load_all(self) -> None:
+        # Any exception (our own, or e.g. "RuntimeError: CUDA error: out of memory" while moving the model to the
+        # GPU, or a graph-capture failure during warm-up) makes the primary unusable, not the daemon.
+        engine: Engine | None = None
         try:
             engine = self._factory(self.cfg.kind, self.cfg)
             engine.load()
-            self.primary = engine
             self._prepare_voices(engine)
             self._warmup(engine)
+            self.primary = engine
             log.info("engine ready", engine=self.cfg.kind, **_describe(engine))
-        except IshowError as e:
-            self.primary_error = str(e)
+        except Exception as e:
+            self.primary_error = _error_text(e)
+            if engine is not None:
+                _close_quietly(engine)
             if self.cfg.fallback == "none" or self.cfg.fallback == self.cfg.kind:
                 raise
             log.warning(
-                f"{self.cfg.kind} engine unavailable, speaking with the {self.cfg.fallback} fallback: {e}",
+                f"{self.cfg.kind} engine unavailable, speaking with the {self.cfg.fallback} fallback: "
+                f"{self.primary_error}",
                 hint=_hint(e),
             )
         if self.cfg.fallback != "none" and self.cfg.fallback != self.cfg.kind:
             try:
                 fb = self._factory(self.cfg.fallback, self.cfg)
                 fb.load()
+                self._prepare_voices(fb)
                 self.fallback = fb
-            except IshowError as e:
+            except Exception as e:
                 if self.primary is None:
                     raise
-                log.warning("fallback engine unavailable", engine=self.cfg.fallback, error=str(e))
+                log.warning("fallback engine unavailable", engine=self.cfg.fallback, error=_error_text(e))
 
     def _prepare_voices(self, engine: Engine, voices: Sequence[VoiceSpec] | None = None) -> None:
         for voice in voices if voices is not None else self._voices.values():
             try:
                 engine.prepare_voice(voice)
+                budget = engine.length_budget(voice, self.cfg.speed)
             except IshowError as e:
                 log.warning(
                     "voice not usable by this engine; its messages use the fallback", voice=voice.id, error=str(e)
                 )
+                continue
+            self._budgets[(engine.kind, voice.id)] = budget
 
     def _warmup(self, engine: Engine) -> None:
         if not self._voices:
             return
         t0 = time.perf_counter()
-        try:
-            engine.warmup(next(iter(self._voices.values())))
-        except IshowError as e:
-            log.warning("engine warm-up failed; the first message may be slow", engine=engine.kind, error=str(e))
-            return
+        engine.warmup(next(iter(self._voices.values())))  # raises: the caller falls back
         elapsed = time.perf_counter() - t0
         if elapsed > 0.5:
             log.info("engine warmed up", engine=engine.kind, seconds=round(elapsed, 1))
@@ -176,7 +196,8 @@ class EngineWorker:
 
     @property
     def model_loaded(self) -> bool:
-        return self.primary is not None and self.primary.kind == "f5"
+        primary = self.primary  # one read: the engine thread may retire the model at any moment
+        return primary is not None and primary.kind == "f5"
 
     def voice(self, voice_id: str) -> VoiceSpec:
         try:
@@ -197,6 +218,41 @@ class EngineWorker:
             # a remote engine: which of service/fallback speaks now, and why
             "service": _describe(self.primary) if self.primary is not None and self.primary.kind == "remote" else None,
         }
+
+    # ------------------------------------------------------------------ long text
+
+    def plan(self, text: str, voice_id: str) -> list[str]:
+        """``text`` cut into chunks the active engine speaks for ``voice_id`` (one chunk for chat-sized text; a
+        short first chunk when it needs several, so the first audio comes early). Raises ``UnknownVoiceError``."""
+        voice = self.voice(voice_id)
+        engine = self.primary or self.fallback
+        budget = self._budgets.get((engine.kind, voice.id)) if engine is not None else None
+        if budget is None:
+            budget = LengthBudget(DEFAULT_BUDGET.bytes_per_second * self.cfg.speed * voice.speed, 400)
+        plan = ChunkPlan.for_budget(budget)
+        return split_text(text, plan.target, plan.first) or [text]
+
+    async def synthesize_text(
+        self,
+        text: str,
+        voice_id: str,
+        nfe_step: int | None = None,
+        seed: int | None = None,
+        *,
+        background: bool = False,
+    ) -> tuple[SynthResult, int]:
+        """Any length of text, whole: its chunks synthesized as rows of one batch and crossfaded into one
+        waveform (``/api/tts`` and ``ishow say``; ``background`` as in ``synthesize``). Returns the result and
+        the number of chunks."""
+        chunks = self.plan(text, voice_id)
+        requests = [self.request(c, voice_id, nfe_step=nfe_step, seed=seed) for c in chunks]
+        results = await self.synthesize(requests, background=background)
+        failed = next((r for r in results if r.audio is None), None)
+        if failed is not None:
+            return failed, len(chunks)
+        waves = [r.audio for r in results if r.audio is not None]
+        engines = sorted({r.engine for r in results})
+        return SynthResult(crossfade_join(waves, SAMPLE_RATE), "+".join(engines)), len(chunks)
 
     # ------------------------------------------------------------------ synthesis
 
@@ -232,35 +288,44 @@ class EngineWorker:
             except ServiceUnavailableError:  # the remote engine said so once and brings its service back itself
                 return [self._with_fallback(r, None) for r in requests]
             except InputError:
-                pass  # some item is bad: isolate it below
+                return [self._one(r, announce=True) for r in requests]  # some item is bad: isolate it
             except Exception as e:  # noqa: BLE001 - the engine boundary: any crash falls back, never kills the daemon
-                self._note_failure(e, len(requests))
+                self._note_failure(e, len(requests))  # the one line that says why
                 if self.primary is None:  # just retired
                     return [self._with_fallback(r, None) for r in requests]
-            return [self._one(r) for r in requests]
+            return [self._one(r, announce=False) for r in requests]
         return [self._with_fallback(r, None) for r in requests]
 
-    def _one(self, request: SynthRequest) -> SynthResult:
-        assert self.primary is not None
+    def _one(self, request: SynthRequest, announce: bool) -> SynthResult:
+        """One item on the primary; on any failure the fallback speaks it (``announce``: one warning line for it,
+        else — the batch's failure was already logged — at debug)."""
+        primary = self.primary
+        if primary is None:
+            return self._with_fallback(request, None)
         try:
-            (audio,) = self.primary.synthesize([request])
-            return SynthResult(_scaled(audio, request), self.primary.kind)
-        except InputError as e:
-            return SynthResult(None, self.primary.kind, e)
-        except Exception as e:  # noqa: BLE001 - see above
-            err = e if isinstance(e, EngineError) else EngineError(f"{type(e).__name__}: {e}")
+            (audio,) = primary.synthesize([request])
+            return SynthResult(_scaled(audio, request), primary.kind)
+        except Exception as e:  # noqa: BLE001 - see above; a text this engine rejects goes to the fallback too
+            err = e if isinstance(e, IshowError) else EngineError(_error_text(e))
+            if self.fallback is not None:
+                (log.warning if announce else log.debug)(
+                    f"{primary.kind} could not speak this message; the {self.fallback.kind} fallback speaks it",
+                    error=_error_text(e),
+                    text=request.text[:80],
+                )
             return self._with_fallback(request, err)
 
     def _with_fallback(self, request: SynthRequest, cause: IshowError | None) -> SynthResult:
-        if self.fallback is None:
+        fallback = self.fallback
+        if fallback is None:
             return SynthResult(None, "none", cause or EngineError("no speech engine is available"))
         try:
-            (audio,) = self.fallback.synthesize([request])
-            return SynthResult(_scaled(audio, request), self.fallback.kind)
+            (audio,) = fallback.synthesize([request])
+            return SynthResult(_scaled(audio, request), fallback.kind)
         except IshowError as e:
-            return SynthResult(None, self.fallback.kind, e)
+            return SynthResult(None, fallback.kind, e)
         except Exception as e:  # noqa: BLE001 - see above
-            return SynthResult(None, self.fallback.kind, EngineError(f"{type(e).__name__}: {e}"))
+            return SynthResult(None, fallback.kind, EngineError(_error_text(e)))
 
     def _note_failure(self, error: BaseException, size: int) -> None:
         self._failures += 1
@@ -293,7 +358,18 @@ def _describe(engine: Engine) -> dict[str, object]:
         return {}
 
 
-def _hint(error: IshowError) -> str:
+def _error_text(error: BaseException) -> str:
+    return str(error) if isinstance(error, IshowError) else f"{type(error).__name__}: {error}"
+
+
+def _close_quietly(engine: Engine) -> None:
+    try:
+        engine.close()
+    except Exception as e:  # noqa: BLE001 - releasing a half-loaded engine must not hide why it failed
+        log.warning("engine did not close cleanly", engine=engine.kind, error=_error_text(e))
+
+
+def _hint(error: BaseException) -> str:
     if isinstance(error, ModelLoadError):
         return 'run `ishow models fetch` to download F5-TTS weights (or set engine.kind = "espeak")'
     return "see the error above"

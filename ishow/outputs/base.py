@@ -6,7 +6,9 @@ A sink receives one finished utterance at a time from the player, in playback or
   becomes inactive (``state()["active"] is False``); the daemon keeps running with its other sinks.
 - ``play()`` hands over one utterance and returns promptly: it never blocks the event loop and never waits for
   the audio to finish. Each sink buffers a bounded amount and documents what it drops when that bound is hit.
-- ``close()`` flushes or stops and is idempotent.
+- ``flush()`` (shutdown) waits until what was handed over has left the sink; ``close()`` then stops, idempotent.
+- A long message arrives as several ``Audio`` parts (``part`` 0, 1, …; the last has ``final=True``): one
+  utterance for the listener (one subtitle, one header), its audio continuing as parts arrive.
 - ``state()`` is a small JSON-able dict for ``/healthz``.
 """
 
@@ -34,6 +36,10 @@ class Sink(abc.ABC):
 
     async def skip(self, utterance_id: str) -> None:  # noqa: B027 - optional hook
         """Stop playing ``utterance_id`` now if it is playing or waiting (moderator "skip"). Default: nothing."""
+
+    async def flush(self) -> None:  # noqa: B027 - optional hook
+        """Shutdown: return once everything handed over has left this output (played, sent, written). The daemon
+        bounds the wait; ``close`` follows. Default: nothing is buffered."""
 
     @abc.abstractmethod
     async def close(self) -> None:

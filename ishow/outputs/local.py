@@ -12,12 +12,15 @@ Bounds and drop policy: at most ``max_queue`` utterances wait. When full, the OL
 (with a warning) to make room: live chat is most useful while it is current, and the player upstream already
 paces playback, so this only triggers when the audio device stalls.
 
-``close()`` stops: the utterance playing is cut at the next block boundary and waiting ones are discarded.
+``flush()`` (shutdown) waits until everything handed over has been written to the device; ``close()`` then stops:
+the utterance playing is cut at the next block boundary and anything still waiting is discarded (logged).
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
+import contextlib
 import queue
 import threading
 from collections.abc import Callable
@@ -125,12 +128,16 @@ class LocalSink(Sink):
         self._played = 0
         self._dropped = 0
         self._playing: str | None = None
+        self._skipped: collections.deque[str] = collections.deque(maxlen=64)  # ids to cut / not to start
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._drained = asyncio.Event()
+        self._drained.set()
 
     async def start(self) -> None:
         if self._started or self._closed:
             return
         self._started = True
-        loop = asyncio.get_running_loop()
+        loop = self._loop = asyncio.get_running_loop()
         opened: asyncio.Future[None] = loop.create_future()
         opened.add_done_callback(_consume)  # a late failure after a timeout must not warn "never retrieved"
 
@@ -159,6 +166,7 @@ class LocalSink(Sink):
             log.warning("local audio: unexpected sample rate; utterance skipped", id=uid, sample_rate=audio.sample_rate)
             return
         job = _Job(uid, np.ascontiguousarray(audio.samples, dtype=np.float32))
+        self._drained.clear()
         try:
             self._queue.put_nowait(job)
         except queue.Full:
@@ -177,14 +185,24 @@ class LocalSink(Sink):
             )
 
     async def skip(self, utterance_id: str) -> None:
-        self.skip_current()
+        """Cut ``utterance_id``: now if it is playing, else when it (or a later part of it) comes up. Another
+        utterance playing in the hand-off window is not touched."""
+        self._skipped.append(utterance_id)
+        if self._playing == utterance_id:
+            self._skip.set()
 
     def skip_current(self) -> None:
         """Cut the utterance playing now (at the next block boundary); the next one follows."""
         self._skip.set()
 
+    async def flush(self) -> None:
+        """Shutdown: return when everything handed over has been written to the device."""
+        if self._active:
+            await self._drained.wait()
+
     async def close(self) -> None:
-        """Stop: cut the current utterance, discard waiting ones, release the device."""
+        """Stop: cut the current utterance, discard what still waits (``flush`` first to play it), release the
+        device."""
         if self._closed:
             return
         self._closed = True
@@ -193,7 +211,10 @@ class LocalSink(Sink):
         thread = self._thread
         if thread is None:
             return
+        left = self._queue.qsize()
         self._discard_waiting()
+        if left:
+            log.warning("local audio closed with utterances not played", not_played=left)
         self._queue.put_nowait(None)  # wake the thread if it waits for work
         await asyncio.to_thread(thread.join, self._settings.open_timeout_s)
         self._discard_waiting()
@@ -214,6 +235,12 @@ class LocalSink(Sink):
             "dropped": self._dropped,
             "problem": self._problem,
         }
+
+    def _signal_drained(self) -> None:  # playback thread
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+                loop.call_soon_threadsafe(self._drained.set)
 
     def _discard_waiting(self) -> None:
         while True:
@@ -245,19 +272,23 @@ class LocalSink(Sink):
                 if job is None:
                     break
                 self._skip.clear()
-                self._playing = job.id
-                samples = job.samples if volume == 1.0 else job.samples * volume
-                for i in range(0, len(samples), block):
-                    if self._stop.is_set() or self._skip.is_set():
-                        break
-                    stream.write(samples[i : i + block])
-                self._playing = None
-                self._played += 1
+                if job.id not in self._skipped:
+                    self._playing = job.id
+                    samples = job.samples if volume == 1.0 else job.samples * volume
+                    for i in range(0, len(samples), block):
+                        if self._stop.is_set() or self._skip.is_set():
+                            break
+                        stream.write(samples[i : i + block])
+                    self._playing = None
+                    self._played += 1
+                if self._queue.empty():
+                    self._signal_drained()
         except Exception as e:  # noqa: BLE001 -- supervisor boundary of this thread: device failed mid-stream
             self._active = False
             self._problem = _describe(e)
             log.error(f"local audio output failed; inactive from now on; {NO_AUDIO_HINT}", error=self._problem)
         finally:
+            self._signal_drained()
             try:
                 stream.close()
             except Exception as e:  # noqa: BLE001 -- releasing a failed device must not raise on shutdown

@@ -11,7 +11,10 @@ then for each utterance, in playback order::
     binary  PCM16 little-endian mono, at most ``chunk_bytes`` per frame; concatenated they are the utterance
     text    {"type":"end","id":str}
 
-``text`` is exactly the spoken text; ``raw`` is the original chat message (for subtitles). When a moderator skips::
+``text`` is exactly the spoken text; ``raw`` is the original chat message (for subtitles). A long message is
+streamed: its header has ``"stream": true`` and no ``samples``/``bytes``/``duration``, its binary frames follow as
+its parts are synthesized, and ``end`` comes after the last one (a page that connects mid-stream gets the next
+utterance). When a moderator skips::
 
     text    {"type":"skip","id":str}
 
@@ -116,6 +119,7 @@ class _Client:
     malformed: int = 0
     last_report: dict[str, object] | None = None
     drop_reason: str | None = None
+    streams: set[str] = field(default_factory=set)  # streamed utterances whose header this client got
 
 
 @dataclass
@@ -176,15 +180,38 @@ class ObsHub(Sink):
         """Queue ``audio`` for every connected page. Returns at once; slow pages are dropped, never awaited."""
         if self._closed:
             return
-        self._counters.utterances += 1
+        uid = audio.utterance.id
+        if audio.part == 0:
+            self._counters.utterances += 1
         if not self._clients:
             return
         item = self._encode(audio, seq=self._counters.utterances)
         for client in list(self._clients.values()):
+            if audio.part > 0 and uid not in client.streams:
+                continue  # connected mid-utterance: it never got this header; it gets the next utterance
+            if audio.final:
+                client.streams.discard(uid)
+            else:
+                client.streams.add(uid)
             try:
                 client.queue.put_nowait(item)
             except asyncio.QueueFull:
-                self._drop(client, "queue full", queued=client.queue.qsize(), id=item.id)
+                self._drop(client, "queue full", queued=client.queue.qsize(), id=uid)
+
+    async def flush(self) -> None:
+        """Shutdown: return once every connected page was sent everything queued for it (or went away)."""
+        waits = []
+        for client in list(self._clients.values()):
+            if client.writer is None or client.writer.done():
+                continue
+            joined = asyncio.ensure_future(client.queue.join())
+            waits.append((joined, client.writer))
+        try:
+            for joined, writer in waits:
+                await asyncio.wait([joined, writer], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for joined, _ in waits:
+                joined.cancel()
 
     async def close(self) -> None:
         if self._closed:
@@ -229,9 +256,12 @@ class ObsHub(Sink):
     async def skip(self, utterance_id: str) -> None:
         """Tell every page to stop ``utterance_id`` now: a ``{"type":"skip","id":...}`` frame."""
         item = _Item(id="", frames=(json.dumps({"type": "skip", "id": utterance_id}),))
+        ended = _Item(id="", frames=(json.dumps({"type": "end", "id": utterance_id}), *item.frames))
         for client in list(self._clients.values()):
+            streaming = utterance_id in client.streams  # cut mid-stream: end it first (skip follows its end)
+            client.streams.discard(utterance_id)
             try:
-                client.queue.put_nowait(item)
+                client.queue.put_nowait(ended if streaming else item)
             except asyncio.QueueFull:
                 self._drop(client, "queue full", queued=client.queue.qsize(), id=utterance_id)
 
@@ -336,29 +366,32 @@ class ObsHub(Sink):
         ws = client.ws
         while True:
             item = await client.queue.get()
-            for n, frame in enumerate(item.frames):
-                try:
-                    if isinstance(frame, bytes):
-                        await asyncio.wait_for(ws.send_bytes(frame), timeout)
-                    else:
-                        await asyncio.wait_for(ws.send_str(frame), timeout)
-                except TimeoutError:
-                    self._drop(client, "send timed out", timeout_s=timeout, id=item.id)
-                    return
-                except ConnectionError as e:  # the page went away; the reader loop cleans up
-                    client.drop_reason = client.drop_reason or "connection lost"
-                    client.log.debug("obs client send failed", error=repr(e), id=item.id)
-                    return
-                except Exception as e:  # noqa: BLE001 - the writer's supervisor: content must not kill it
-                    self._counters.skipped_frames += 1
-                    client.log.error("obs utterance could not be sent; skipped", id=item.id, error=repr(e)[:200])
-                    if n > 0:
-                        self._drop(client, "utterance failed mid-way", id=item.id)
+            try:
+                for n, frame in enumerate(item.frames):
+                    try:
+                        if isinstance(frame, bytes):
+                            await asyncio.wait_for(ws.send_bytes(frame), timeout)
+                        else:
+                            await asyncio.wait_for(ws.send_str(frame), timeout)
+                    except TimeoutError:
+                        self._drop(client, "send timed out", timeout_s=timeout, id=item.id)
                         return
-                    break
-            else:
-                if item.id:
-                    client.sent += 1
+                    except ConnectionError as e:  # the page went away; the reader loop cleans up
+                        client.drop_reason = client.drop_reason or "connection lost"
+                        client.log.debug("obs client send failed", error=repr(e), id=item.id)
+                        return
+                    except Exception as e:  # noqa: BLE001 - the writer's supervisor: content must not kill it
+                        self._counters.skipped_frames += 1
+                        client.log.error("obs utterance could not be sent; skipped", id=item.id, error=repr(e)[:200])
+                        if n > 0:
+                            self._drop(client, "utterance failed mid-way", id=item.id)
+                            return
+                        break
+                else:
+                    if item.id:
+                        client.sent += 1
+            finally:
+                client.queue.task_done()
 
     def _drop(self, client: _Client, reason: str, **context: object) -> None:
         """Drop a slow/stuck client now: forget it, abort its connection (its handler then cleans up)."""
@@ -426,12 +459,21 @@ class ObsHub(Sink):
             client.log.warning("obs client sent a malformed frame; ignored", problem=problem, count=n, **context)
 
     def _encode(self, audio: Audio, *, seq: int) -> _Item:
-        """Header, PCM chunks, end — built once per utterance (PCM conversion is ~1 ms per 10 s of audio)."""
+        """Header, PCM chunks, end — built once per utterance (PCM conversion is ~1 ms per 10 s of audio).
+        A streamed utterance: the header (with ``"stream": true`` and no sizes) and the first part's chunks; later
+        parts are more chunks; the final part ends with ``end``. ``id`` is set on the item that completes it."""
         utt = audio.utterance
         if audio.sample_rate != 24_000:
             log.warning("obs: unexpected sample rate; sent as is", id=utt.id, sample_rate=audio.sample_rate)
         pcm = audio.pcm16()
-        header = {
+        step = self._settings.chunk_bytes
+        view = memoryview(pcm)
+        chunks = [bytes(view[i : i + step]) for i in range(0, len(pcm), step)]
+        end = (json.dumps({"type": "end", "id": utt.id}),) if audio.final else ()
+        item_id = utt.id if audio.final else ""
+        if audio.part > 0:
+            return _Item(id=item_id, frames=(*chunks, *end))
+        header: dict[str, object] = {
             "type": "utterance",
             "id": valid_text(utt.id),
             "text": valid_text(utt.text),
@@ -446,11 +488,11 @@ class ObsHub(Sink):
             "bytes": len(pcm),
             "duration": round(audio.duration, 3),
         }
-        step = self._settings.chunk_bytes
-        view = memoryview(pcm)
-        chunks = [bytes(view[i : i + step]) for i in range(0, len(pcm), step)]
-        end = {"type": "end", "id": utt.id}
-        return _Item(id=utt.id, frames=(json.dumps(header, ensure_ascii=False), *chunks, json.dumps(end)))
+        if not audio.final:  # streamed: the size is known only at the end
+            for key in ("samples", "bytes", "duration"):
+                del header[key]
+            header["stream"] = True
+        return _Item(id=item_id, frames=(json.dumps(header, ensure_ascii=False), *chunks, *end))
 
 
 def _scalar_fields(data: dict[str, Any]) -> dict[str, object]:

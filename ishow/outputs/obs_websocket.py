@@ -24,12 +24,15 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import dataclasses
 import random
 import time
 from collections.abc import Callable, Coroutine
 from typing import Any, ClassVar
 
 import aiohttp
+import numpy as np
+import numpy.typing as npt
 import structlog
 
 from ishow.config import ObsWebsocketOutputConfig
@@ -79,6 +82,7 @@ class ObsWebsocketSink(Sink):
         # how OBS reaches our /audio route; the server wiring points it at the bound port
         self.http_base: Callable[[], str] = lambda: cfg.media_base_url or "http://127.0.0.1:27121"
         self._waiting: collections.deque[Audio] = collections.deque()
+        self._parts: dict[str, list[npt.NDArray[np.float32]]] = {}  # streamed messages still arriving
         self._arrived = asyncio.Event()
         self._skipped = asyncio.Event()
         self._outbox: collections.deque[Command] = collections.deque()
@@ -114,6 +118,13 @@ class ObsWebsocketSink(Sink):
     async def play(self, audio: Audio) -> None:
         if self._closed or not self._started:
             return
+        uid = audio.utterance.id
+        if not audio.final or uid in self._parts:  # a streamed message (issue 12): shown once it is whole
+            self._parts.setdefault(uid, []).append(audio.samples)
+            if not audio.final:
+                return
+            samples = np.concatenate(self._parts.pop(uid)).astype(np.float32)
+            audio = dataclasses.replace(audio, samples=samples, part=0)
         if self.store is not None:
             self.store.put(audio)
         if len(self._waiting) >= MAX_WAITING:
@@ -124,6 +135,7 @@ class ObsWebsocketSink(Sink):
         self._arrived.set()
 
     async def skip(self, utterance_id: str) -> None:
+        self._parts.pop(utterance_id, None)
         if self.playing == utterance_id:
             self._skipped.set()
         self._waiting = collections.deque(a for a in self._waiting if a.utterance.id != utterance_id)

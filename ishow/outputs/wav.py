@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import errno
 import io
 import os
@@ -22,6 +23,7 @@ from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
+import numpy.typing as npt
 import soundfile as sf
 import structlog
 
@@ -88,6 +90,7 @@ class WavSink(Sink):
         self._skipped = 0
         self._last_error: str | None = None
         self._last_file: str | None = None
+        self._parts: dict[str, list[npt.NDArray[np.float32]]] = {}  # streamed messages still arriving
 
     async def start(self) -> None:
         if self._task is not None or self._closed:
@@ -106,6 +109,15 @@ class WavSink(Sink):
     async def play(self, audio: Audio) -> None:
         if self._closed or self._task is None:
             return
+        uid = audio.utterance.id
+        if not audio.final or uid in self._parts:  # a streamed message: one file once its last part is here
+            parts = self._parts.setdefault(uid, [])
+            parts.append(audio.samples)
+            if not audio.final:
+                return
+            del self._parts[uid]
+            samples = np.concatenate(parts).astype(np.float32)
+            audio = dataclasses.replace(audio, samples=samples, part=0)
         try:
             self._queue.put_nowait((audio, time.time()))
         except asyncio.QueueFull:
@@ -116,6 +128,13 @@ class WavSink(Sink):
                 pending=self._queue.qsize(),
                 skipped=self._skipped,
             )
+
+    async def skip(self, utterance_id: str) -> None:
+        self._parts.pop(utterance_id, None)
+
+    async def flush(self) -> None:
+        if self._task is not None and not self._task.done():
+            await self._queue.join()
 
     async def close(self) -> None:
         """Write what is pending, then stop."""

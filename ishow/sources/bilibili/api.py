@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import hashlib
 import re
+import secrets
 import urllib.parse
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -129,6 +131,11 @@ def parse_room_init(reply: object) -> RoomInfo:
         uid=f.integer(d.get("uid"), "room_init.data.uid", 0),
         live_status=f.integer(d.get("live_status"), "room_init.data.live_status", 0),
     )
+
+
+def generated_buvid() -> str:
+    """A buvid3 in the browser's format (a UUID, five digits, "infoc") for when finger/spi cannot give one."""
+    return f"{str(uuid.uuid4()).upper()}{secrets.randbelow(100_000):05d}infoc"
 
 
 def parse_buvid(reply: object) -> str:

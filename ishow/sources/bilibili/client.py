@@ -18,7 +18,7 @@ import structlog
 import yarl
 
 from ishow.config import SourceConfig
-from ishow.errors import ConfigError, ProtocolError, RemoteError
+from ishow.errors import ConfigError, IshowError, ProtocolError, RemoteError
 from ishow.sources.base import Emit, Source
 from ishow.sources.bilibili import api
 from ishow.sources.bilibili.protocol import CommandDecoder, DecodeOptions, GiftMerger, auth_packet
@@ -133,7 +133,7 @@ class BilibiliSource(Source, PacketDelivery):
             log.info("bilibili room resolved", source=self.name, room=self.room, room_id=info.room_id,
                      live=info.live_status == 1)  # fmt: skip
         if not self._buvid:
-            self._buvid = api.parse_buvid(await self._get(http, self.endpoints.spi(), "finger/spi"))
+            self._buvid = await self._fetch_buvid(http)
         if self._keys is None or self._clock() - self._keys_at > WBI_KEYS_MAX_AGE_S:
             self._keys = api.parse_wbi_keys(await self._get(http, self.endpoints.nav(), "nav"))
             self._keys_at = self._clock()
@@ -145,6 +145,16 @@ class BilibiliSource(Source, PacketDelivery):
             if e.code == api.WBI_REJECTED:
                 self._keys = None  # refetch the keys next time
             raise
+
+    async def _fetch_buvid(self, http: aiohttp.ClientSession) -> str:
+        """buvid3 from finger/spi; it is a best-effort cookie, so when that fails (404, a new layout, a timeout)
+        one line says so and a generated one is used instead — the source connects either way."""
+        try:
+            return api.parse_buvid(await self._get(http, self.endpoints.spi(), "finger/spi"))
+        except (IshowError, aiohttp.ClientError, TimeoutError) as e:
+            buvid = api.generated_buvid()
+            log.warning("bilibili buvid fetch failed; using a generated buvid3", source=self.name, error=str(e))
+            return buvid
 
     # ------------------------------------------------------------------ websocket
 
