@@ -22,7 +22,7 @@ class ServerConfig:
     host: str = "127.0.0.1"
     port: int = 27121
     token: str = field(default="", repr=False)  # a secret: never in a repr or a log line
-    max_text_chars: int = 500
+    max_text_chars: int = 2000
     max_body_bytes: int = 65536
     # Host headers accepted besides 127.0.0.1, localhost and [::1] at the bound port and `host` itself (DNS
     # rebinding guard): "name" (with or without the bound port) or "name:port" (exact), e.g. a reverse proxy's name
