@@ -43,7 +43,7 @@ def test_run_serves_then_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
     cfg = tmp_path / "c.toml"
     cfg.write_text(
         f'root = "{REPO}"\n[server]\nport = 0\n[engine]\nkind = "espeak"\n'
-        "[outputs.local]\nenabled = false\n[[sources]]\nkind = \"demo\"\nspeed = 50.0\n"
+        '[outputs.local]\nenabled = false\n[[sources]]\nkind = "demo"\nspeed = 50.0\n'
     )
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     proc = subprocess.Popen(

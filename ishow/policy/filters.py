@@ -49,4 +49,3 @@ def drop_reason(event: ChatEvent, text: str, cfg: FilterConfig) -> str | None:
         if len(text) > cfg.max_chars:
             return "too_long"
     return None
-

@@ -32,7 +32,6 @@ log = structlog.get_logger(__name__)
 Ending = Literal["reconnect", "closed", "dead"]
 
 
-
 class TwitchSource(Source):
     def __init__(
         self,

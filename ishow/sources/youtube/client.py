@@ -39,7 +39,6 @@ CONSENT_COOKIES = {"SOCS": "CAI", "CONSENT": "YES+1"}  # skip the EU cookie-cons
 SEEN_IDS = 10_000
 
 
-
 class YoutubeSource(Source):
     def __init__(
         self,
