@@ -128,7 +128,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
 
 def cmd_models_tiny(args: argparse.Namespace) -> int:
-    from ishow.engine.checkpoint import write_tiny_model
+    from ishow.engine.f5.checkpoint import write_tiny_model
 
     paths = write_tiny_model(args.dir, seed=args.seed)
     print(f"tiny random F5 model written to {args.dir} (for tests and demos; it speaks noise, not words):")
@@ -138,7 +138,7 @@ def cmd_models_tiny(args: argparse.Namespace) -> int:
 
 
 def cmd_models_fetch(args: argparse.Namespace) -> int:
-    from ishow.engine.fetch import fetch_models
+    from ishow.engine.f5.fetch import fetch_models
 
     for path in fetch_models(args.dest):
         print(f"  {path}")
@@ -170,10 +170,10 @@ def cmd_voices_test(args: argparse.Namespace) -> int:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     if args.remote:
-        from ishow.engine.bench_remote import main as remote_main
+        from ishow.bench.remote import main as remote_main
 
         return remote_main(args)
-    from ishow.engine.bench import main as bench_main
+    from ishow.bench.local import main as bench_main
 
     return bench_main(args=args)
 
@@ -187,8 +187,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_engines_build(args: argparse.Namespace) -> int:
     import torch
 
-    from ishow.engine.vocoder_backends import tensorrt_vocoder
-    from ishow.engine.vocos import load_vocos
+    from ishow.engine.accel.vocoder_backends import tensorrt_vocoder
+    from ishow.engine.f5.vocos import load_vocos
 
     cfg = _load(args.config).engine
     device = torch.device(args.device or (cfg.device if cfg.device != "auto" else "cuda"))
@@ -259,7 +259,7 @@ def build_parser() -> argparse.ArgumentParser:
     tiny.add_argument("--seed", type=int, default=0)
     tiny.set_defaults(func=cmd_models_tiny)
 
-    from ishow.engine.bench_args import build_parser as bench_parser
+    from ishow.bench.args import build_parser as bench_parser
 
     bench = sub.add_parser("bench", help="time text → waveform at the real model size (and upstream, if present)")
     bench_parser(bench)

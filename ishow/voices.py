@@ -71,7 +71,7 @@ def check_reference(path: Path) -> tuple[np.ndarray, ReferenceInfo]:
     """Load ``path`` as 24 kHz mono and check it is usable for cloning (3–12 s, not silent, not clipped).
 
     The duration is checked from the header first, so a huge file is refused without being loaded."""
-    from ishow.engine.audio import load_audio
+    from ishow.engine.f5.audio import load_audio
 
     if not path.is_file():
         raise VoiceError(f"{path}: no such file")

@@ -1,4 +1,4 @@
-"""ishow.engine.audio: mel spectrogram (vs torchaudio golden), filterbank, resampling, RMS rule, file loading."""
+"""ishow.engine.f5.audio: mel spectrogram (vs torchaudio golden), filterbank, resampling, RMS rule, file loading."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 import soundfile
 import torch
 
-from ishow.engine.audio import (
+from ishow.engine.f5.audio import (
     HOP_LENGTH,
     SAMPLE_RATE,
     MelSpectrogram,
@@ -241,7 +241,7 @@ def test_load_audio_errors_name_the_path(tmp_path: Path) -> None:
 
 def test_import_is_cheap() -> None:
     code = (
-        "import sys, ishow.engine.audio\n"
+        "import sys, ishow.engine.f5.audio\n"
         "heavy = {'soundfile', 'soxr', 'torchaudio'} & set(sys.modules)\n"
         "assert not heavy, heavy\n"
     )

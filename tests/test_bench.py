@@ -7,12 +7,13 @@ import sys
 
 import torch
 
-from ishow.engine.bench import Row, ratios, table, time_calls
+from ishow.bench.local import Row, ratios, table, time_calls
 
 
 def test_bench_imports_no_daemon_modules() -> None:
     code = (
-        "import sys, ishow.engine.bench, ishow.engine.graphs, ishow.engine.vocoder_backends, ishow.engine.trt;"
+        "import sys, ishow.bench.local, ishow.engine.accel.graphs, ishow.engine.accel.vocoder_backends,"
+        " ishow.engine.accel.trt;"
         "print(sorted(m for m in ('aiohttp', 'structlog', 'sounddevice', 'ishow.config') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout

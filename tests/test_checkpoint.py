@@ -9,7 +9,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from ishow.engine.checkpoint import (
+from ishow.engine.f5.checkpoint import (
     TinyPaths,
     infer_config,
     load_dit,
@@ -17,8 +17,8 @@ from ishow.engine.checkpoint import (
     read_checkpoint,
     write_tiny_model,
 )
-from ishow.engine.dit import F5TTS_V1_BASE, F5TTS_V1_SMALL, TINY, DiT, DiTConfig
-from ishow.engine.fetch import FILES, FetchError, RemoteFile, fetch_models
+from ishow.engine.f5.dit import F5TTS_V1_BASE, F5TTS_V1_SMALL, TINY, DiT, DiTConfig
+from ishow.engine.f5.fetch import FILES, FetchError, RemoteFile, fetch_models
 from ishow.errors import ModelLoadError, WeightsMissingError
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -46,7 +46,7 @@ def test_tiny_model_loads_and_is_deterministic(tiny: TinyPaths, tmp_path: Path) 
 
 
 def test_vocos_of_tiny_model_loads(tiny: TinyPaths) -> None:
-    from ishow.engine.vocos import load_vocos
+    from ishow.engine.f5.vocos import load_vocos
 
     voc = load_vocos(tiny.vocoder)
     audio = voc.decode(torch.randn(1, 100, 20) - 4)

@@ -10,7 +10,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file
 
-from ishow.engine.dit import F5TTS_V1_BASE, F5TTS_V1_SMALL, TINY, DiT, DiTConfig
+from ishow.engine.f5.dit import F5TTS_V1_BASE, F5TTS_V1_SMALL, TINY, DiT, DiTConfig
 
 GOLDEN = Path(__file__).parent / "golden"
 

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from ishow.doctor import Check, exit_code, report, run_checks
-from ishow.engine.checkpoint import TinyPaths, write_tiny_model
+from ishow.engine.f5.checkpoint import TinyPaths, write_tiny_model
 from tests.conftest import REPO
 
 CONFIG = """

@@ -14,10 +14,10 @@ import numpy.typing as npt
 import pytest
 import soundfile as sf
 
-from ishow.engine import make_default_voices
 from ishow.engine.base import SynthRequest, VoiceSpec
 from ishow.engine.espeak import EspeakEngine, sanitize, split_runs
 from ishow.errors import InputError, ModelLoadError
+from tools import make_default_voices
 
 SR = 24_000
 RMS_FLOOR = 0.02  # espeak speech measures 0.06–0.17; silence is 0
@@ -262,7 +262,7 @@ def test_make_default_voices(tmp_path: Path, capsys: pytest.CaptureFixture[str])
 def test_committed_default_voices_are_what_the_script_renders(tmp_path: Path) -> None:
     # a fresh process renders byte-identical audio (within one process espeak's flutter state drifts)
     subprocess.run(
-        [sys.executable, "-m", "ishow.engine.make_default_voices", str(tmp_path)],
+        [sys.executable, "-m", "tools.make_default_voices", str(tmp_path)],
         check=True,
         cwd=REPO,
         capture_output=True,
@@ -270,7 +270,7 @@ def test_committed_default_voices_are_what_the_script_renders(tmp_path: Path) ->
     )
     for voice in make_default_voices.DEFAULT_VOICES:
         committed = REPO / "voices" / voice.file
-        assert committed.exists(), f"{committed} is missing: run python -m ishow.engine.make_default_voices voices/"
+        assert committed.exists(), f"{committed} is missing: run python -m tools.make_default_voices voices/"
         assert committed.read_bytes() == (tmp_path / voice.file).read_bytes()
     readme = (REPO / "voices" / "README.md").read_text(encoding="utf-8")
     for voice in make_default_voices.DEFAULT_VOICES:

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from ishow.engine.checkpoint import TinyPaths, write_tiny_model
+from ishow.engine.f5.checkpoint import TinyPaths, write_tiny_model
 from tests.conftest import REPO, espeak_config
 from tests.test_daemon_e2e import pcm_stats, read_utterance
 

@@ -18,8 +18,8 @@ from safetensors.torch import load_file
 
 from ishow.config_engine import EngineConfig
 from ishow.engine.base import SynthRequest, VoiceSpec
-from ishow.engine.checkpoint import write_tiny_model
-from ishow.engine.f5 import HOP, MIN_GEN_BYTES, SAMPLE_RATE, F5Engine, generated_frames
+from ishow.engine.f5.checkpoint import write_tiny_model
+from ishow.engine.f5_engine import HOP, MIN_GEN_BYTES, SAMPLE_RATE, F5Engine, generated_frames
 from ishow.errors import InputError, OutOfMemoryError, VoiceError
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -177,9 +177,9 @@ def test_import_probes_no_device(monkeypatch: pytest.MonkeyPatch) -> None:
         raise AssertionError("device probed at import")
 
     monkeypatch.setattr(torch.cuda, "is_available", boom)
-    for name in [m for m in sys.modules if m.startswith("ishow.engine.f5")]:
+    for name in [m for m in sys.modules if m.startswith("ishow.engine.f5_engine")]:
         monkeypatch.delitem(sys.modules, name)
-    mod = importlib.import_module("ishow.engine.f5")
+    mod = importlib.import_module("ishow.engine.f5_engine")
     mod.F5Engine(EngineConfig())
 
 
@@ -187,7 +187,7 @@ def test_import_probes_no_device(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_vocos_decode_matches_upstream_golden() -> None:
-    from ishow.engine.vocos import Vocos, VocosConfig, load_state_dict_strict
+    from ishow.engine.f5.vocos import Vocos, VocosConfig, load_state_dict_strict
 
     path = GOLDEN / "vocos_golden.safetensors"
     with safe_open(str(path), "pt") as f:
@@ -203,13 +203,13 @@ def test_vocos_decode_matches_upstream_golden() -> None:
 
 
 def test_vocos_real_layout_matches_upstream() -> None:
-    from ishow.engine.vocos import expected_keys
+    from ishow.engine.f5.vocos import expected_keys
 
     assert expected_keys() == json.loads((GOLDEN / "vocos_keys.json").read_text())["vocos-mel-24khz"]
 
 
 def test_f5_mel_front_end_matches_upstream_golden() -> None:
-    from ishow.engine.audio import MelSpectrogram
+    from ishow.engine.f5.audio import MelSpectrogram
 
     g = load_file(str(GOLDEN / "mel_golden.safetensors"))
     mel = MelSpectrogram()(g["in.wav"])

@@ -32,8 +32,8 @@ from ishow.config import Config
 from ishow.config_engine import EngineConfig
 from ishow.config_load import load_config
 from ishow.engine.base import Engine
-from ishow.engine.checkpoint import TinyPaths, write_tiny_model
-from ishow.engine.f5 import F5Engine
+from ishow.engine.f5.checkpoint import TinyPaths, write_tiny_model
+from ishow.engine.f5_engine import F5Engine
 from ishow.engine.registry import create_engine
 from ishow.events import Audio
 from ishow.outputs import wav as wav_module

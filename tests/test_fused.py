@@ -1,16 +1,16 @@
-"""Fused/compilable paths (ishow.engine.fused) equal the reference modules; compiling is CUDA-only and optional."""
+"""Fused/compilable paths (ishow.engine.f5.fused) equal the reference modules; compiling is CUDA-only and optional."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from ishow.engine.checkpoint import randomize_
-from ishow.engine.dit import TINY, DiT, apply_rotary_qk
-from ishow.engine.fused import FastVocos, FusedBlocks, overlap_add, rope
-from ishow.engine.graphs import GraphSampler
-from ishow.engine.vocoder_backends import TorchVocoder, pad_mels, select_vocoder
-from ishow.engine.vocos import Vocos, VocosConfig
+from ishow.engine.accel.graphs import GraphSampler
+from ishow.engine.accel.vocoder_backends import TorchVocoder, pad_mels, select_vocoder
+from ishow.engine.f5.checkpoint import randomize_
+from ishow.engine.f5.dit import TINY, DiT, apply_rotary_qk
+from ishow.engine.f5.fused import FastVocos, FusedBlocks, overlap_add, rope
+from ishow.engine.f5.vocos import Vocos, VocosConfig
 
 
 def rel_l2(a: torch.Tensor, b: torch.Tensor) -> float:

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ishow.engine.checkpoint import randomize_
-from ishow.engine.dit import TINY, DiT, StepConditioning
-from ishow.engine.graphs import Buckets, GraphSampler
-from ishow.engine.sampler import SampleItem, SamplerConfig, sample, sample_full
+from ishow.engine.accel.graphs import Buckets, GraphSampler
+from ishow.engine.f5.checkpoint import randomize_
+from ishow.engine.f5.dit import TINY, DiT, StepConditioning
+from ishow.engine.f5.sampler import SampleItem, SamplerConfig, sample, sample_full
 
 
 def rel_l2(a: torch.Tensor, b: torch.Tensor) -> float:

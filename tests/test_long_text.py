@@ -20,9 +20,9 @@ import soundfile as sf
 
 from ishow.config import Config
 from ishow.config_engine import EngineConfig
-from ishow.engine.checkpoint import TinyPaths, write_tiny_model
 from ishow.engine.chunking import utf8_len
-from ishow.engine.f5 import MAX_GEN_SECONDS
+from ishow.engine.f5.checkpoint import TinyPaths, write_tiny_model
+from ishow.engine.f5_engine import MAX_GEN_SECONDS
 from ishow.engine.worker import EngineWorker
 from ishow.events import ChatEvent, EventKind, User
 from tests.conftest import espeak_config

@@ -312,7 +312,7 @@ def test_serve_and_bench_remote_command_lines() -> None:
 
 
 def test_bench_remote_local_daemon_batches_waiting_callers() -> None:
-    from ishow.engine.bench_remote import LocalDaemon, Row, _closed_loops
+    from ishow.bench.remote import LocalDaemon, Row, _closed_loops
 
     engine = CountingEngine(EngineConfig())
     daemon = LocalDaemon(engine)

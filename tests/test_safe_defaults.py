@@ -16,7 +16,7 @@ import torch
 
 from ishow.config import ServerConfig, SourceConfig
 from ishow.config_load import default_config, load_config, parse_config
-from ishow.engine.checkpoint import read_checkpoint
+from ishow.engine.f5.checkpoint import read_checkpoint
 from ishow.errors import ConfigError, ModelLoadError
 from ishow.sources.registry import create_source
 from ishow.voices import add_voice

@@ -11,9 +11,9 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file
 
-from ishow.engine.checkpoint import randomize_
-from ishow.engine.dit import TINY, DiT, DiTConfig
-from ishow.engine.sampler import SampleItem, SamplerConfig, item_noise, sample, sample_full, timesteps
+from ishow.engine.f5.checkpoint import randomize_
+from ishow.engine.f5.dit import TINY, DiT, DiTConfig
+from ishow.engine.f5.sampler import SampleItem, SamplerConfig, item_noise, sample, sample_full, timesteps
 
 GOLDEN = Path(__file__).parent / "golden"
 

@@ -308,7 +308,7 @@ def test_voices_add_reads_the_duration_from_the_header_first(tmp_path: Path, mon
     long_wav = tmp_path / "long.wav"
     sf.write(long_wav, np.zeros(16000 * 600, dtype=np.int16), 16000, subtype="PCM_16")  # 10 minutes
     loaded: list[Path] = []
-    monkeypatch.setattr("ishow.engine.audio.load_audio", lambda p, *a: loaded.append(p))
+    monkeypatch.setattr("ishow.engine.f5.audio.load_audio", lambda p, *a: loaded.append(p))
     with pytest.raises(VoiceError, match=r"lasts 600\.00 s"):
         add_voice(cfg_path, "long", long_wav, "words")
     assert loaded == []  # refused from the header: no samples were read

@@ -1,12 +1,12 @@
 """A short soak through the real daemon (espeak, OBS client, paced player): structural invariants only.
 
-The long run is ``python -m ishow.soak --minutes 30 --json out.json`` (figures in the ops notes); this test runs
+The long run is ``python -m tools.soak --minutes 30 --json out.json`` (figures in the ops notes); this test runs
 the same code for ~20 s and checks what must hold however long it runs. No timing is asserted.
 """
 
 from __future__ import annotations
 
-from ishow.soak import format_summary, soak
+from tools.soak import format_summary, soak
 
 
 async def test_short_soak_keeps_its_promises() -> None:

@@ -71,7 +71,7 @@ def test_stdlib_and_structlog_lines_share_one_format() -> None:
         "import logging, structlog\n"
         "from ishow.logs import configure\n"
         "configure('info', json=True)\n"
-        "logging.getLogger('ishow.engine.f5').warning('out of accelerator memory on a batch of %d', 8)\n"
+        "logging.getLogger('ishow.engine.f5_engine').warning('out of accelerator memory on a batch of %d', 8)\n"
         "logging.getLogger('watchfiles.main').info('1 change detected')\n"
         "structlog.get_logger('ishow.app').info('spoken', id='u1')\n"
     )
@@ -80,7 +80,7 @@ def test_stdlib_and_structlog_lines_share_one_format() -> None:
     assert [r["event"] for r in records] == ["out of accelerator memory on a batch of 8", "spoken"]
     for r in records:
         assert {"level", "timestamp", "logger"} <= set(r)
-    assert records[0]["level"] == "warning" and records[0]["logger"] == "ishow.engine.f5"
+    assert records[0]["level"] == "warning" and records[0]["logger"] == "ishow.engine.f5_engine"
     assert records[1]["level"] == "info" and records[1]["logger"] == "ishow.app" and records[1]["id"] == "u1"
 
 
@@ -101,11 +101,11 @@ def test_console_mode_has_level_timestamp_and_logger() -> None:
         "import logging\n"
         "from ishow.logs import configure\n"
         "configure('info', json=False)\n"
-        "logging.getLogger('ishow.engine.f5').warning('retrying in halves')\n"
+        "logging.getLogger('ishow.engine.f5_engine').warning('retrying in halves')\n"
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=REPO)
     (line,) = proc.stderr.splitlines()
-    assert "warning" in line and "retrying in halves" in line and "ishow.engine.f5" in line
+    assert "warning" in line and "retrying in halves" in line and "ishow.engine.f5_engine" in line
     assert line[:4].isdigit()  # starts with the timestamp
 
 

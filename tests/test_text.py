@@ -1,4 +1,4 @@
-"""ishow.engine.text: F5 vocab and text → tokens → ids.
+"""ishow.engine.f5.text: F5 vocab and text → tokens → ids.
 
 Expected tokens in TABLE were produced by upstream ``f5_tts.model.utils.convert_char_to_pinyin`` (f5-tts 1.1.22,
 rjieba 0.2.2, pypinyin 0.55.0) and cross-checked on the GPU machine.
@@ -16,8 +16,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ishow.engine import text as text_mod
-from ishow.engine.text import VOCAB_SIZE, load_vocab, text_byte_len, text_to_tokens, tokens_to_ids
+from ishow.engine.f5 import text as text_mod
+from ishow.engine.f5.text import VOCAB_SIZE, load_vocab, text_byte_len, text_to_tokens, tokens_to_ids
 from ishow.errors import ModelLoadError, WeightsMissingError
 
 VOCAB_SHA256 = "4e173934be56219eb38759fa8d4c48132d5a34454f0c44abce409bcf6a07ec46"  # f5_tts 1.1.22 examples/vocab.txt
@@ -165,7 +165,7 @@ def test_load_vocab_errors(tmp_path: Path) -> None:
 
 def test_import_is_lazy() -> None:
     code = (
-        "import sys, ishow.engine.text\n"
+        "import sys, ishow.engine.f5.text\n"
         "loaded = {'rjieba', 'pypinyin', 'torch'} & set(sys.modules)\n"
         "assert not loaded, loaded\n"
     )

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from ishow.engine.trt import EngineKey, Profile, ensure_engine, tensorrt_available
+from ishow.engine.accel.trt import EngineKey, Profile, ensure_engine, tensorrt_available
 from ishow.errors import EngineError
 
 KEY = EngineKey(gpu="NVIDIA H100 80GB HBM3", tensorrt="10.9.0", onnx_sha256="ab" * 32, profile=Profile())
@@ -78,8 +78,8 @@ def _engine_skip() -> str | None:
 
 @pytest.mark.skipif(_engine_skip() is not None, reason=_engine_skip() or "")
 def test_tensorrt_engine_matches_torch(tmp_path: Path) -> None:
-    from ishow.engine.vocoder_backends import pad_mels, tensorrt_vocoder
-    from ishow.engine.vocos import Vocos, VocosConfig
+    from ishow.engine.accel.vocoder_backends import pad_mels, tensorrt_vocoder
+    from ishow.engine.f5.vocos import Vocos, VocosConfig
 
     torch.manual_seed(0)
     vocos = Vocos(VocosConfig(dim=64, intermediate_dim=192, num_layers=2, head_dim=64)).eval().cuda()

@@ -1,4 +1,4 @@
-"""ishow.engine.vocos: config parsing, strict loading, upstream key layout, decode math.
+"""ishow.engine.f5.vocos: config parsing, strict loading, upstream key layout, decode math.
 
 Not tested on purpose: decoding a zero-padded batch of different-length mels does NOT equal decoding each alone near
 the end of the shorter items (the backbone's k7 convolutions and the ISTFT see the padding); callers decode items
@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from ishow.engine.vocos import (
+from ishow.engine.f5.vocos import (
     CONFIG_FILE,
     WEIGHTS_FILE,
     Vocos,

@@ -12,7 +12,7 @@ KINDS = ("f5", "espeak", "remote")
 def create_engine(kind: str, cfg: EngineConfig) -> Engine:
     try:
         if kind == "f5":
-            from ishow.engine.f5 import F5Engine
+            from ishow.engine.f5_engine import F5Engine
 
             return F5Engine(cfg)
         if kind == "espeak":

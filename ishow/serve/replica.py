@@ -44,7 +44,7 @@ def service_engine_config(cfg: EngineConfig) -> EngineConfig:
 
 
 def default_engine(cfg: EngineConfig) -> Engine:
-    from ishow.engine.f5 import F5Engine
+    from ishow.engine.f5_engine import F5Engine
 
     return F5Engine(cfg)
 
@@ -84,7 +84,7 @@ class ReplicaCore:
         engine.load()
         self.voices_dir.mkdir(parents=True, exist_ok=True)
         warm = self.voices_dir / "warmup.wav"
-        from ishow.engine.bench import REF_TEXT, write_reference
+        from ishow.bench.local import REF_TEXT, write_reference
 
         write_reference(warm)
         try:

@@ -196,8 +196,8 @@ def compare_full(
     up_dit: types.ModuleType, up_cfm: types.ModuleType, dev: str = "cuda", arch: dict[str, int] | None = None
 ) -> None:
     """Ours vs upstream at the real F5TTS_v1_Base architecture (or ``arch``), random weights, on ``dev``."""
-    from ishow.engine.dit import DiT, DiTConfig
-    from ishow.engine.sampler import SampleItem, SamplerConfig, sample_full
+    from ishow.engine.f5.dit import DiT, DiTConfig
+    from ishow.engine.f5.sampler import SampleItem, SamplerConfig, sample_full
 
     arch = arch or UPSTREAM_ARCH["F5TTS_v1_Base"]
     torch.manual_seed(0)

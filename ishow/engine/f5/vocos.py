@@ -29,7 +29,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ishow.engine.audio import MelSpectrogram
+from ishow.engine.f5.audio import MelSpectrogram
 from ishow.errors import EngineError, ModelLoadError, WeightsMissingError
 
 CONFIG_FILE = "config.yaml"

@@ -4,7 +4,7 @@ The graph (``VocosOnnx``) is what TensorRT builds its engine from and what onnxr
 
 * inputs ``mel`` [B, 100, T] float32 (zero on padding) and ``frame_mask`` [B, T] float32 (1 valid, 0 padding);
 * output ``wave`` [B, (T - 1) * 256] float32; item ``i`` is valid on its first ``(T_i - 1) * 256`` samples;
-* backbone as in :mod:`ishow.engine.vocos`, padding zeroed before every convolution (batching is exact);
+* backbone as in :mod:`ishow.engine.f5.vocos`, padding zeroed before every convolution (batching is exact);
 * head: ``mag = exp(min(logmag, log 100))`` (equal to upstream's ``clip(exp(x), max=100)``, and it cannot
   overflow in fp16), then the inverse real DFT, the synthesis window and the overlap-add fused into ONE
   ``conv_transpose1d`` whose kernel is the windowed inverse-DFT basis [n_fft + 2, 1, n_fft] (stride hop); the
@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ishow.engine.vocos import LOG_MAG_MAX, Vocos
+from ishow.engine.f5.vocos import LOG_MAG_MAX, Vocos
 from ishow.errors import EngineError
 
 INPUT_NAMES = ("mel", "frame_mask")

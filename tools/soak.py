@@ -1,6 +1,6 @@
 """Soak run: the real daemon (in-process) under replayed chat for N minutes, measured every few seconds.
 
-    python -m ishow.soak --minutes 30 --rate 50 --engine espeak --json /tmp/soak.json
+    python -m tools.soak --minutes 30 --rate 50 --engine espeak --json /tmp/soak.json
 
 What runs: ``Daemon`` with the espeak engine or the tiny random F5 model (written to a temp dir, real file
 formats), the OBS sink with one websocket client on loopback that reads every frame, and a chat source that
@@ -212,7 +212,7 @@ def soak_config(engine: str, model_dir: Path | None, root: Path) -> Config:
     cfg = default_config(root)
     eng = dataclasses.replace(cfg.engine, kind="espeak", fallback="none", device="cpu")
     if engine == "f5":
-        from ishow.engine.checkpoint import write_tiny_model
+        from ishow.engine.f5.checkpoint import write_tiny_model
 
         assert model_dir is not None
         tiny = write_tiny_model(model_dir)
@@ -374,7 +374,7 @@ def format_summary(result: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m ishow.soak", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m tools.soak", description=__doc__.split("\n\n")[0])
     p.add_argument("--minutes", type=float, default=1.0)
     p.add_argument("--rate", type=float, default=50.0, help="chat messages per second")
     p.add_argument("--engine", choices=["espeak", "f5"], default="espeak", help="f5: the tiny random model")

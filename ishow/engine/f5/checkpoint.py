@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from ishow.engine.dit import CONFIGS, TINY, DiT, DiTConfig
+from ishow.engine.f5.dit import CONFIGS, TINY, DiT, DiTConfig
 from ishow.errors import ModelLoadError, WeightsMissingError
 
 METADATA_KEY = "ishow.dit_config"
@@ -193,12 +193,12 @@ def write_tiny_model(dir: Path, seed: int = 0) -> TinyPaths:
     config in metadata), ``vocab.txt`` (the packaged F5 vocab) and ``vocos/`` (config.yaml + pytorch_model.bin)."""
     from safetensors.torch import save_file
 
-    from ishow.engine.text import load_vocab
+    from ishow.engine.f5.text import load_vocab
 
     root = Path(dir)
     root.mkdir(parents=True, exist_ok=True)
     vocab = root / "vocab.txt"
-    vocab.write_bytes(importlib.resources.files("ishow.engine").joinpath("vocab.txt").read_bytes())
+    vocab.write_bytes(importlib.resources.files("ishow.engine.f5").joinpath("vocab.txt").read_bytes())
     config = DiTConfig(**{**TINY.to_dict(), "text_num_embeds": len(load_vocab(vocab))})
     model = DiT(config)
     randomize_(model, seed)
@@ -216,8 +216,8 @@ def write_tiny_vocos(
     folder: Path, seed: int = 0, dim: int = 64, intermediate_dim: int = 192, num_layers: int = 2
 ) -> Path:
     """Write a random Vocos in the vocos-mel-24khz format (``config.yaml`` + ``pytorch_model.bin``, same keys and
-    mel/STFT settings) with a small backbone, through ``ishow.engine.vocos``."""
-    from ishow.engine.vocos import Vocos, VocosConfig, save_vocos
+    mel/STFT settings) with a small backbone, through ``ishow.engine.f5.vocos``."""
+    from ishow.engine.f5.vocos import Vocos, VocosConfig, save_vocos
 
     config = VocosConfig(dim=dim, intermediate_dim=intermediate_dim, num_layers=num_layers, head_dim=dim)
     with torch.random.fork_rng(devices=[]):

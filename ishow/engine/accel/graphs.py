@@ -24,8 +24,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ishow.engine.dit import DiT, StepConditioning
-from ishow.engine.sampler import (
+from ishow.engine.f5.dit import DiT, StepConditioning
+from ishow.engine.f5.sampler import (
     BatchInputs,
     SampleItem,
     SamplerConfig,
@@ -78,7 +78,7 @@ class GraphSampler:
     """Samples batches of :class:`SampleItem` with ``model``; replays one CUDA graph per bucket on CUDA.
 
     Owned by the engine thread (not thread-safe). ``max_graphs`` bounds the cache (least recently used graphs are
-    dropped). Results equal :func:`ishow.engine.sampler.sample` within float tolerance.
+    dropped). Results equal :func:`ishow.engine.f5.sampler.sample` within float tolerance.
     """
 
     def __init__(
@@ -193,7 +193,7 @@ class GraphSampler:
         self, host: BatchInputs, ts: list[float], steps: list[StepConditioning], cfg_strength: float
     ) -> _Captured:
         if self.compile:
-            from ishow.engine.fused import FusedBlocks
+            from ishow.engine.f5.fused import FusedBlocks
 
             runner = FusedBlocks(self.model, compile=True)
             if runner.compiled:

@@ -31,9 +31,9 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
+from ishow.bench.local import MIX, REF_TEXT, write_reference
 from ishow.config_engine import EngineConfig, RemoteConfig
 from ishow.engine.base import Engine, SynthRequest, VoiceSpec
-from ishow.engine.bench import MIX, REF_TEXT, write_reference
 from ishow.errors import ConfigError
 
 LOCAL_MAX_ITEMS = 8  # the daemon's default batch.max_items
@@ -152,7 +152,7 @@ def _free_port() -> int:
 def run(args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
-    from ishow.engine.f5 import F5Engine
+    from ishow.engine.f5_engine import F5Engine
     from ishow.engine.remote import RemoteEngine
 
     device = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
@@ -161,7 +161,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     ec = EngineConfig(device=device, precision=args.precision, vocoder_backend=args.vocoder_backend,
                       compile=args.compile, engines_dir=Path(args.engines_dir))  # fmt: skip
     if args.model == "tiny":
-        from ishow.engine.checkpoint import write_tiny_model
+        from ishow.engine.f5.checkpoint import write_tiny_model
 
         tiny = write_tiny_model(tmp / "model")
         ec = dataclasses.replace(ec, model="tiny", checkpoint=tiny.checkpoint, vocab=tiny.vocab, vocoder=tiny.vocoder)

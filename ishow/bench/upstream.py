@@ -16,9 +16,9 @@ from typing import Any
 
 import torch
 
-from ishow.engine.bench import Row, measure
-from ishow.engine.dit import F5TTS_V1_BASE, DiT
-from ishow.engine.vocos import Vocos
+from ishow.bench.local import Row, measure
+from ishow.engine.f5.dit import F5TTS_V1_BASE, DiT
+from ishow.engine.f5.vocos import Vocos
 
 HOP = 256
 SR = 24_000
@@ -63,7 +63,7 @@ def upstream_rows(
     from vocos.models import VocosBackbone  # type: ignore[import-not-found]
     from vocos.pretrained import Vocos as UpVocos  # type: ignore[import-not-found]
 
-    from ishow.engine.text import load_vocab
+    from ishow.engine.f5.text import load_vocab
 
     up_dit, up_cfm, ui = import_upstream()
     vocab = load_vocab(None)
@@ -157,6 +157,6 @@ def upstream_rows(
 
 
 def _fmt(r: Row) -> str:
-    from ishow.engine.bench import fmt_row
+    from ishow.bench.local import fmt_row
 
     return fmt_row(r)

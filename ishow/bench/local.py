@@ -9,7 +9,7 @@ when the upstream ``f5_tts`` package imports (``--upstream``, automatic by defau
 
 Timing: CUDA synchronize around each call, ``--warmup`` calls first (graph capture happens there), median of
 ``--iters``. Imports only torch, numpy, safetensors and the engine's own dependencies (no daemon modules).
-Run as ``ishow bench`` or ``python -m ishow.engine.bench``.
+Run as ``ishow bench`` or ``python -m ishow.bench.local``.
 """
 
 from __future__ import annotations
@@ -31,9 +31,9 @@ import torch
 
 from ishow.config_engine import EngineConfig
 from ishow.engine.base import SynthRequest, VoiceSpec
-from ishow.engine.dit import DiT
-from ishow.engine.f5 import HOP, SAMPLE_RATE, F5Engine
-from ishow.engine.vocos import Vocos, VocosConfig
+from ishow.engine.f5.dit import DiT
+from ishow.engine.f5.vocos import Vocos, VocosConfig
+from ishow.engine.f5_engine import HOP, SAMPLE_RATE, F5Engine
 
 REF_TEXT = "大家好，欢迎来到我的直播间，今天我们一起聊天玩游戏。"  # ~5 s of speech
 MESSAGE = "这个游戏真的太好玩了，主播加油！"  # ~3 s with the reference above
@@ -101,8 +101,8 @@ def rel_l2(a: torch.Tensor | np.ndarray, b: torch.Tensor | np.ndarray) -> float:
 
 def random_models(seed: int = 0, model: str = "F5TTS_v1_Base") -> tuple[DiT, Vocos]:
     """Real-size F5TTS_v1_Base and vocos-mel-24khz with seeded random weights (fp32, CPU); ``tiny``: smoke tests."""
-    from ishow.engine.checkpoint import randomize_
-    from ishow.engine.dit import CONFIGS
+    from ishow.engine.f5.checkpoint import randomize_
+    from ishow.engine.f5.dit import CONFIGS
 
     tiny = model == "tiny"
     with torch.random.fork_rng(devices=[]):
@@ -131,7 +131,7 @@ def write_reference(path: Path, seconds: float = 5.0) -> Path:
 def make_engine(
     cfg: EngineConfig, dit: DiT | None, vocos: Vocos | None, device: torch.device, dtype: torch.dtype
 ) -> F5Engine:
-    from ishow.engine.text import load_vocab
+    from ishow.engine.f5.text import load_vocab
 
     engine = F5Engine(cfg)
     if dit is None or vocos is None:
@@ -225,7 +225,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     # -- upstream in the same run -----------------------------------------------------------------------------
     want_upstream = args.upstream if args.upstream is not None else _upstream_importable()
     if want_upstream and dit is not None and vocos is not None:
-        from ishow.engine.bench_upstream import upstream_rows
+        from ishow.bench.upstream import upstream_rows
 
         del eng
         if device.type == "cuda":
@@ -249,8 +249,8 @@ def ablations(
 ) -> list[Row]:
     """Sampler alone at batch 1 and 16 (compiled graph vs plain graph vs eager) and the vocoder alone at 256 frames
     (compiled fp16 vs graphed fp16 vs graphed fp32 vs eager fp32), with their accuracy against the plain paths."""
-    from ishow.engine.graphs import GraphSampler
-    from ishow.engine.vocoder_backends import TorchVocoder
+    from ishow.engine.accel.graphs import GraphSampler
+    from ishow.engine.accel.vocoder_backends import TorchVocoder
 
     assert eng.sampler is not None and eng.vocoder is not None
     checks = checks if checks is not None else {}
@@ -331,7 +331,7 @@ def table(result: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None, args: argparse.Namespace | None = None) -> int:
-    from ishow.engine.bench_args import build_parser
+    from ishow.bench.args import build_parser
 
     args = args or build_parser().parse_args(argv)
     result = run(args)

@@ -1,11 +1,11 @@
 """Fused GPU paths: the DiT blocks and the Vocos vocoder as pure tensor functions for ``torch.compile`` (inductor).
 
-Everything here computes the same functions as :mod:`ishow.engine.dit` and :mod:`ishow.engine.vocos`, written so
+Everything here computes the same functions as :mod:`ishow.engine.f5.dit` and :mod:`ishow.engine.f5.vocos`, written so
 that inductor can fuse the elementwise chains around the GEMMs (modulated LayerNorm, RoPE in fp32 registers, bias +
 GELU, gated residuals, the vocoder's mask/LayerNorm/GELU/layer-scale and its exp/cos/sin head) while the GEMMs,
 convolutions and attention stay on cuBLAS/cuDNN. The compiled callables are captured inside our own per-bucket CUDA
-graphs (:mod:`ishow.engine.graphs`, :class:`ishow.engine.vocoder_backends.TorchVocoder`): compile once (the first
-warm-up run of a bucket, on a side stream), then every replay is one graph launch.
+graphs (:mod:`ishow.engine.accel.graphs`, :class:`ishow.engine.accel.vocoder_backends.TorchVocoder`): compile once
+(the first warm-up run of a bucket, on a side stream), then every replay is one graph launch.
 
 * The functions take weights as arguments, so the 22 DiT blocks (and the 8 ConvNeXt blocks) share ONE compiled
   graph; batch and frame dims are marked dynamic, so new buckets do not recompile.
@@ -27,10 +27,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ishow.engine.vocos import LOG_MAG_MAX, Vocos
+from ishow.engine.f5.vocos import LOG_MAG_MAX, Vocos
 
 if TYPE_CHECKING:
-    from ishow.engine.dit import DiT, Modulation
+    from ishow.engine.f5.dit import DiT, Modulation
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +71,7 @@ def _modulate(x: Tensor, scale1p: Tensor, shift: Tensor) -> Tensor:
 
 def rope(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
     """x: [B, N, H, Dh], cos/sin: [N, Dh/2] fp32 → adjacent pairs (a, b) ↦ (a·cos − b·sin, b·cos + a·sin), fp32 math,
-    x's dtype out (the same rotation as :func:`ishow.engine.dit.apply_rotary_qk`)."""
+    x's dtype out (the same rotation as :func:`ishow.engine.f5.dit.apply_rotary_qk`)."""
     xf = x.float().reshape(*x.shape[:-1], -1, 2)
     a, b = xf[..., 0], xf[..., 1]
     c, s = cos[None, :, None, :], sin[None, :, None, :]
@@ -229,7 +229,7 @@ class FastVocos(nn.Module):
 
     def __init__(self, vocos: Vocos, dtype: torch.dtype = torch.float32, compile: bool = False) -> None:
         super().__init__()
-        from ishow.engine.onnx_export import istft_basis
+        from ishow.engine.accel.onnx_export import istft_basis
 
         cfg = vocos.config
         if cfg.head_padding != "center" or cfg.head_n_fft % cfg.head_hop_length:

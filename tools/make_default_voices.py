@@ -3,7 +3,7 @@
 F5-TTS clones the voice of a reference recording whose exact transcript it is given. ishow ships no real
 recordings, so the defaults are synthetic: espeak-ng Mandarin and English, 24 kHz mono PCM16, 5–7 s each.
 
-    python -m ishow.engine.make_default_voices voices/
+    python -m tools.make_default_voices voices/
 
 writes ``default_zh.wav`` and ``default_en.wav`` into the folder and prints each file's transcript.
 """

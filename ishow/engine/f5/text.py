@@ -45,9 +45,9 @@ def load_vocab(path: Path | None = None) -> dict[str, int]:
     unreadable, non-UTF-8 or malformed one.
     """
     if path is None:
-        where = "ishow/engine/vocab.txt (packaged)"
+        where = "ishow/engine/f5/vocab.txt (packaged)"
         try:
-            data = importlib.resources.files("ishow.engine").joinpath("vocab.txt").read_bytes()
+            data = importlib.resources.files("ishow.engine.f5").joinpath("vocab.txt").read_bytes()
         except OSError as e:
             raise ModelLoadError(f"packaged vocab {where} is unreadable: {e}") from e
     else:

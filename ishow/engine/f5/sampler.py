@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from ishow.engine.dit import DiT, StepConditioning, key_padding_bias
+from ishow.engine.f5.dit import DiT, StepConditioning, key_padding_bias
 
 # Empirically Pruned Step Sampling grids (in 1/32 units), upstream ``get_epss_timesteps``.
 EPSS_GRIDS: dict[int, tuple[int, ...]] = {

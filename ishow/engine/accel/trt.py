@@ -1,7 +1,7 @@
 """TensorRT Vocos: engine build (TensorRT ≥ 10 Python API), on-disk cache, and execution on torch's stream.
 
 ``ishow engines build`` (or ``vocoder_backend = "auto"``/``"tensorrt"`` at load) exports Vocos to ONNX
-(:mod:`ishow.engine.onnx_export`), parses it, builds an fp16 engine with one optimization profile (batch 1–16 ×
+(:mod:`ishow.engine.accel.onnx_export`), parses it, builds an fp16 engine with one optimization profile (batch 1–16 ×
 frames 16–2048, optimum near chat length) and a timing cache, and stores it under ``engines_dir`` as
 ``vocos-<key>.plan`` with a ``.json`` sidecar. The key hashes the GPU name, the TensorRT version, the ONNX file's
 SHA-256, the profile and the precision: an engine is rebuilt only when one of them changes.
@@ -24,7 +24,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ishow.engine.onnx_export import INPUT_NAMES, OUTPUT_NAME, file_sha256
+from ishow.engine.accel.onnx_export import INPUT_NAMES, OUTPUT_NAME, file_sha256
 from ishow.errors import EngineError, ModelLoadError
 
 log = logging.getLogger(__name__)
@@ -207,7 +207,7 @@ class TensorRTVocoder:
         return out
 
     def decode(self, mels: Sequence[Tensor]) -> list[Tensor]:
-        from ishow.engine.vocoder_backends import pad_mels
+        from ishow.engine.accel.vocoder_backends import pad_mels
 
         outs: list[Tensor] = []
         for start in range(0, len(mels), self.profile.max_batch):

@@ -24,14 +24,14 @@ import torch
 from ishow.config_engine import EngineConfig
 from ishow.engine.base import Engine, SynthRequest, VoiceSpec
 from ishow.engine.chunking import LengthBudget
-from ishow.engine.sampler import SampleItem, SamplerConfig
+from ishow.engine.f5.sampler import SampleItem, SamplerConfig
 from ishow.errors import ConfigError, EngineError, InputError, OutOfMemoryError, VoiceError
 
 if TYPE_CHECKING:
-    from ishow.engine.dit import DiT
-    from ishow.engine.graphs import GraphSampler
-    from ishow.engine.vocoder_backends import VocoderBackend
-    from ishow.engine.vocos import Vocos
+    from ishow.engine.accel.graphs import GraphSampler
+    from ishow.engine.accel.vocoder_backends import VocoderBackend
+    from ishow.engine.f5.dit import DiT
+    from ishow.engine.f5.vocos import Vocos
 
 _log = logging.getLogger(__name__)  # stdlib logging: the engine path stays free of daemon deps
 
@@ -125,9 +125,9 @@ class F5Engine(Engine):
 
     # -- lifecycle -------------------------------------------------------------------------------------------
     def load(self) -> None:
-        from ishow.engine.checkpoint import load_dit
-        from ishow.engine.text import load_vocab
-        from ishow.engine.vocos import load_vocos
+        from ishow.engine.f5.checkpoint import load_dit
+        from ishow.engine.f5.text import load_vocab
+        from ishow.engine.f5.vocos import load_vocos
 
         cfg = self.config
         device = _resolve_device(cfg.device)
@@ -145,10 +145,10 @@ class F5Engine(Engine):
     def attach(self, model: DiT, vocoder: Vocos, vocab: dict[str, int]) -> None:
         """Use already-built models (``load`` reads them from the configured files; ``ishow bench`` builds them
         with random weights). Sets up the bucketed/graphed sampler and the vocoder backend."""
-        from ishow.engine.audio import MelSpectrogram
-        from ishow.engine.graphs import GraphSampler
-        from ishow.engine.text import text_to_tokens
-        from ishow.engine.vocoder_backends import select_vocoder
+        from ishow.engine.accel.graphs import GraphSampler
+        from ishow.engine.accel.vocoder_backends import select_vocoder
+        from ishow.engine.f5.audio import MelSpectrogram
+        from ishow.engine.f5.text import text_to_tokens
 
         cfg = self.config
         device, dtype = model.proj_out.weight.device, model.proj_out.weight.dtype
@@ -203,7 +203,7 @@ class F5Engine(Engine):
 
     def prepared(self, voice: VoiceSpec) -> PreparedVoice:
         """The cached :class:`PreparedVoice` of ``voice``, (re)computed when its file or transcript changed."""
-        from ishow.engine.audio import load_audio, rms_normalize
+        from ishow.engine.f5.audio import load_audio, rms_normalize
 
         self._require_loaded()
         if voice.ref_audio is None:

@@ -3,9 +3,9 @@
 * ``torch``: our Vocos with frame masks (a padded batch decodes exactly like its items alone); on CUDA each
   (batch, frames) bucket is captured once into a CUDA graph (``torch-graph``), on CPU it runs plainly.
 * ``torch-compile``: the same on CUDA, fp16 backbone + fp32 head through ``torch.compile`` (inductor) captured in
-  the per-bucket graphs (:class:`ishow.engine.fused.FastVocos`); falls back to ``torch-graph`` if compiling fails.
-* ``onnx``: the exported graph (:mod:`ishow.engine.onnx_export`) on onnxruntime's CPU provider.
-* ``tensorrt``: an fp16 engine built from that graph (:mod:`ishow.engine.trt`), bound to torch tensors.
+  the per-bucket graphs (:class:`ishow.engine.f5.fused.FastVocos`); falls back to ``torch-graph`` if compiling fails.
+* ``onnx``: the exported graph (:mod:`ishow.engine.accel.onnx_export`) on onnxruntime's CPU provider.
+* ``tensorrt``: an fp16 engine built from that graph (:mod:`ishow.engine.accel.trt`), bound to torch tensors.
 
 ``select_vocoder("auto", ...)`` picks tensorrt → torch-compile (with ``compile``) → torch-graph → torch and logs
 its choice and why.
@@ -24,7 +24,7 @@ from typing import Any, Protocol
 import torch
 from torch import Tensor
 
-from ishow.engine.vocos import Vocos
+from ishow.engine.f5.vocos import Vocos
 from ishow.errors import ConfigError, IshowError, ModelLoadError
 
 log = logging.getLogger(__name__)
@@ -78,7 +78,7 @@ class TorchVocoder:
     """Our Vocos, batched with frame masks; CUDA-graphed per bucket on CUDA when ``use_graphs``.
 
     ``half`` (CUDA only) runs the ConvNeXt backbone in fp16 with the head (exp/ISTFT) in fp32, and ``compile``
-    (CUDA graphs only) runs it through ``torch.compile`` (:class:`ishow.engine.fused.FastVocos`) inside the graphs;
+    (CUDA graphs only) runs it through ``torch.compile`` (:class:`ishow.engine.f5.fused.FastVocos`) inside the graphs;
     a failed compilation is logged and the bucket is captured uncompiled."""
 
     def __init__(
@@ -111,7 +111,7 @@ class TorchVocoder:
         self.name = "torch" if not self.use_graphs else ("torch-compile" if self.compile else "torch-graph")
 
     def _fast_model(self, compile: bool) -> Any:
-        from ishow.engine.fused import FastVocos
+        from ishow.engine.f5.fused import FastVocos
 
         dtype = torch.float16 if self.half else torch.float32
         if compile:
@@ -220,7 +220,7 @@ class OnnxVocoder:
 
 
 def _onnx_file(vocos: Vocos, engines_dir: Path | None) -> Path:
-    from ishow.engine.onnx_export import export_vocos_onnx
+    from ishow.engine.accel.onnx_export import export_vocos_onnx
 
     folder = Path(engines_dir) if engines_dir is not None else Path(tempfile.mkdtemp(prefix="ishow-vocos-"))
     return export_vocos_onnx(vocos, folder / "vocos.onnx")
@@ -230,7 +230,7 @@ def tensorrt_vocoder(vocos: Vocos, device: torch.device, engines_dir: Path, forc
     """Export (ONNX), build or reuse the cached engine, and load it."""
     import copy
 
-    from ishow.engine.trt import Profile, TensorRTVocoder, current_key, ensure_engine
+    from ishow.engine.accel.trt import Profile, TensorRTVocoder, current_key, ensure_engine
 
     onnx_path = _onnx_file(copy.deepcopy(vocos), engines_dir)
     profile = Profile()
@@ -265,7 +265,7 @@ def select_vocoder(
         backend_obj: VocoderBackend = tensorrt_vocoder(vocos, device, Path(engines_dir or "models/engines"))
         return backend_obj
     if backend == "auto" and device.type == "cuda":
-        from ishow.engine.trt import tensorrt_available
+        from ishow.engine.accel.trt import tensorrt_available
 
         if tensorrt_available():
             try:

@@ -1,0 +1,1 @@
+"""Benchmark tooling behind `ishow bench` (GPU machine only: torch, numpy, safetensors)."""

@@ -1,0 +1,1 @@
+"""Acceleration for the F5 model: CUDA graphs, vocoder backends (fused, ONNX, TensorRT)."""
