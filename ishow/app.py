@@ -21,7 +21,7 @@ from aiohttp import web
 
 from ishow.batcher import BatchWindow, next_batch
 from ishow.boundary import platform_label, sanitize_event, sanitize_removal
-from ishow.config import Config
+from ishow.config.schema import Config
 from ishow.engine.worker import EngineFactory, EngineWorker, default_engine_factory
 from ishow.errors import StartupError
 from ishow.events import SAMPLE_RATE, Audio, Batch, ChatEvent, EventKind, Priority, Removal, User, Utterance

@@ -8,8 +8,8 @@ import dataclasses
 import sys
 from pathlib import Path
 
-from ishow.config import DEFAULT_CONFIG, Config
-from ishow.config_load import default_config, load_config
+from ishow.config.load import default_config, load_config
+from ishow.config.schema import DEFAULT_CONFIG, Config
 from ishow.errors import ConfigError, IshowError, StartupError
 
 

@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from ishow.config import DEFAULT_CONFIG, Config
-from ishow.config_load import default_config, load_config
+from ishow.config.load import default_config, load_config
+from ishow.config.schema import DEFAULT_CONFIG, Config
 from ishow.errors import ConfigError, IshowError
 
 Severity = Literal["blocker", "warning", "info"]

@@ -14,8 +14,8 @@ from pathlib import Path
 import structlog
 import watchfiles
 
-from ishow.config import Config
-from ishow.config_load import load_config
+from ishow.config.load import load_config
+from ishow.config.schema import Config
 from ishow.errors import ConfigError
 
 log = structlog.get_logger(__name__)

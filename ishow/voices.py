@@ -19,8 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ishow.config import Config
-from ishow.config_load import parse_config
+from ishow.config.load import parse_config
+from ishow.config.schema import Config
 from ishow.errors import ConfigError, VoiceError
 
 MIN_SECONDS, MAX_SECONDS = 3.0, 12.0

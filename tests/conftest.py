@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from ishow.app import Daemon
-from ishow.config import Config
-from ishow.config_load import default_config
+from ishow.config.load import default_config
+from ishow.config.schema import Config
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -14,7 +14,7 @@ def test_bench_imports_no_daemon_modules() -> None:
     code = (
         "import sys, ishow.bench.local, ishow.engine.accel.graphs, ishow.engine.accel.vocoder_backends,"
         " ishow.engine.accel.trt;"
-        "print(sorted(m for m in ('aiohttp', 'structlog', 'sounddevice', 'ishow.config') if m in sys.modules))"
+        "print(sorted(m for m in ('aiohttp', 'structlog', 'sounddevice', 'ishow.config.schema') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

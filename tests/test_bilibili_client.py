@@ -24,7 +24,7 @@ import structlog
 from aiohttp import web
 from structlog.testing import capture_logs
 
-from ishow.config import SourceConfig
+from ishow.config.schema import SourceConfig
 from ishow.errors import ConfigError
 from ishow.events import ChatEvent, EventKind, Removal
 from ishow.sources.bilibili import api

@@ -22,7 +22,7 @@ import pytest
 from aiohttp import web
 from structlog.testing import capture_logs
 
-from ishow.config import Config
+from ishow.config.schema import Config
 from ishow.events import Audio, EventKind, Utterance
 from ishow.outputs.obs import ObsHub
 from tests.browser import (

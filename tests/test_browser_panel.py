@@ -14,7 +14,7 @@ from typing import Any
 import aiohttp
 import soundfile as sf
 
-from ishow.config import Config
+from ishow.config.schema import Config
 from tests.browser import (
     Page,
     browser_fixture,  # noqa: F401 - the `browser` fixture

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from ishow.config_load import default_config, load_config, parse_config
+from ishow.config.load import default_config, load_config, parse_config
 from ishow.errors import ConfigError
 from tests.conftest import REPO
 

@@ -12,7 +12,7 @@ import aiohttp
 import numpy as np
 import soundfile as sf
 
-from ishow.config_load import load_config
+from ishow.config.load import load_config
 from tests.conftest import REPO, espeak_config
 
 

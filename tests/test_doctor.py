@@ -155,7 +155,7 @@ def test_audio_devices(tmp_path: Path, tiny: TinyPaths) -> None:
 async def test_running_daemon_port_and_obs_page(start_daemon: Any, tmp_path: Path, tiny: TinyPaths) -> None:
     import asyncio
 
-    from ishow.config_load import load_config
+    from ishow.config.load import load_config
 
     path = project(tmp_path, tiny, 0)
     cfg = dataclasses.replace(load_config(path), sources=())

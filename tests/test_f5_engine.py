@@ -16,7 +16,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file
 
-from ishow.config_engine import EngineConfig
+from ishow.config.engine import EngineConfig
 from ishow.engine.base import SynthRequest, VoiceSpec
 from ishow.engine.f5.checkpoint import write_tiny_model
 from ishow.engine.f5_engine import HOP, MIN_GEN_BYTES, SAMPLE_RATE, F5Engine, generated_frames

@@ -28,9 +28,9 @@ import torch
 from aiohttp import web
 
 from ishow.app import Daemon
-from ishow.config import Config
-from ishow.config_engine import EngineConfig
-from ishow.config_load import load_config
+from ishow.config.engine import EngineConfig
+from ishow.config.load import load_config
+from ishow.config.schema import Config
 from ishow.engine.base import Engine
 from ishow.engine.f5.checkpoint import TinyPaths, write_tiny_model
 from ishow.engine.f5_engine import F5Engine

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 
-from ishow.config import FilterConfig, VoiceMapConfig, VoiceRule
-from ishow.config_load import default_config
+from ishow.config.load import default_config
+from ishow.config.schema import FilterConfig, VoiceMapConfig, VoiceRule
 from ishow.engine.base import VoiceSpec
 from ishow.events import ChatEvent, EventKind, User
 from ishow.policy.compose import Dropped, compose, pick_voice, stable_index
@@ -105,8 +105,8 @@ def test_pool_voice_is_stable_across_processes() -> None:
 
     code = (
         "import dataclasses, json\n"
-        "from ishow.config import VoiceMapConfig\n"
-        "from ishow.config_load import default_config\n"
+        "from ishow.config.schema import VoiceMapConfig\n"
+        "from ishow.config.load import default_config\n"
         "from ishow.engine.base import VoiceSpec\n"
         "from ishow.policy.compose import pick_voice\n"
         "cfg = default_config()\n"

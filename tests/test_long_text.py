@@ -18,8 +18,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from ishow.config import Config
-from ishow.config_engine import EngineConfig
+from ishow.config.engine import EngineConfig
+from ishow.config.schema import Config
 from ishow.engine.chunking import utf8_len
 from ishow.engine.f5.checkpoint import TinyPaths, write_tiny_model
 from ishow.engine.f5_engine import MAX_GEN_SECONDS

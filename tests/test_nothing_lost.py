@@ -17,7 +17,7 @@ from structlog.testing import capture_logs
 
 import ishow.lifecycle
 from ishow.app import Daemon
-from ishow.config_load import load_config
+from ishow.config.load import load_config
 from ishow.events import Audio
 from ishow.outputs.base import Sink
 from ishow.outputs.local import LocalSettings, LocalSink

@@ -14,7 +14,7 @@ import pytest
 import soundfile as sf
 from structlog.testing import capture_logs
 
-from ishow.config import Config
+from ishow.config.schema import Config
 from ishow.outputs.obs_websocket import ObsWebsocketSink
 from tests.browser import browser_fixture, new_page  # noqa: F401 - the `browser` fixture
 from tests.conftest import espeak_config
@@ -271,7 +271,7 @@ async def test_shutdown_restores_volume_and_clears_caption(start_daemon: Any, fa
 
 
 def test_config_password_hidden_and_checked() -> None:
-    from ishow.config_load import parse_config
+    from ishow.config.load import parse_config
     from ishow.errors import ConfigError
 
     bad = '[outputs.obs_websocket]\nenabled = true\npassword = 12345678\nurl = "http://x"\nduck_db = 99\n'
@@ -375,7 +375,7 @@ async def test_skip_stops_the_media_and_unducks(start_daemon: Any, fake_obs: Any
 
 
 async def test_outbox_keeps_the_newest_command_of_each_kind() -> None:
-    from ishow.config import ObsWebsocketOutputConfig
+    from ishow.config.schema import ObsWebsocketOutputConfig
     from ishow.outputs.obsws_plan import Caption, Duck, Media, SceneItem
 
     sink = ObsWebsocketSink(ObsWebsocketOutputConfig(caption_input="C", duck_inputs=("M",)))

@@ -4,8 +4,8 @@ import dataclasses
 
 import pytest
 
-from ishow.config import FilterConfig
-from ishow.config_load import default_config
+from ishow.config.load import default_config
+from ishow.config.schema import FilterConfig
 from ishow.events import ChatEvent, EventKind, Priority, User
 from ishow.policy.compose import Dropped, compose
 from ishow.policy.filters import clean_text, drop_reason

@@ -9,7 +9,7 @@ from typing import Any
 
 import aiohttp
 
-from ishow.config_load import load_config
+from ishow.config.load import load_config
 from tests.conftest import REPO
 
 BASE = """

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 from aiohttp import web
 
-from ishow.config_engine import EngineConfig, RemoteConfig
+from ishow.config.engine import EngineConfig, RemoteConfig
 from ishow.engine.base import Engine, SynthRequest, VoiceSpec
 from ishow.engine.remote import RemoteEngine
 from ishow.engine.worker import EngineWorker
@@ -266,7 +266,7 @@ def test_the_daemon_does_not_import_ray() -> None:
 
 # -- config and command line ------------------------------------------------------------------------------------
 def test_serve_and_remote_config_problems_name_the_key() -> None:
-    from ishow.config_load import parse_config
+    from ishow.config.load import parse_config
     from ishow.errors import ConfigError
 
     text = """
@@ -297,7 +297,7 @@ max_ongoing_requests = 8
 
 def test_serve_and_bench_remote_command_lines() -> None:
     from ishow.cli import build_parser
-    from ishow.config_load import default_config
+    from ishow.config.load import default_config
     from ishow.errors import ConfigError
     from ishow.serve.command import apply_overrides
 

@@ -14,8 +14,8 @@ import pytest
 import structlog
 import torch
 
-from ishow.config import ServerConfig, SourceConfig
-from ishow.config_load import default_config, load_config, parse_config
+from ishow.config.load import default_config, load_config, parse_config
+from ishow.config.schema import ServerConfig, SourceConfig
 from ishow.engine.f5.checkpoint import read_checkpoint
 from ishow.errors import ConfigError, ModelLoadError
 from ishow.sources.registry import create_source

@@ -18,7 +18,7 @@ import pytest
 from aiohttp import web
 from structlog.testing import capture_logs
 
-from ishow.config import Config, SourceConfig
+from ishow.config.schema import Config, SourceConfig
 from tests.browser import browser_fixture, new_page  # noqa: F401 - the `browser` fixture
 from tests.conftest import espeak_config
 from tests.test_daemon_e2e import read_utterance

@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ishow.app import Daemon
-from ishow.config import SourceConfig
+from ishow.config.schema import SourceConfig
 from tests.conftest import espeak_config
 
 POST_ROUTES = ["/api/messages", "/api/tts", "/api/control", "/api/mute"]

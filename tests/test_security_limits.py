@@ -16,7 +16,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from ishow.boundary import KNOWN_PLATFORMS
-from ishow.config import Config, SourceConfig
+from ishow.config.schema import Config, SourceConfig
 from ishow.outputs.obs import ObsHub, ObsSettings, _Item
 from tests.conftest import espeak_config
 from tests.test_daemon_e2e import JSON, read_utterance

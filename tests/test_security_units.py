@@ -18,7 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ishow.boundary import loads_limited, platform_label, sanitize_event, valid_text
-from ishow.config_load import load_config, parse_config
+from ishow.config.load import load_config, parse_config
 from ishow.engine.worker import EngineTurns
 from ishow.errors import ConfigError, InputError, VoiceError
 from ishow.events import ChatEvent, EventKind, Priority, User, Utterance

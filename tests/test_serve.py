@@ -30,7 +30,7 @@ import pytest
 pytest.importorskip("ray.serve", reason="ray[serve] is not installed: pip install 'ishow[cluster]' to run these")
 
 from ishow.bench.local import REF_TEXT, write_reference
-from ishow.config_engine import EngineConfig, RemoteConfig
+from ishow.config.engine import EngineConfig, RemoteConfig
 from ishow.engine.base import SynthRequest, VoiceSpec
 from ishow.engine.f5.checkpoint import write_tiny_model
 from ishow.engine.f5_engine import F5Engine

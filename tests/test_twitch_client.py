@@ -13,7 +13,7 @@ import pytest
 import structlog
 from aiohttp import web
 
-from ishow.config import SourceConfig
+from ishow.config.schema import SourceConfig
 from ishow.errors import ConfigError
 from ishow.events import ChatEvent, Removal
 from ishow.sources.backoff import backoff_delay

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from ishow.config_load import load_config
+from ishow.config.load import load_config
 from ishow.errors import ConfigError, VoiceError
 from ishow.voices import add_voice
 from tests.conftest import REPO

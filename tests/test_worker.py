@@ -10,7 +10,7 @@ import numpy.typing as npt
 import pytest
 from structlog.testing import capture_logs
 
-from ishow.config_engine import EngineConfig
+from ishow.config.engine import EngineConfig
 from ishow.engine.base import Engine, SynthRequest, VoiceSpec
 from ishow.engine.worker import MAX_CONSECUTIVE_FAILURES, EngineWorker
 from ishow.errors import InputError, ModelLoadError, UnknownVoiceError, WeightsMissingError

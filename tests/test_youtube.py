@@ -14,7 +14,7 @@ from aiohttp import web
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ishow.config import SourceConfig
+from ishow.config.schema import SourceConfig
 from ishow.errors import ConfigError, ProtocolError
 from ishow.events import ChatEvent, EventKind, Removal
 from ishow.sources.registry import create_source

@@ -30,8 +30,8 @@ from typing import Any
 import aiohttp
 
 from ishow.app import Daemon
-from ishow.config import Config
-from ishow.config_load import default_config
+from ishow.config.load import default_config
+from ishow.config.schema import Config
 from ishow.events import Audio, ChatEvent, EventKind, Priority, User
 from ishow.sources.base import Emit, Source
 

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ishow.config_engine import EngineConfig
+from ishow.config.engine import EngineConfig
 from ishow.engine.base import SynthRequest, VoiceSpec
 from ishow.engine.f5.dit import DiT
 from ishow.engine.f5.vocos import Vocos, VocosConfig

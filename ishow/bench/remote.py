@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from ishow.bench.local import MIX, REF_TEXT, write_reference
-from ishow.config_engine import EngineConfig, RemoteConfig
+from ishow.config.engine import EngineConfig, RemoteConfig
 from ishow.engine.base import Engine, SynthRequest, VoiceSpec
 from ishow.errors import ConfigError
 
@@ -174,7 +174,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     started = False
     url = args.remote
     if url == "local":
-        from ishow.config_serve import ServeConfig
+        from ishow.config.serve import ServeConfig
         from ishow.serve import app
 
         sc = ServeConfig(port=_free_port(), token=args.token, num_gpus=1.0 if device.startswith("cuda") else 0.0,

@@ -30,7 +30,7 @@ import numpy.typing as npt
 import soxr
 import structlog
 
-from ishow.config_engine import EngineConfig
+from ishow.config.engine import EngineConfig
 from ishow.engine.base import Engine, SynthRequest
 from ishow.errors import EngineError, InputError, ModelLoadError
 

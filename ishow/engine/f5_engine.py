@@ -21,7 +21,7 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
-from ishow.config_engine import EngineConfig
+from ishow.config.engine import EngineConfig
 from ishow.engine.base import Engine, SynthRequest, VoiceSpec
 from ishow.engine.chunking import LengthBudget
 from ishow.engine.f5.sampler import SampleItem, SamplerConfig

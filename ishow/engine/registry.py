@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ishow.config_engine import EngineConfig
+from ishow.config.engine import EngineConfig
 from ishow.engine.base import Engine
 from ishow.errors import ConfigError, ModelLoadError
 

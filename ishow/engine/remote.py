@@ -28,7 +28,7 @@ import numpy as np
 import numpy.typing as npt
 import structlog
 
-from ishow.config_engine import EngineConfig
+from ishow.config.engine import EngineConfig
 from ishow.engine.base import Engine, SynthRequest, VoiceSpec
 from ishow.errors import InputError, ProtocolError, ServiceUnavailableError, VoiceError
 from ishow.serve.protocol import (

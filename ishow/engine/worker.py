@@ -23,7 +23,7 @@ import numpy as np
 import numpy.typing as npt
 import structlog
 
-from ishow.config_engine import EngineConfig
+from ishow.config.engine import EngineConfig
 from ishow.engine.base import DEFAULT_BUDGET, Engine, SynthRequest, VoiceSpec
 from ishow.engine.chunking import ChunkPlan, LengthBudget, crossfade_join, split_text
 from ishow.errors import (

@@ -71,7 +71,7 @@ REFUSAL_LOG_INTERVAL_S = 60.0
 
 @dataclass(frozen=True)
 class ObsSettings:
-    """Limits of the OBS websocket hub (built by ``ishow.config`` from ``[outputs.obs]``)."""
+    """Limits of the OBS websocket hub (built by ``ishow.config.schema`` from ``[outputs.obs]``)."""
 
     max_client_queue: int = 64  # utterances waiting per client; full → the client is dropped
     send_timeout_s: float = 5.0  # one frame send longer than this → the client is dropped

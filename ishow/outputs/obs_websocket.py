@@ -35,7 +35,7 @@ import numpy as np
 import numpy.typing as npt
 import structlog
 
-from ishow.config import ObsWebsocketOutputConfig
+from ishow.config.schema import ObsWebsocketOutputConfig
 from ishow.events import Audio
 from ishow.outputs.audio_store import AudioStore
 from ishow.outputs.base import Sink

@@ -9,7 +9,7 @@ from __future__ import annotations
 import textwrap
 from dataclasses import dataclass
 
-from ishow.config import ObsWebsocketOutputConfig
+from ishow.config.schema import ObsWebsocketOutputConfig
 from ishow.events import Utterance
 
 MEDIA_RESTART = "OBS_WEBSOCKET_MEDIA_INPUT_ACTION_RESTART"

@@ -6,7 +6,7 @@ from __future__ import annotations
 import zlib
 from dataclasses import dataclass
 
-from ishow.config import Config
+from ishow.config.schema import Config
 from ishow.events import ChatEvent, EventKind, Priority, Utterance, new_id
 from ishow.policy.filters import PAID_KINDS, clean_text, drop_reason
 from ishow.policy.gates import ChatGate

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import unicodedata
 
-from ishow.config import FilterConfig
+from ishow.config.schema import FilterConfig
 from ishow.events import ChatEvent, EventKind
 
 _URL = re.compile(r"(?:https?://|www\.)\S+|\b[\w-]+(?:\.[\w-]+)+/\S*", re.IGNORECASE)

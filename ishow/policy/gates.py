@@ -8,7 +8,7 @@ import collections
 import re
 from dataclasses import dataclass
 
-from ishow.config import FilterConfig
+from ishow.config.schema import FilterConfig
 from ishow.events import ChatEvent
 from ishow.policy.filters import PAID_KINDS, squash
 

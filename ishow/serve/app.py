@@ -31,8 +31,8 @@ from ray.serve.metrics import Counter, Histogram
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from ishow.config_engine import EngineConfig
-from ishow.config_serve import ServeConfig
+from ishow.config.engine import EngineConfig
+from ishow.config.serve import ServeConfig
 from ishow.errors import ConfigError, ProtocolError
 from ishow.serve.protocol import MAX_BODY_BYTES, PCM_CONTENT_TYPE, SynthCall, SynthReply, decode_call, encode_reply
 from ishow.serve.replica import ReplicaCore, ReplicaSettings

@@ -9,7 +9,7 @@ import threading
 from pathlib import Path
 from types import FrameType
 
-from ishow.config import Config, is_loopback
+from ishow.config.schema import Config, is_loopback
 from ishow.errors import ConfigError
 
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ishow.config_engine import EngineConfig
+from ishow.config.engine import EngineConfig
 from ishow.engine.base import Engine, SynthRequest, VoiceSpec
 from ishow.errors import EngineError, InputError, IshowError
 from ishow.serve.protocol import ItemResult, SynthCall, SynthReply, VoiceClip

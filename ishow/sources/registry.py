@@ -8,7 +8,7 @@ from __future__ import annotations
 import importlib
 from typing import Protocol, cast
 
-from ishow.config import SourceConfig
+from ishow.config.schema import SourceConfig
 from ishow.errors import ConfigError
 from ishow.sources.base import Source
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import structlog
 
-from ishow.config import SourceConfig
+from ishow.config.schema import SourceConfig
 from ishow.errors import ConfigError
 from ishow.events import ChatEvent, EventKind, User
 from ishow.sources.base import Emit, Source

@@ -12,7 +12,7 @@ import sys
 import structlog
 
 from ishow.boundary import control_problem, valid_text
-from ishow.config import SourceConfig
+from ishow.config.schema import SourceConfig
 from ishow.errors import InputError
 from ishow.events import ChatEvent, EventKind, User
 from ishow.sources.base import Emit, Source

@@ -33,7 +33,7 @@ import structlog
 from aiohttp import web
 
 from ishow.boundary import control_problem, loads_limited, valid_text
-from ishow.config import SourceConfig
+from ishow.config.schema import SourceConfig
 from ishow.errors import ConfigError, InputError
 from ishow.events import ChatEvent, EventKind, Removal, User, new_id
 from ishow.sources.base import Emit, Source

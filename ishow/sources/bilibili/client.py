@@ -17,7 +17,7 @@ import aiohttp
 import structlog
 import yarl
 
-from ishow.config import SourceConfig
+from ishow.config.schema import SourceConfig
 from ishow.errors import ConfigError, IshowError, ProtocolError, RemoteError
 from ishow.sources.base import Emit, Source
 from ishow.sources.bilibili import api

@@ -17,7 +17,7 @@ from typing import Self
 import aiohttp
 import structlog
 
-from ishow.config import SourceConfig
+from ishow.config.schema import SourceConfig
 from ishow.errors import ConfigError, ProtocolError, RemoteError
 from ishow.sources.base import Emit, Source
 from ishow.sources.bilibili import open_protocol as op

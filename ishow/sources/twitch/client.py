@@ -20,7 +20,7 @@ from typing import Literal
 import aiohttp
 import structlog
 
-from ishow.config import SourceConfig
+from ishow.config.schema import SourceConfig
 from ishow.errors import ConfigError, ProtocolError, RemoteError
 from ishow.events import ChatEvent, Removal
 from ishow.sources.backoff import backoff_delay

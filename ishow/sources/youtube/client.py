@@ -21,7 +21,7 @@ from collections.abc import Callable
 import aiohttp
 import structlog
 
-from ishow.config import SourceConfig
+from ishow.config.schema import SourceConfig
 from ishow.errors import ConfigError, ProtocolError, RemoteError
 from ishow.events import ChatEvent
 from ishow.sources.backoff import backoff_delay

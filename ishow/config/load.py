@@ -1,4 +1,4 @@
-"""Loading the configuration: TOML → the frozen dataclasses of ``ishow.config``, validated once.
+"""Loading the configuration: TOML → the frozen dataclasses of ``ishow.config.schema``, validated once.
 
 Every problem is collected (not just the first) and reported as ``key.path: what was wrong`` so
 ``ishow check-config`` can list them all. Relative paths are resolved against ``root`` (a top-level key,
@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
-from ishow.config import (
+from ishow.config.schema import (
     SOURCE_KINDS,
     WINDOW_MS_RANGE,
     Config,

@@ -1,6 +1,6 @@
 """The configuration as frozen dataclasses (the schema, with defaults and comments).
 
-``ishow.config_load`` turns config/ishowtts.toml into these, validated once, every problem named by key path.
+``ishow.config.load`` turns config/ishowtts.toml into these, validated once, every problem named by key path.
 """
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ import ipaddress
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ishow.config_engine import EngineConfig
-from ishow.config_serve import ServeConfig
+from ishow.config.engine import EngineConfig
+from ishow.config.serve import ServeConfig
 from ishow.engine.base import VoiceSpec
 
 DEFAULT_CONFIG = Path("config/ishowtts.toml")
