@@ -86,3 +86,61 @@ def test_run_with_invalid_config_exits_nonzero_listing_problems(tmp_path: Path) 
     )
     assert proc.returncode == 2
     assert "server.port" in proc.stderr and "server.token" in proc.stderr
+
+
+def _comment_of(toml_text: str, table: str, key: str) -> str:
+    """``key = ...`` in ``[table]`` of config/ishowtts.toml with its comment and its indented continuation lines."""
+    lines = toml_text.split(f"\n[{table}]\n", 1)[1].splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(f"{key} ="))
+    end = start + 1
+    while end < len(lines) and lines[end].startswith(" ") and lines[end].lstrip().startswith("#"):
+        end += 1
+    return "\n".join(lines[start:end])
+
+
+def test_allowed_values_are_defined_once_and_used_everywhere() -> None:
+    """The registries build exactly the kinds validation accepts, and the shipped config documents each value."""
+    from ishow.config import choices
+    from ishow.engine.registry import ENGINE_CLASSES
+    from ishow.sources.registry import SOURCE_CLASSES
+
+    assert tuple(ENGINE_CLASSES) == choices.ENGINE_KINDS
+    assert tuple(SOURCE_CLASSES) == choices.SOURCE_KINDS
+    shipped = (REPO / "config" / "ishowtts.toml").read_text(encoding="utf-8")
+    documented = {
+        "kind": choices.ENGINE_KINDS,
+        "fallback": choices.ENGINE_FALLBACKS,
+        "model": choices.MODELS,
+        "device": choices.DEVICES,
+        "precision": choices.PRECISIONS,
+        "on_shutdown": choices.ON_SHUTDOWN,
+        "vocoder_backend": choices.VOCODER_BACKENDS,
+    }
+    for key, values in documented.items():
+        comment = _comment_of(shipped, "engine", key)
+        missing = [v for v in values if v not in comment]
+        assert not missing, f"config/ishowtts.toml [engine] {key} does not mention {missing}: {comment!r}"
+    missing = [k for k in choices.SOURCE_KINDS if f'"{k}"' not in shipped]
+    assert not missing, f"config/ishowtts.toml names no source of kind {missing}"
+
+
+@pytest.mark.parametrize(
+    ("key", "values"),
+    [
+        ("kind", "ENGINE_KINDS"),
+        ("fallback", "ENGINE_FALLBACKS"),
+        ("model", "MODELS"),
+        ("precision", "PRECISIONS"),
+        ("on_shutdown", "ON_SHUTDOWN"),
+        ("vocoder_backend", "VOCODER_BACKENDS"),
+    ],
+)
+def test_validation_accepts_exactly_the_choices(key: str, values: str) -> None:
+    from ishow.config import choices
+
+    allowed: tuple[str, ...] = getattr(choices, values)
+    for value in allowed:
+        cfg = parse_config(f'[engine]\n{key} = "{value}"\n', REPO)
+        assert getattr(cfg.engine, key) == value
+    with pytest.raises(ConfigError, match=f"engine.{key}: must be one of {choices.one_of(allowed)}"):
+        parse_config(f'[engine]\n{key} = "no-such-value"\n', REPO)

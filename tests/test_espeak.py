@@ -14,7 +14,8 @@ import numpy.typing as npt
 import pytest
 import soundfile as sf
 
-from ishow.engine.base import SynthRequest, VoiceSpec
+from ishow.config.voice import VoiceSpec
+from ishow.engine.base import SynthRequest
 from ishow.engine.espeak import EspeakEngine, sanitize, split_runs
 from ishow.errors import InputError, ModelLoadError
 from tools import make_default_voices

@@ -17,7 +17,8 @@ from safetensors import safe_open
 from safetensors.torch import load_file
 
 from ishow.config.engine import EngineConfig
-from ishow.engine.base import SynthRequest, VoiceSpec
+from ishow.config.voice import VoiceSpec
+from ishow.engine.base import SynthRequest
 from ishow.engine.f5.checkpoint import write_tiny_model
 from ishow.engine.f5_engine import HOP, MIN_GEN_BYTES, SAMPLE_RATE, F5Engine, generated_frames
 from ishow.errors import InputError, OutOfMemoryError, VoiceError

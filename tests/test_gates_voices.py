@@ -6,7 +6,7 @@ import dataclasses
 
 from ishow.config.load import default_config
 from ishow.config.schema import FilterConfig, VoiceMapConfig, VoiceRule
-from ishow.engine.base import VoiceSpec
+from ishow.config.voice import VoiceSpec
 from ishow.events import ChatEvent, EventKind, User
 from ishow.policy.compose import Dropped, compose, pick_voice, stable_index
 from ishow.policy.gates import ChatGate
@@ -107,7 +107,7 @@ def test_pool_voice_is_stable_across_processes() -> None:
         "import dataclasses, json\n"
         "from ishow.config.schema import VoiceMapConfig\n"
         "from ishow.config.load import default_config\n"
-        "from ishow.engine.base import VoiceSpec\n"
+        "from ishow.config.voice import VoiceSpec\n"
         "from ishow.policy.compose import pick_voice\n"
         "cfg = default_config()\n"
         "cfg = dataclasses.replace(cfg, voices=(*cfg.voices, VoiceSpec('a'), VoiceSpec('b'), VoiceSpec('c')),\n"

@@ -20,7 +20,8 @@ import pytest
 from aiohttp import web
 
 from ishow.config.engine import EngineConfig, RemoteConfig
-from ishow.engine.base import Engine, SynthRequest, VoiceSpec
+from ishow.config.voice import VoiceSpec
+from ishow.engine.base import Engine, SynthRequest
 from ishow.engine.remote import RemoteEngine
 from ishow.engine.worker import EngineWorker
 from ishow.errors import InputError, ProtocolError, ServiceUnavailableError

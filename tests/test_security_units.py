@@ -18,6 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ishow.boundary import loads_limited, platform_label, sanitize_event, valid_text
+from ishow.config.addresses import normalize_origin, token_problem
 from ishow.config.load import load_config, parse_config
 from ishow.engine.worker import EngineTurns
 from ishow.errors import ConfigError, InputError, VoiceError
@@ -27,7 +28,7 @@ from ishow.queue import UtteranceQueue
 from ishow.sources.stdin import parse_line
 from ishow.sources.wsinput import parse_frame, untrusted
 from ishow.voices import add_voice, toml_string
-from ishow.web_guard import RequestGuard, normalize_origin, token_problem
+from ishow.web_guard import RequestGuard
 from tests.conftest import REPO
 
 # ---------------------------------------------------------------- Host / Origin

@@ -31,7 +31,8 @@ pytest.importorskip("ray.serve", reason="ray[serve] is not installed: pip instal
 
 from ishow.bench.local import REF_TEXT, write_reference
 from ishow.config.engine import EngineConfig, RemoteConfig
-from ishow.engine.base import SynthRequest, VoiceSpec
+from ishow.config.voice import VoiceSpec
+from ishow.engine.base import SynthRequest
 from ishow.engine.f5.checkpoint import write_tiny_model
 from ishow.engine.f5_engine import F5Engine
 from ishow.engine.remote import RemoteEngine

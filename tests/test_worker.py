@@ -11,7 +11,8 @@ import pytest
 from structlog.testing import capture_logs
 
 from ishow.config.engine import EngineConfig
-from ishow.engine.base import Engine, SynthRequest, VoiceSpec
+from ishow.config.voice import VoiceSpec
+from ishow.engine.base import Engine, SynthRequest
 from ishow.engine.worker import MAX_CONSECUTIVE_FAILURES, EngineWorker
 from ishow.errors import InputError, ModelLoadError, UnknownVoiceError, WeightsMissingError
 

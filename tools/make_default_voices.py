@@ -19,7 +19,8 @@ import numpy as np
 import numpy.typing as npt
 import soundfile as sf
 
-from ishow.engine.base import SynthRequest, VoiceSpec
+from ishow.config.voice import VoiceSpec
+from ishow.engine.base import SynthRequest
 from ishow.engine.espeak import EspeakEngine
 
 

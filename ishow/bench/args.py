@@ -5,16 +5,18 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ishow.config.choices import PRECISIONS, VOCODER_BACKENDS
+
 
 def build_parser(p: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
     p = p or argparse.ArgumentParser(prog="ishow bench", description="time text → waveform at the real model size")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
-    p.add_argument("--precision", default="auto", choices=["auto", "fp16", "fp32"])
+    p.add_argument("--precision", default="auto", choices=PRECISIONS)
     p.add_argument("--iters", type=int, default=10, help="timed calls per row (median reported)")
     p.add_argument("--warmup", type=int, default=3, help="untimed calls first (graph capture happens here)")
     p.add_argument("--upstream", action=argparse.BooleanOptionalAction, default=None,
                    help="also time upstream f5_tts (default: when it imports)")  # fmt: skip
-    p.add_argument("--vocoder-backend", default="auto", choices=["auto", "torch", "torch-compile", "onnx", "tensorrt"])
+    p.add_argument("--vocoder-backend", default="auto", choices=VOCODER_BACKENDS)
     p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=True,
                    help="torch.compile the DiT blocks and vocoder inside the CUDA graphs")  # fmt: skip
     p.add_argument("--engines-dir", default="models/engines")

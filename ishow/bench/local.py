@@ -30,7 +30,8 @@ import numpy as np
 import torch
 
 from ishow.config.engine import EngineConfig
-from ishow.engine.base import SynthRequest, VoiceSpec
+from ishow.config.voice import VoiceSpec
+from ishow.engine.base import SynthRequest
 from ishow.engine.f5.dit import DiT
 from ishow.engine.f5.vocos import Vocos, VocosConfig
 from ishow.engine.f5_engine import HOP, SAMPLE_RATE, F5Engine

@@ -33,7 +33,8 @@ from typing import Any
 
 from ishow.bench.local import MIX, REF_TEXT, write_reference
 from ishow.config.engine import EngineConfig, RemoteConfig
-from ishow.engine.base import Engine, SynthRequest, VoiceSpec
+from ishow.config.voice import VoiceSpec
+from ishow.engine.base import Engine, SynthRequest
 from ishow.errors import ConfigError
 
 LOCAL_MAX_ITEMS = 8  # the daemon's default batch.max_items

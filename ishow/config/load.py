@@ -17,8 +17,19 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
-from ishow.config.schema import (
+from ishow.config.addresses import host_entry_problem, origin_entry_problem, token_problem
+from ishow.config.choices import (
+    DEVICES,
+    ENGINE_FALLBACKS,
+    ENGINE_KINDS,
+    MODELS,
+    ON_SHUTDOWN,
+    PRECISIONS,
     SOURCE_KINDS,
+    VOCODER_BACKENDS,
+    one_of,
+)
+from ishow.config.schema import (
     WINDOW_MS_RANGE,
     Config,
     default_platform_templates,
@@ -26,7 +37,6 @@ from ishow.config.schema import (
 )
 from ishow.errors import ConfigError
 from ishow.events import EventKind
-from ishow.web_guard import host_entry_problem, origin_entry_problem, token_problem
 
 T = TypeVar("T")
 _Check = Callable[[Any], str | None]
@@ -65,7 +75,7 @@ _CHECKS: dict[str, _Check] = {
     "server.allowed_origins": lambda v: origin_entry_problem(v),
     "server.max_tts_concurrent": lambda v: None if 1 <= v <= 64 else "must be 1–64",
     "server.header_timeout_s": lambda v: None if 1 <= v <= 300 else "must be 1–300 s",
-    "engine.kind": lambda v: None if v in ("f5", "espeak", "remote") else "must be one of 'f5', 'espeak', 'remote'",
+    "engine.kind": lambda v: None if v in ENGINE_KINDS else f"must be one of {one_of(ENGINE_KINDS)}",
     "engine.remote.url": lambda v: (
         None if v.startswith(("http://", "https://")) else "must be an http:// or https:// URL of `ishow serve`"
     ),
@@ -87,28 +97,20 @@ _CHECKS: dict[str, _Check] = {
     "serve.max_queued_requests": lambda v: None if v >= -1 else "must be ≥ 0 (or -1: unbounded)",
     "serve.max_voices": lambda v: None if v >= 1 else "must be ≥ 1",
     "serve.batch_log": lambda v: None if 1 <= v <= 10000 else "must be 1–10000",
-    "engine.fallback": lambda v: None if v in ("espeak", "none") else "must be one of 'espeak', 'none'",
-    "engine.model": lambda v: (
-        None
-        if v in ("F5TTS_v1_Base", "F5TTS_v1_Small", "tiny", "auto")
-        else "must be one of 'F5TTS_v1_Base', 'F5TTS_v1_Small', 'tiny', 'auto'"
-    ),
+    "engine.fallback": lambda v: None if v in ENGINE_FALLBACKS else f"must be one of {one_of(ENGINE_FALLBACKS)}",
+    "engine.model": lambda v: None if v in MODELS else f"must be one of {one_of(MODELS)}",
     "engine.nfe_step": lambda v: None if 1 <= v <= 64 else "must be 1–64",
     "engine.cfg_strength": lambda v: None if 0 <= v <= 10 else "must be 0–10",
     "engine.speed": lambda v: None if 0.25 <= v <= 4 else "must be 0.25–4",
     "engine.device": lambda v: (
         None
-        if v in ("auto", "cpu", "cuda") or (v.startswith("cuda:") and v[5:].isdigit())
-        else "must be 'auto', 'cpu', 'cuda' or 'cuda:N'"
+        if v in DEVICES or (v.startswith("cuda:") and v[5:].isdigit())
+        else f"must be {one_of(DEVICES)} or 'cuda:N'"
     ),
-    "engine.precision": lambda v: None if v in ("auto", "fp32", "fp16") else "must be one of 'auto', 'fp32', 'fp16'",
-    "engine.on_shutdown": lambda v: None if v in ("finish", "drop") else "must be 'finish' or 'drop'",
+    "engine.precision": lambda v: None if v in PRECISIONS else f"must be one of {one_of(PRECISIONS)}",
+    "engine.on_shutdown": lambda v: None if v in ON_SHUTDOWN else f"must be one of {one_of(ON_SHUTDOWN)}",
     "engine.shutdown_timeout_s": lambda v: None if 0 < v <= 600 else "must be > 0 and ≤ 600 seconds",
-    "engine.vocoder_backend": lambda v: (
-        None
-        if v in ("auto", "torch", "torch-compile", "onnx", "tensorrt")
-        else "must be one of 'auto', 'torch', 'torch-compile', 'onnx', 'tensorrt'"
-    ),
+    "engine.vocoder_backend": lambda v: None if v in VOCODER_BACKENDS else f"must be one of {one_of(VOCODER_BACKENDS)}",
     "batch.window_ms": lambda v: (
         None
         if WINDOW_MS_RANGE[0] <= v <= WINDOW_MS_RANGE[1]
@@ -129,7 +131,7 @@ _CHECKS: dict[str, _Check] = {
     "voice_map.rules.kind": lambda v: (
         None if v in ("", *(k.value for k in EventKind)) else f"must be one of {', '.join(k.value for k in EventKind)}"
     ),
-    "sources.kind": lambda v: None if v in SOURCE_KINDS else f"must be one of {', '.join(map(repr, SOURCE_KINDS))}",
+    "sources.kind": lambda v: None if v in SOURCE_KINDS else f"must be one of {one_of(SOURCE_KINDS)}",
     "sources.gift_merge_s": lambda v: None if 0 <= v <= 60 else "must be 0–60",
     "sources.reconnect_max_s": lambda v: None if 1 <= v <= 600 else "must be 1–600",
     "sources.speed": lambda v: None if 0.01 <= v <= 100 else "must be 0.01–100",

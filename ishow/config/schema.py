@@ -11,7 +11,7 @@ from pathlib import Path
 
 from ishow.config.engine import EngineConfig
 from ishow.config.serve import ServeConfig
-from ishow.engine.base import VoiceSpec
+from ishow.config.voice import VoiceSpec
 
 DEFAULT_CONFIG = Path("config/ishowtts.toml")
 WINDOW_MS_RANGE: tuple[int, int] = (50, 100)
@@ -120,9 +120,6 @@ class TemplateConfig:
         override = self.platforms.get(platform)
         value = getattr(override, kind, None) if override is not None else None
         return value if value is not None else str(getattr(self, kind, self.danmaku))
-
-
-SOURCE_KINDS: tuple[str, ...] = ("demo", "stdin", "websocket", "bilibili", "bilibili_open", "twitch", "youtube")
 
 
 @dataclass(frozen=True)

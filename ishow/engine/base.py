@@ -9,28 +9,16 @@ from __future__ import annotations
 import abc
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
 import numpy.typing as npt
 
+from ishow.config.voice import VoiceSpec
 from ishow.engine.chunking import LengthBudget
 
 #: an engine without its own length rule: about 14 UTF-8 bytes of text per second of speech, 2,000 per request
 DEFAULT_BUDGET = LengthBudget(bytes_per_second=14.0, max_bytes=2000)
-
-
-@dataclass(frozen=True)
-class VoiceSpec:
-    """A configured voice: a reference recording with its transcript (for cloning engines), plus knobs."""
-
-    id: str
-    ref_audio: Path | None = None
-    ref_text: str = ""
-    speed: float = 1.0
-    volume: float = 1.0
-    espeak: str = "auto"  # espeak-ng voice name for the espeak engine; "auto" picks by the text's language
 
 
 @dataclass(frozen=True)

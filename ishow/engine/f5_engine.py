@@ -22,7 +22,8 @@ import numpy.typing as npt
 import torch
 
 from ishow.config.engine import EngineConfig
-from ishow.engine.base import Engine, SynthRequest, VoiceSpec
+from ishow.config.voice import VoiceSpec
+from ishow.engine.base import Engine, SynthRequest
 from ishow.engine.chunking import LengthBudget
 from ishow.engine.f5.sampler import SampleItem, SamplerConfig
 from ishow.errors import ConfigError, EngineError, InputError, OutOfMemoryError, VoiceError

@@ -29,7 +29,8 @@ import numpy.typing as npt
 import structlog
 
 from ishow.config.engine import EngineConfig
-from ishow.engine.base import Engine, SynthRequest, VoiceSpec
+from ishow.config.voice import VoiceSpec
+from ishow.engine.base import Engine, SynthRequest
 from ishow.errors import InputError, ProtocolError, ServiceUnavailableError, VoiceError
 from ishow.serve.protocol import (
     AUDIO_SUFFIXES,

@@ -24,7 +24,8 @@ import numpy.typing as npt
 import structlog
 
 from ishow.config.engine import EngineConfig
-from ishow.engine.base import DEFAULT_BUDGET, Engine, SynthRequest, VoiceSpec
+from ishow.config.voice import VoiceSpec
+from ishow.engine.base import DEFAULT_BUDGET, Engine, SynthRequest
 from ishow.engine.chunking import ChunkPlan, LengthBudget, crossfade_join, split_text
 from ishow.errors import (
     EngineError,

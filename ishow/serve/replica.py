@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from ishow.config.engine import EngineConfig
-from ishow.engine.base import Engine, SynthRequest, VoiceSpec
+from ishow.config.voice import VoiceSpec
+from ishow.engine.base import Engine, SynthRequest
 from ishow.errors import EngineError, InputError, IshowError
 from ishow.serve.protocol import ItemResult, SynthCall, SynthReply, VoiceClip
 

@@ -8,10 +8,12 @@ from __future__ import annotations
 import importlib
 from typing import Protocol, cast
 
+from ishow.config.choices import SOURCE_KINDS, one_of
 from ishow.config.schema import SourceConfig
 from ishow.errors import ConfigError
 from ishow.sources.base import Source
 
+#: one entry per ``ishow.config.choices.SOURCE_KINDS`` value (tests/test_config.py checks they match)
 SOURCE_CLASSES: dict[str, str] = {
     "demo": "ishow.sources.replay:ReplaySource",
     "stdin": "ishow.sources.stdin:StdinSource",
@@ -30,7 +32,7 @@ class _SourceClass(Protocol):
 def create_source(name: str, cfg: SourceConfig) -> Source:
     target = SOURCE_CLASSES.get(cfg.kind)
     if target is None:
-        raise ConfigError(f"sources: unknown kind {cfg.kind!r}; expected one of {', '.join(SOURCE_CLASSES)}")
+        raise ConfigError(f"sources: unknown kind {cfg.kind!r}; expected one of {one_of(SOURCE_KINDS)}")
     module_name, _, cls_name = target.partition(":")
     try:
         cls = cast(_SourceClass, getattr(importlib.import_module(module_name), cls_name))

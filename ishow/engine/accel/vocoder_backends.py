@@ -24,12 +24,11 @@ from typing import Any, Protocol
 import torch
 from torch import Tensor
 
+from ishow.config.choices import VOCODER_BACKENDS
 from ishow.engine.f5.vocos import Vocos
 from ishow.errors import ConfigError, IshowError, ModelLoadError
 
 log = logging.getLogger(__name__)
-
-BACKENDS = ("auto", "torch", "torch-compile", "onnx", "tensorrt")
 
 
 class VocoderBackend(Protocol):
@@ -253,8 +252,8 @@ def select_vocoder(
 
     ``compile`` lets ``auto`` pick ``torch-compile`` on CUDA with graphs; ``half`` runs the torch backbone in fp16
     (CUDA only; the head stays fp32)."""
-    if backend not in BACKENDS:
-        raise ConfigError(f"engine.vocoder_backend: {backend!r}; expected one of {', '.join(BACKENDS)}")
+    if backend not in VOCODER_BACKENDS:
+        raise ConfigError(f"engine.vocoder_backend: {backend!r}; expected one of {', '.join(VOCODER_BACKENDS)}")
     if backend == "onnx":
         import copy
 
