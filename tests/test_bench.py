@@ -7,7 +7,8 @@ import sys
 
 import torch
 
-from ishow.bench.local import Row, ratios, table, time_calls
+from ishow.bench.local import ratios, table
+from ishow.bench.measure import Row, time_calls
 
 
 def test_bench_imports_no_daemon_modules() -> None:

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from ishow.engine.accel.graphs import GraphSampler
-from ishow.engine.accel.vocoder_backends import TorchVocoder, pad_mels, select_vocoder
+from ishow.engine.accel.mels import pad_mels
+from ishow.engine.accel.vocoder_backends import TorchVocoder, select_vocoder
 from ishow.engine.f5.checkpoint import randomize_
 from ishow.engine.f5.dit import TINY, DiT, apply_rotary_qk
 from ishow.engine.f5.fused import FastVocos, FusedBlocks, overlap_add, rope

@@ -78,7 +78,8 @@ def _engine_skip() -> str | None:
 
 @pytest.mark.skipif(_engine_skip() is not None, reason=_engine_skip() or "")
 def test_tensorrt_engine_matches_torch(tmp_path: Path) -> None:
-    from ishow.engine.accel.vocoder_backends import pad_mels, tensorrt_vocoder
+    from ishow.engine.accel.mels import pad_mels
+    from ishow.engine.accel.vocoder_backends import tensorrt_vocoder
     from ishow.engine.f5.vocos import Vocos, VocosConfig
 
     torch.manual_seed(0)

@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 import torch
 
+from ishow.engine.accel.mels import pad_mels
 from ishow.engine.accel.onnx_export import VocosOnnx, export_vocos_onnx, istft_basis
-from ishow.engine.accel.vocoder_backends import OnnxVocoder, TorchVocoder, pad_mels, select_vocoder
+from ishow.engine.accel.vocoder_backends import OnnxVocoder, TorchVocoder, select_vocoder
 from ishow.engine.f5.vocos import Vocos, VocosConfig
 from ishow.errors import ConfigError
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from ishow.bench.local import Row, measure
+from ishow.bench.measure import Row, fmt_row, measure
 from ishow.engine.f5.dit import F5TTS_V1_BASE, DiT
 from ishow.engine.f5.vocos import Vocos
 
@@ -157,6 +157,4 @@ def upstream_rows(
 
 
 def _fmt(r: Row) -> str:
-    from ishow.bench.local import fmt_row
-
     return fmt_row(r)

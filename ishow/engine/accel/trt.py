@@ -24,6 +24,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from ishow.engine.accel.mels import pad_mels
 from ishow.engine.accel.onnx_export import INPUT_NAMES, OUTPUT_NAME, file_sha256
 from ishow.errors import EngineError, ModelLoadError
 
@@ -207,8 +208,6 @@ class TensorRTVocoder:
         return out
 
     def decode(self, mels: Sequence[Tensor]) -> list[Tensor]:
-        from ishow.engine.accel.vocoder_backends import pad_mels
-
         outs: list[Tensor] = []
         for start in range(0, len(mels), self.profile.max_batch):
             chunk = mels[start : start + self.profile.max_batch]

@@ -25,6 +25,7 @@ import torch
 from torch import Tensor
 
 from ishow.config.choices import VOCODER_BACKENDS
+from ishow.engine.accel.mels import pad_mels
 from ishow.engine.f5.vocos import Vocos
 from ishow.errors import ConfigError, IshowError, ModelLoadError
 
@@ -37,20 +38,6 @@ class VocoderBackend(Protocol):
     def decode(self, mels: Sequence[Tensor]) -> list[Tensor]:
         """mels: [T_i, n_mels] fp32 each → waveforms [(T_i - 1) · hop] fp32 (on the backend's device)."""
         ...
-
-
-def pad_mels(mels: Sequence[Tensor], n_rows: int, n_frames: int, device: torch.device) -> tuple[Tensor, Tensor]:
-    """[T_i, M] mels → (mel [n_rows, M, n_frames] zero-padded, frame_mask [n_rows, n_frames] fp32) on ``device``.
-    Rows past the items are 1-frame dummies (a valid frame keeps every envelope positive)."""
-    n_mels = int(mels[0].shape[1])
-    mel = torch.zeros(n_rows, n_mels, n_frames, device=device)
-    mask = torch.zeros(n_rows, n_frames, device=device)
-    mask[len(mels) :, 0] = 1.0
-    for i, m in enumerate(mels):
-        t = int(m.shape[0])
-        mel[i, :, :t] = m.to(device=device, dtype=torch.float32).transpose(0, 1)
-        mask[i, :t] = 1.0
-    return mel, mask
 
 
 @dataclass(frozen=True)
