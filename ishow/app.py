@@ -34,11 +34,11 @@ from ishow.outputs.obs import ObsHub, ObsSettings
 from ishow.player import AudioBuffer, Player
 from ishow.policy.compose import Dropped, compose
 from ishow.policy.gates import ChatGate
-from ishow.queue import AsyncUtteranceQueue, QueueDrop
 from ishow.reload import ConfigWatcher, live_part, restart_needed
 from ishow.sources.base import Source
 from ishow.sources.replay import ReplaySource
 from ishow.synth_stage import SynthStage
+from ishow.utterance_queue import AsyncUtteranceQueue, QueueDrop
 
 log = structlog.get_logger(__name__)
 

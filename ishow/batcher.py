@@ -6,7 +6,7 @@ import time
 from collections.abc import Callable
 
 from ishow.events import Batch, Utterance
-from ishow.queue import AsyncUtteranceQueue
+from ishow.utterance_queue import AsyncUtteranceQueue
 
 
 class BatchWindow:

@@ -4,7 +4,7 @@ import asyncio
 
 from ishow.batcher import BatchWindow, next_batch
 from ishow.events import Priority, Utterance
-from ishow.queue import AsyncUtteranceQueue, QueueDrop, UtteranceQueue
+from ishow.utterance_queue import AsyncUtteranceQueue, QueueDrop, UtteranceQueue
 
 
 def utt(i: int, priority: Priority = Priority.NORMAL, created: float = 0.0) -> Utterance:

@@ -24,9 +24,9 @@ from ishow.engine.worker import EngineTurns
 from ishow.errors import ConfigError, InputError, VoiceError
 from ishow.events import ChatEvent, EventKind, Priority, User, Utterance
 from ishow.mutes import MuteList
-from ishow.queue import UtteranceQueue
 from ishow.sources.stdin import parse_line
 from ishow.sources.wsinput import parse_frame, untrusted
+from ishow.utterance_queue import UtteranceQueue
 from ishow.voices import add_voice, toml_string
 from ishow.web_guard import RequestGuard
 from tests.conftest import REPO
