@@ -33,12 +33,12 @@ from ishow.policy.filters import clean_text
 from ishow.web_guard import RequestGuard, guard_middleware
 
 if TYPE_CHECKING:
-    from ishow.app import Daemon
+    from ishow.control_surface import ControlSurface
 
 log = structlog.get_logger(__name__)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-DAEMON: web.AppKey[Daemon] = web.AppKey("daemon")
+CONTROL: web.AppKey[ControlSurface] = web.AppKey("control")
 WEB_CACHE: web.AppKey[dict[str, str]] = web.AppKey("web_cache", dict)
 TTS_SLOTS: web.AppKey[TtsSlots] = web.AppKey("tts_slots")
 # nfe_step values /api/tts accepts besides the configured one: each distinct value can cost a CUDA graph per
@@ -123,7 +123,7 @@ async def read_json_object(request: web.Request) -> dict[str, Any]:
     try:
         body = await request.read()
     except web.HTTPRequestEntityTooLarge as e:
-        limit = request.app[DAEMON].cfg.server.max_body_bytes
+        limit = request.app[CONTROL].config.server.max_body_bytes
         raise PayloadTooLargeError(f"request body too large: the limit is {limit} bytes") from e
     try:
         text = body.decode("utf-8")
@@ -161,20 +161,18 @@ def wav_bytes(samples: np.ndarray, sample_rate: int) -> bytes:
 
 
 async def healthz(request: web.Request) -> web.Response:
-    return web.json_response(request.app[DAEMON].health())
+    return web.json_response(request.app[CONTROL].health())
 
 
 async def metrics(request: web.Request) -> web.Response:
-    daemon = request.app[DAEMON]
-    daemon.metrics.queue_depth.set(len(daemon.queue))
-    return web.Response(body=daemon.metrics.render(), headers={"Content-Type": CONTENT_TYPE})
+    return web.Response(body=request.app[CONTROL].metrics(), headers={"Content-Type": CONTENT_TYPE})
 
 
 async def voices(request: web.Request) -> web.Response:
-    daemon = request.app[DAEMON]
+    cfg = request.app[CONTROL].config
     return web.json_response(
         {
-            "default": daemon.cfg.voice_map.default,
+            "default": cfg.voice_map.default,
             "voices": [
                 {
                     "id": v.id,
@@ -183,25 +181,26 @@ async def voices(request: web.Request) -> web.Response:
                     "speed": v.speed,
                     "volume": v.volume,
                 }
-                for v in daemon.cfg.voices
+                for v in cfg.voices
             ],
         }
     )
 
 
 async def tts(request: web.Request) -> web.Response:
-    daemon = request.app[DAEMON]
+    control = request.app[CONTROL]
+    cfg = control.config
     obj = await read_json_object(request)
-    limit = daemon.cfg.server.max_text_chars
+    limit = cfg.server.max_text_chars
     text = speech_text(clean_text(field_str(obj, "text", required=True, max_len=limit)))
     if not text:
         raise InputError("'text' is empty (nothing speakable after removing links, emotes and spaces)")
-    voice = field_str(obj, "voice", required=False, max_len=64) or pick_voice(daemon.cfg, text)
+    voice = field_str(obj, "voice", required=False, max_len=64) or pick_voice(cfg, text)
     nfe = obj.get("nfe_step")
-    allowed = sorted({*API_NFE_STEPS, daemon.cfg.engine.nfe_step})
+    allowed = sorted({*API_NFE_STEPS, cfg.engine.nfe_step})
     if nfe is not None and (not isinstance(nfe, int) or isinstance(nfe, bool) or nfe not in allowed):
         raise InputError(f"'nfe_step' must be an integer, one of {allowed}; got {json.dumps(nfe)[:40]}")
-    daemon.worker.voice(voice)  # UnknownVoiceError → 400 before taking a slot
+    control.check_voice(voice)  # UnknownVoiceError → 400 before taking a slot
     slots = request.app[TTS_SLOTS]
     if slots.busy >= slots.limit:
         slots.refused += 1
@@ -211,29 +210,28 @@ async def tts(request: web.Request) -> web.Response:
         )
     slots.busy += 1
     try:  # live chat batches go to the engine before waiting /api/tts requests
-        # long text is chunked and crossfaded like chat (issue 12)
-        result, _chunks = await daemon.worker.synthesize_text(text, voice, nfe_step=nfe, background=True)
+        result = await control.tts(text, voice, nfe)
     finally:
         slots.busy -= 1
     if result.error is not None:
         status = 400 if isinstance(result.error, InputError) else 503
         return json_error(status, str(result.error))
     assert result.audio is not None
-    body = await asyncio.to_thread(wav_bytes, result.audio, daemon.sample_rate)
+    body = await asyncio.to_thread(wav_bytes, result.audio, result.sample_rate)
     return web.Response(body=body, content_type="audio/wav", headers={"X-Ishow-Engine": result.engine})
 
 
 async def messages(request: web.Request) -> web.Response:
-    daemon = request.app[DAEMON]
+    control = request.app[CONTROL]
     obj = await read_json_object(request)
-    limit = daemon.cfg.server.max_text_chars
+    limit = control.config.server.max_text_chars
     user = field_str(obj, "user", required=True, max_len=64)
     text = field_str(obj, "text", required=True, max_len=limit)
     platform = field_str(obj, "platform", required=False, max_len=32) or "api"
     voice = field_str(obj, "voice", required=False, max_len=64)
     if voice:
-        daemon.worker.voice(voice)  # UnknownVoiceError → 400
-    outcome = daemon.submit_text(user, text, platform, voice)
+        control.check_voice(voice)  # UnknownVoiceError → 400
+    outcome = control.submit(user, text, platform, voice)
     if isinstance(outcome, Dropped):
         return web.json_response({"queued": False, "dropped": outcome.reason}, status=202)
     return web.json_response(
@@ -243,42 +241,24 @@ async def messages(request: web.Request) -> web.Response:
 
 async def status(request: web.Request) -> web.Response:
     """Numbers for the control panel: engine, RTF of the last batch, backlog, sources, outputs."""
-    daemon = request.app[DAEMON]
-    health = daemon.health()
-    health["rtf"] = round(daemon.last_rtf, 4) if daemon.last_rtf is not None else None
-    health["backlog"] = len(daemon.queue) + len(daemon.audio)
-    health["voices"] = [v.id for v in daemon.cfg.voices]
-    return web.json_response(health)
+    return web.json_response(request.app[CONTROL].status())
 
 
 async def queue_view(request: web.Request) -> web.Response:
-    return web.json_response(request.app[DAEMON].snapshot())
+    return web.json_response(request.app[CONTROL].snapshot())
 
 
-async def control(request: web.Request) -> web.Response:
+async def control_action(request: web.Request) -> web.Response:
     """``{"action": "pause"|"resume"|"skip"|"clear"}``."""
-    daemon = request.app[DAEMON]
     obj = await read_json_object(request)
     action = field_str(obj, "action", required=True, max_len=16)
-    result: dict[str, object] = {"ok": True, "action": action}
-    if action == "pause":
-        daemon.player.pause()
-    elif action == "resume":
-        daemon.player.resume()
-    elif action == "skip":
-        skipped = await daemon.player.skip()
-        result["skipped"] = skipped.id if skipped else None
-    elif action == "clear":
-        result["cleared"] = daemon.clear()
-    else:
-        raise InputError(f"'action' must be one of 'pause', 'resume', 'skip', 'clear', got {action!r}")
+    result = await request.app[CONTROL].control(action)
     log.info("control", action=action)
-    result["paused"] = daemon.player.paused
     return web.json_response(result)
 
 
 async def remove_item(request: web.Request) -> web.Response:
-    if not request.app[DAEMON].remove_id(request.match_info["id"]):
+    if not request.app[CONTROL].remove(request.match_info["id"]):
         return json_error(404, f"no waiting utterance with id {request.match_info['id']!r}")
     return web.json_response({"ok": True, "removed": request.match_info["id"]})
 
@@ -292,10 +272,10 @@ async def mute(request: web.Request) -> web.Response:
     minutes = obj.get("minutes", 10)
     if not isinstance(minutes, int | float) or isinstance(minutes, bool) or not 0 <= minutes <= 24 * 60:
         raise InputError(f"'minutes' must be a number 0–1440, got {json.dumps(minutes)}")
-    daemon = request.app[DAEMON]
+    control = request.app[CONTROL]
     if minutes == 0:
-        return web.json_response({"ok": True, "unmuted": daemon.unmute(user)})
-    return web.json_response({"ok": True, "removed": daemon.mute(user, float(minutes))})
+        return web.json_response({"ok": True, "unmuted": control.unmute(user)})
+    return web.json_response({"ok": True, "removed": control.mute(user, float(minutes))})
 
 
 WEB_ASSETS = {"panel.js": "text/javascript", "panel.css": "text/css"}  # served at /static/<name>
@@ -330,14 +310,14 @@ async def static_asset(request: web.Request) -> web.Response:
     return web.Response(text=body, content_type=content_type, headers={"Cache-Control": "no-cache"})
 
 
-def build_app(daemon: Daemon) -> web.Application:
-    cfg = daemon.cfg.server
+def build_app(control: ControlSurface) -> web.Application:
+    cfg = control.config.server
     guard = RequestGuard(cfg.host, cfg.allowed_hosts, cfg.allowed_origins)
     app = web.Application(
         middlewares=[error_middleware, guard_middleware(guard), token_middleware(cfg.token)],
         client_max_size=cfg.max_body_bytes,
     )
-    app[DAEMON] = daemon
+    app[CONTROL] = control
     app[WEB_CACHE] = {}
     app[TTS_SLOTS] = TtsSlots(cfg.max_tts_concurrent)
     app.router.add_get("/", index)
@@ -350,43 +330,7 @@ def build_app(daemon: Daemon) -> web.Application:
     app.router.add_get("/api/status", status)
     app.router.add_get("/api/queue", queue_view)
     app.router.add_delete("/api/queue/{id}", remove_item)
-    app.router.add_post("/api/control", control)
+    app.router.add_post("/api/control", control_action)
     app.router.add_post("/api/mute", mute)
-    for source in daemon.sources:
-        app.router.add_routes(source.routes())
-    if daemon.obs is not None:
-        app.router.add_get("/obs", daemon.obs.handle_page)
-        app.router.add_get("/ws/obs", daemon.obs.handle_ws)
-    add_audio_routes(app, daemon)
+    app.router.add_routes(control.routes())
     return app
-
-
-# ---------------------------------------------------------------------- /audio/<id>.wav (OBS Media Source)
-
-
-def add_audio_routes(app: web.Application, daemon: Daemon) -> None:
-    """``GET /audio/<id>.wav``: a recent utterance for the OBS websocket output's Media Source.
-
-    Mounted only when that output keeps audio (``outputs.obs_websocket.media_input`` set). With a
-    ``server.token`` the request must carry it (``?token=`` or a Bearer header): ``token_middleware`` checks it.
-    """
-    from ishow.outputs.obs_websocket import ObsWebsocketSink
-
-    sink = next((s for s in daemon.sinks if isinstance(s, ObsWebsocketSink) and s.store is not None), None)
-    if sink is None:
-        return
-    if not sink.cfg.media_base_url:
-        sink.http_base = lambda: f"http://127.0.0.1:{daemon.port}"
-
-    async def audio_wav(request: web.Request) -> web.Response:
-        # the token (when set) is checked by token_middleware, as on every /api/ and /ws/ route
-        uid = request.match_info["id"]
-        audio = sink.store.get(uid) if sink.store is not None else None
-        if audio is None:
-            return json_error(404, f"no recent utterance {uid[:80]!r} (only the last {sink.cfg.audio_keep} are kept)")
-        from ishow.outputs.wav import encode_wav
-
-        body = await asyncio.to_thread(encode_wav, audio)
-        return web.Response(body=body, content_type="audio/wav", headers={"Cache-Control": "no-store"})
-
-    app.router.add_get(r"/audio/{id:[A-Za-z0-9_.-]{1,120}}.wav", audio_wav)

@@ -367,7 +367,7 @@ async def test_three_clients_one_stalled_is_dropped_and_the_pages_get_everything
     for log in (logs0, logs1):
         no_errors(log)
     # the daemon was never held up: everything was spoken and nothing waits
-    snap = rd.daemon.snapshot()
+    snap = rd.daemon.controls.snapshot()
     assert snap["items"] == []
     for page in pages:
         assert page.errors == []

@@ -101,7 +101,7 @@ async def test_moderator_removals_drop_queued_chat(start_daemon: Any) -> None:
     d.player.pause()
 
     def chat(uid: str, msg_id: str, text: str, platform: str = "twitch") -> None:
-        d.ingest(ChatEvent(platform, "c", User(uid, uid), EventKind.DANMAKU, text, msg_id=msg_id))
+        d.intake.ingest(ChatEvent(platform, "c", User(uid, uid), EventKind.DANMAKU, text, msg_id=msg_id))
 
     chat("ann", "m1", "hello one")
     chat("bob", "m2", "hello two")
@@ -109,12 +109,12 @@ async def test_moderator_removals_drop_queued_chat(start_daemon: Any) -> None:
     chat("cat", "m4", "hello four")
     chat("dan", "m5", "hello five", platform="bilibili")
     for _ in range(100):  # wait until the batch settled into the buffer (bounded)
-        if all(r["state"] in ("ready", "queued") for r in d.snapshot()["items"]):  # type: ignore[union-attr]
+        if all(r["state"] in ("ready", "queued") for r in d.controls.snapshot()["items"]):  # type: ignore[union-attr]
             break
         await asyncio.sleep(0.02)
-    d.ingest(Removal("twitch", msg_id="m1"))  # CLEARMSG
-    d.ingest(Removal("twitch", user_id="bob"))  # CLEARCHAT of one user
-    left = [r["raw"] for r in d.snapshot()["items"]]  # type: ignore[union-attr]
+    d.intake.ingest(Removal("twitch", msg_id="m1"))  # CLEARMSG
+    d.intake.ingest(Removal("twitch", user_id="bob"))  # CLEARCHAT of one user
+    left = [r["raw"] for r in d.controls.snapshot()["items"]]  # type: ignore[union-attr]
     assert left == ["hello four", "hello five"]
-    d.ingest(Removal("twitch"))  # CLEARCHAT: everything from that platform
-    assert [r["raw"] for r in d.snapshot()["items"]] == ["hello five"]  # type: ignore[union-attr]
+    d.intake.ingest(Removal("twitch"))  # CLEARCHAT: everything from that platform
+    assert [r["raw"] for r in d.controls.snapshot()["items"]] == ["hello five"]  # type: ignore[union-attr]

@@ -154,7 +154,7 @@ async def test_shipped_config_demo_chat_with_fallback(start_daemon: Any) -> None
         ),
     )
     rd = await start_daemon(cfg)
-    health = rd.daemon.health()
+    health = rd.daemon.controls.health()
     assert health["engine"] == "espeak" and health["model_loaded"] is False
     assert "ishow models fetch" in rd.daemon.worker.primary_error
     async with aiohttp.ClientSession() as http, http.ws_connect(f"{rd.url}/ws/obs") as ws:

@@ -36,7 +36,7 @@ async def test_daemon_speaks_with_tiny_f5(start_daemon: Any, tiny: TinyPaths) ->
         device="cpu",
     )
     rd = await start_daemon(dataclasses.replace(cfg, engine=engine))
-    health = rd.daemon.health()
+    health = rd.daemon.controls.health()
     assert health["engine"] == "f5" and health["model_loaded"] is True
     async with aiohttp.ClientSession() as http, http.ws_connect(f"{rd.url}/ws/obs") as ws:
         r = await http.post(f"{rd.url}/api/messages", json={"user": "a", "text": "https://spam.example/x"})

@@ -182,7 +182,7 @@ def factory(primary: F5Engine) -> Callable[[str, EngineConfig], Engine]:
 
 async def speak_all(rd: Any, texts: list[str], timeout: float = 240) -> list[Audio]:
     spoken = record_spoken(rd.daemon)
-    ids = [rd.daemon.submit_text(f"u{i}", t).id for i, t in enumerate(texts)]  # one tick: one batch
+    ids = [rd.daemon.intake.submit_text(f"u{i}", t).id for i, t in enumerate(texts)]  # one tick: one batch
     await wait_for(lambda: {a.utterance.id for a in spoken} >= set(ids), timeout=timeout)
     return spoken
 

@@ -1,7 +1,7 @@
 """A chat flood through the real daemon: 2,000 messages in 10 s with 20 super chats.
 
 Playback pacing is on, with the player's clock compressed 20× so the test stays short; everything else is the
-production path (sources call ``Daemon.ingest``; espeak synthesizes; the OBS sink hands out audio).
+production path (sources call ``Intake.ingest``; espeak synthesizes; the OBS sink hands out audio).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ async def test_flood_keeps_backlog_bounded_and_speaks_every_super_chat(start_dae
     daemon = rd.daemon
     daemon.player.speed = 20.0
     spoken: list[tuple[str, Priority, float]] = []
-    original = daemon._on_spoken
+    original = daemon.pipeline.on_spoken
 
     def record(audio: Any) -> None:
         original(audio)
@@ -41,7 +41,7 @@ async def test_flood_keeps_backlog_bounded_and_speaks_every_super_chat(start_dae
                               amount=30, currency="CNY")  # fmt: skip
         else:
             event = ChatEvent("bilibili", "1", User(f"u{i}", f"viewer{i}"), EventKind.DANMAKU, f"message number {i}")
-        daemon.ingest(event)
+        daemon.intake.ingest(event)
         max_backlog = max(max_backlog, len(daemon.queue))
         delay = start + (i + 1) * SECONDS / MESSAGES - time.monotonic()
         if delay > 0:

@@ -124,7 +124,7 @@ async def test_long_chinese_super_chat_is_spoken_whole_and_streamed(start_daemon
         await ws.receive(timeout=10)  # hello
         t0 = time.monotonic()
         event = ChatEvent("bilibili", "1", User("42", "阿龙"), EventKind.SUPER_CHAT, text, amount=50, currency="CNY")
-        daemon.ingest(event)
+        daemon.intake.ingest(event)
         got = await read_streamed(ws, t0)
         metrics = await (await http.get(f"{rd.url}/metrics")).text()
     (header,) = got["headers"]  # one utterance for the outputs: one header, one end
@@ -159,7 +159,7 @@ async def test_long_english_api_tts_is_spoken_whole(start_daemon: Any, tiny: Tin
         elapsed = time.monotonic() - t0
         # the same text as chat (filter.max_chars = 600 here) is streamed to the OBS page
         t1 = time.monotonic()
-        rd.daemon.submit_text("fan", text, voice="default_en")
+        rd.daemon.intake.submit_text("fan", text, voice="default_en")
         got = await read_streamed(ws, t1)
     streamed_s = len(got["pcm"]) / 2 / 24000
     print(

@@ -64,10 +64,10 @@ async def test_finish_drains_everything_synthesized_to_every_output_while_paused
     async with aiohttp.ClientSession() as http, http.ws_connect(f"http://127.0.0.1:{daemon.port}/ws/obs") as ws:
         daemon.player.pause()
         for i in range(6):
-            daemon.submit_text(f"user{i}", f"message number {i}")
+            daemon.intake.submit_text(f"user{i}", f"message number {i}")
         # two synthesized and waiting (the buffer holds 2), two more synthesized and held by the full buffer,
         # two still queued
-        await until(lambda: len(daemon.audio) == 2 and daemon._busy and len(daemon.queue) == 2, "a full buffer")
+        await until(lambda: len(daemon.audio) == 2 and daemon.pipeline.busy and len(daemon.queue) == 2, "a full buffer")
         with capture_logs() as logs:
             stop.set()
             for _ in range(10_000):
@@ -103,15 +103,15 @@ async def test_cancelled_ids_do_not_leak_when_synthesis_raises(start_daemon: Any
         raise RuntimeError("executor gone")
 
     daemon.worker.synthesize = broken  # type: ignore[method-assign]
-    a = daemon.submit_text("a", "first message")
-    b = daemon.submit_text("b", "second message")
+    a = daemon.intake.submit_text("a", "first message")
+    b = daemon.intake.submit_text("b", "second message")
     await asyncio.wait_for(entered.wait(), 10)
-    assert daemon.remove_id(b.id)  # type: ignore[union-attr]
+    assert daemon.controls.remove(b.id)  # type: ignore[union-attr]
     release.set()
-    await until(lambda: not daemon._busy and not daemon.ledger.still_open(), "the batch to fail")
-    assert daemon._cancelled == set()
+    await until(lambda: not daemon.pipeline.busy and not daemon.ledger.still_open(), "the batch to fail")
+    assert daemon.pipeline.cancelled == set()
     assert daemon.ledger.dropped_counts == {"removed": 1, "synth_failed": 1}
-    assert a.id not in daemon._cancelled  # type: ignore[union-attr]
+    assert a.id not in daemon.pipeline.cancelled  # type: ignore[union-attr]
 
 
 async def test_supervisor_restarts_a_failed_task_with_backoff(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -49,7 +49,7 @@ def untouched(rd: Any) -> None:
     """Nothing a refused request asked for happened."""
     d = rd.daemon
     assert not d.player.paused
-    assert d.muted() == {}
+    assert d.intake.muted() == {}
     assert len(d.queue) == 0 and d.player.current is None and len(d.audio) == 0
     assert not list(d.metrics.messages.collect()[0].samples), "a message was accepted"
 
@@ -141,7 +141,7 @@ async def test_origin_content_type_route_matrix(start_daemon: Any) -> None:
                             if path == "/api/control":
                                 rd.daemon.player.pause()  # the allowed pause is a pause; keep it paused
                             if path == "/api/mute":
-                                assert rd.daemon.unmute("victim")
+                                assert rd.daemon.controls.unmute("victim")
         # the one allowed /api/tts (same origin, JSON) synthesizes
         async with http.post(f"{rd.url}/api/tts", json={"text": "ok"}, headers={"Origin": rd.url}) as r:
             assert r.status == 200 and r.content_type == "audio/wav"
@@ -156,7 +156,7 @@ async def test_origin_content_type_route_matrix(start_daemon: Any) -> None:
         async with http.delete(f"{rd.url}/api/queue/nothing", headers={"Origin": EVIL}) as r:
             await one_line_error(r, 403, "cross-origin")
     assert accepted == 2  # no Origin + JSON, same origin + JSON: the only two that reached the queue
-    assert len(rd.daemon.snapshot()["items"]) == 2 and rd.daemon.muted() == {}
+    assert len(rd.daemon.controls.snapshot()["items"]) == 2 and rd.daemon.intake.muted() == {}
 
 
 async def test_configured_hosts_and_origins_are_allowed(start_daemon: Any) -> None:
@@ -305,7 +305,7 @@ async def test_panel_lists_messages_dropped_after_queueing(browser: Any, start_d
             for i in range(50):
                 async with http.post(f"{rd.url}/api/messages", json={"user": f"v{i}", "text": f"note {i}"}) as r:
                     assert (await r.json())["queued"] is True
-        evicted = rd.daemon.eviction_counts["queue_full"]
+        evicted = rd.daemon.pipeline.eviction_counts["queue_full"]
         assert evicted > 0
         panel = await new_page(browser, width=1280, height=860)
         await panel.goto(rd.url)

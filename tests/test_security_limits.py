@@ -129,7 +129,7 @@ async def test_paid_flood_is_bounded_counted_and_the_daemon_stays_responsive(sta
         daemon.player.resume()
         await wait_until(
             lambda: not len(daemon.queue) and not len(daemon.audio) and daemon.player.current is None
-            and not daemon._busy, "drained"
+            and not daemon.pipeline.busy, "drained"
         )  # fmt: skip
     spoken = daemon.metrics.spoken._value.get()
     errors = counter(daemon.metrics.synth_errors)

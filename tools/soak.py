@@ -4,7 +4,7 @@
 
 What runs: ``Daemon`` with the espeak engine or the tiny random F5 model (written to a temp dir, real file
 formats), the OBS sink with one websocket client on loopback that reads every frame, and a chat source that
-emits ``--rate`` messages/s (one super chat in ``--paid-every``) through ``Daemon.ingest`` like any platform
+emits ``--rate`` messages/s (one super chat in ``--paid-every``) through ``Intake.ingest`` like any platform
 source. Playback pacing is on; the player's clock runs ``--time-scale`` times faster so a long stream's worth of
 hand-offs fits in the run.
 
@@ -284,7 +284,7 @@ async def soak(
                     drain_started = time.monotonic()
                 if drain_started is not None:
                     idle = not len(daemon.queue) and not len(daemon.audio) and daemon.player.current is None
-                    if (idle and not daemon._busy) or time.monotonic() - drain_started > drain_s:
+                    if (idle and not daemon.pipeline.busy) or time.monotonic() - drain_started > drain_s:
                         break
             await asyncio.sleep(0.5)  # the last end frames reach the client
             tracker.sample()
@@ -307,7 +307,7 @@ def summarize(tracker: Tracker) -> dict[str, Any]:
     warm = min(WARMUP_S, end["t_s"] / 4)
     base = next(r for r in s if r["t_s"] >= warm)
     second = s[1] if len(s) > 2 else s[0]
-    all_waits = tracker.daemon.recent_waits
+    all_waits = tracker.daemon.pipeline.recent_waits
     normal = [w for p, w in all_waits if p < Priority.PAID]
     return {
         "duration_s": end["t_s"],
