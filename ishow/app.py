@@ -218,6 +218,8 @@ class Daemon:
         try:
             if isinstance(source, ReplaySource) and source.name.startswith("demo"):
                 await self._wait_for_listener(source)
+                if self.stopping.is_set():  # shut down while waiting (3.11's wait_for can swallow our cancel)
+                    return
             gauge.set(1)
             await source.run(self.ingest)
         except asyncio.CancelledError:
