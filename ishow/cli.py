@@ -66,7 +66,7 @@ def cmd_say(args: argparse.Namespace) -> int:
         engine_cfg = dataclasses.replace(engine_cfg, device=args.device)
 
     async def main() -> int:
-        worker = EngineWorker(engine_cfg, cfg.voices)
+        worker = EngineWorker(engine_cfg, cfg.voices, background_warmup=False)  # one message: warm up first
         await worker.start()
         try:
             voice = args.voice or pick_voice(cfg, args.text)

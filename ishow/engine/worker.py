@@ -4,6 +4,10 @@ Fallback: when the primary engine cannot load (missing weights, bad checkpoint) 
 everything and one clear log line says why and what to run. When the primary fails on a batch, the batch is
 retried item by item; items that still fail with an engine error are spoken by the fallback, items with bad
 input are reported. After ``MAX_CONSECUTIVE_FAILURES`` failed batches in a row the primary is retired.
+
+Warm-up: after load, the engine's background tasks (CUDA-graph captures, see :mod:`ishow.engine.warmer`) run on a
+second thread while this one already serves; ``ready`` turns true when they are done. An engine without such tasks
+(espeak, CPU) is ready after its synchronous ``warmup``.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import structlog
 
 from ishow.config_engine import EngineConfig
 from ishow.engine.base import Engine, SynthRequest, VoiceSpec
+from ishow.engine.warmer import BucketWarmer, WarmupProgress
 from ishow.errors import EngineError, InputError, IshowError, ModelLoadError, UnknownVoiceError
 
 log = structlog.get_logger(__name__)
@@ -50,8 +55,13 @@ class EngineWorker:
         cfg: EngineConfig,
         voices: Sequence[VoiceSpec],
         factory: EngineFactory = default_engine_factory,
+        max_batch: int = 16,
+        background_warmup: bool = True,
     ) -> None:
         self.cfg = cfg
+        self.max_batch = max_batch
+        self.background_warmup = background_warmup
+        self.warmer: BucketWarmer | None = None
         self._voices = {v.id: v for v in voices}
         self._factory = factory
         self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="ishow-engine")
@@ -71,7 +81,7 @@ class EngineWorker:
             engine.load()
             self.primary = engine
             self._prepare_voices(engine)
-            self._warmup(engine)
+            self._start_warmup(engine)
             log.info("engine ready", engine=self.cfg.kind, **_describe(engine))
         except IshowError as e:
             self.primary_error = str(e)
@@ -100,6 +110,27 @@ class EngineWorker:
                     "voice not usable by this engine; its messages use the fallback", voice=voice.id, error=str(e)
                 )
 
+    def _start_warmup(self, engine: Engine) -> None:
+        """Start the engine's background warm-up, or warm it up synchronously when it has no background tasks."""
+        tasks = engine.warmup_tasks(list(self._voices.values()), self.max_batch) if self.background_warmup else []
+        if not tasks:
+            self._warmup(engine)
+            return
+        self.warmer = BucketWarmer(tasks, demand=engine.demand_tasks, on_plan_done=engine.warmup_done)
+        self.warmer.start()
+        log.info("engine warming up in the background", engine=engine.kind, buckets=len(tasks))
+
+    def warmup_progress(self) -> WarmupProgress | None:
+        return self.warmer.progress() if self.warmer is not None else None
+
+    @property
+    def ready(self) -> bool:
+        """An engine can speak and nothing is left to capture or compile before chat is fast."""
+        if self.primary is None:
+            return self.fallback is not None
+        progress = self.warmup_progress()
+        return progress is None or progress.ready
+
     def _warmup(self, engine: Engine) -> None:
         if not self._voices:
             return
@@ -126,6 +157,8 @@ class EngineWorker:
 
     async def close(self) -> None:
         def _close() -> None:
+            if self.warmer is not None:
+                self.warmer.stop()
             for engine in (self.primary, self.fallback):
                 if engine is not None:
                     engine.close()
@@ -160,6 +193,8 @@ class EngineWorker:
             "fallback": self.fallback.kind if self.fallback else None,
             "model_loaded": self.model_loaded,
             "primary_error": self.primary_error or None,
+            "ready": self.ready,
+            "warmup": progress.as_dict() if (progress := self.warmup_progress()) is not None else None,
         }
 
     # ------------------------------------------------------------------ synthesis
