@@ -151,6 +151,10 @@ def cmd_voices_test(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
+    if args.e2e:
+        from ishow.bench_e2e import main as e2e_main
+
+        return e2e_main(args)
     from ishow.engine.bench import main as bench_main
 
     return bench_main(args=args)

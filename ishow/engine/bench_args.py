@@ -24,5 +24,20 @@ def build_parser(p: argparse.ArgumentParser | None = None) -> argparse.ArgumentP
     p.add_argument("--model", default="F5TTS_v1_Base", choices=["F5TTS_v1_Base", "tiny"],
                    help="tiny: a seconds-long smoke test of the bench itself")  # fmt: skip
     p.add_argument("--json", type=Path, help="write the numbers here")
+    e2e = p.add_argument_group("--e2e: the real daemon, message → /ws/obs header")
+    e2e.add_argument("--e2e", action="store_true", help="start `ishow run` and time it through the API and /ws/obs")
+    e2e.add_argument("--engine", default="auto", choices=["auto", "f5", "espeak"], help="auto: f5 on CUDA, else espeak")
+    e2e.add_argument("--window-ms", type=int, default=80)
+    e2e.add_argument("--max-items", type=int, default=16)
+    e2e.add_argument("--idle", type=int, default=28, help="idle messages, one at a time, each a new length")
+    e2e.add_argument("--idle-gap", type=float, default=0.3, help="seconds between idle messages")
+    e2e.add_argument("--burst", type=int, default=16)
+    e2e.add_argument("--rate", type=float, default=8.0, help="sustained messages per second")
+    e2e.add_argument("--sustain-s", type=float, default=10.0)
+    e2e.add_argument("--restarts", type=int, default=1, help="restart and time startup again (warm compile cache)")
+    e2e.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for one message's audio")
+    e2e.add_argument("--startup-timeout", type=float, default=600.0)
+    e2e.add_argument("--cache-dir", default="models/compile-cache", help="engine.compile_cache for the daemon")
+    e2e.add_argument("--daemon-log", help="the daemon's log file (default: in the temp folder)")
     p.add_argument("--quiet", action="store_true")
     return p

@@ -10,6 +10,7 @@ Every loop is bounded: the plan is a finite list, the demand loop waits on the s
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -184,6 +185,11 @@ class BucketWarmer:
             log.warning("warm-up task %s failed: %s: %s", task.label, type(e).__name__, e)
             info, ok = {"error": f"{type(e).__name__}: {e}"}, False
         rec = TaskRecord(task.label, self._clock() - t0, ok, tuple(sorted(info.items())))
+        # one parseable line per task (``ishow bench --e2e`` reads capture time and memory per bucket from it)
+        log.info(
+            "warm-up task %s",
+            json.dumps({"label": rec.label, "s": round(rec.seconds, 3), "ok": ok, **info}, default=str),
+        )
         with self._lock:
             self.records.append(rec)
             self._current = None
