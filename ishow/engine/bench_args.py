@@ -32,6 +32,7 @@ def build_parser(p: argparse.ArgumentParser | None = None) -> argparse.ArgumentP
     e2e.add_argument("--idle", type=int, default=28, help="idle messages, one at a time, each a new length")
     e2e.add_argument("--idle-gap", type=float, default=0.3, help="seconds between idle messages")
     e2e.add_argument("--burst", type=int, default=16)
+    e2e.add_argument("--during-warmup", type=int, default=6, help="messages sent before ready (padded/eager path)")
     e2e.add_argument("--rate", type=float, default=8.0, help="sustained messages per second")
     e2e.add_argument("--sustain-s", type=float, default=10.0)
     e2e.add_argument("--restarts", type=int, default=1, help="restart and time startup again (warm compile cache)")
