@@ -47,6 +47,7 @@ EN = (
     "that play was amazing good luck on the next round friend"
 )
 CAPTURE_LINE = re.compile(r"warm-up task .*?(\{.*\})")
+MEMORY_LINE = re.compile(r"warm-up memory (\{.*\})")
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -398,6 +399,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         finally:
             out.setdefault("exit_codes", []).append(daemon.stop())
     out["captures"] = capture_records(log)
+    text = log.read_text(encoding="utf-8", errors="replace")
+    out["torch_memory_at_ready"] = [json.loads(m) for m in MEMORY_LINE.findall(text)]
     shutil.rmtree(work / "model", ignore_errors=True)  # random weights: up to ~700 MB
     return out
 
@@ -431,7 +434,8 @@ def table(r: dict[str, Any]) -> str:
         total = sum(float(c.get("s", 0)) for c in caps)
         mem = sum(float(c.get("reserved_mb", 0) or 0) for c in caps)
         lines.append(f"captures: {len(caps)} in {total:.1f} s, +{mem:.0f} MB reserved")
-    lines.append(f"GPU memory after the run: {r.get('gpu_memory_mb_after')} MB")
+    lines.append(f"GPU memory after the run: {r.get('gpu_memory_mb_after')} MB (nvidia-smi, CUDA context included); "
+                 f"torch at ready: {r.get('torch_memory_at_ready')}")  # fmt: skip
     return "\n".join(lines)
 
 

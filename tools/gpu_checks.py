@@ -56,7 +56,7 @@ def main() -> int:
         want = ref if k == len(items) else [ref_single[k]]
         c0 = time.perf_counter()
         got = eng.sampler.sample(batch)
-        torch.cuda.synchronize()
+        torch.cuda.current_stream().synchronize()  # as .cpu() does (device-wide: illegal mid-capture)
         ms = (time.perf_counter() - c0) * 1000
         err = max(rel_l2(g, w) for g, w in zip(got, want, strict=True))
         worst = max(worst, err)

@@ -4,7 +4,7 @@
 # Usage (on the GPU machine, in the repo root): bash tools/gpu_session.sh [phases: checks e2e bench]
 set -u
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
-PHASES=${*:-checks e2e bench}
+PHASES=${*:-e2e bench checks}
 export PYTHONUNBUFFERED=1 NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
 T0=$(date +%s)
 log() { echo "[$(( $(date +%s) - T0 ))s] $*" | tee -a "$OUT/session.log"; }
@@ -17,15 +17,15 @@ log "wheels installed"
 for phase in $PHASES; do
   case $phase in
     checks)
-      log "gpu_checks"; timeout 170 python3 tools/gpu_checks.py "$OUT/checks.json" > "$OUT/checks.log" 2>&1; log "gpu_checks rc=$?"
+      log "gpu_checks"; timeout ${CHECKS_S:-80} python3 tools/gpu_checks.py "$OUT/checks.json" > "$OUT/checks.log" 2>&1; log "gpu_checks rc=$?"
       tail -40 "$OUT/checks.log";;
     e2e)
       rm -rf models/compile-cache
       log "e2e (cold cache, then a warm restart)"
-      timeout 390 python3 -m ishow bench --e2e --restarts 1 --json "$OUT/e2e.json" --daemon-log "$OUT/daemon.log" > "$OUT/e2e.txt" 2>&1
+      timeout ${E2E_S:-260} python3 -m ishow bench --e2e --restarts 1 --json "$OUT/e2e.json" --daemon-log "$OUT/daemon.log" > "$OUT/e2e.txt" 2>&1
       log "e2e rc=$?"; cat "$OUT/e2e.txt" | tail -30;;
     bench)
-      log "bench"; timeout 280 python3 -m ishow bench --iters 10 --warmup 3 --json "$OUT/bench.json" > "$OUT/bench.txt" 2>&1
+      log "bench"; timeout ${BENCH_S:-240} python3 -m ishow bench --iters 10 --warmup 3 --json "$OUT/bench.json" > "$OUT/bench.txt" 2>&1
       log "bench rc=$?"; tail -40 "$OUT/bench.txt";;
   esac
 done

@@ -190,10 +190,10 @@ class F5Engine(Engine):
         return demand_tasks(self) if self.model is not None else []
 
     def warmup_done(self) -> None:
-        if self.device is not None and self.device.type == "cuda" and self.config.compile:
-            from ishow.engine.f5_warmup import save_compile_cache
+        if self.device is not None and self.device.type == "cuda":
+            from ishow.engine.f5_warmup import after_warmup
 
-            save_compile_cache(Path(self.config.compile_cache))
+            after_warmup(Path(self.config.compile_cache) if self.config.compile else None)
 
     def close(self) -> None:
         self.model = self.vocoder = self.sampler = self.vocoder_backend = None

@@ -60,6 +60,25 @@ def use_compile_cache(cache: Path) -> None:
             log.warning("compile cache artifacts %s not loaded (%s: %s)", artifacts, type(e).__name__, e)
 
 
+def after_warmup(cache: Path | None) -> None:
+    """On the warm-up thread once the plan is done: return the warm-up runs' cached blocks (the graphs keep their
+    own pools), log the memory, save the compile cache (``cache`` None: compile off)."""
+    import json
+
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+        mem = {
+            "allocated_mb": round(torch.cuda.memory_allocated() / 2**20),
+            "reserved_mb": round(torch.cuda.memory_reserved() / 2**20),
+            "max_allocated_mb": round(torch.cuda.max_memory_allocated() / 2**20),
+        }
+        log.info("warm-up memory %s", json.dumps(mem))
+    if cache is not None:
+        save_compile_cache(cache)
+
+
 def save_compile_cache(cache: Path) -> None:
     """Save torch.compiler's cache artifacts (after the warm-up compiled everything)."""
     try:

@@ -126,6 +126,7 @@ class GraphSampler:
         self._graphs: collections.OrderedDict[tuple[object, ...], _Captured] = collections.OrderedDict()
         self._steps: dict[_ConfigKey, tuple[list[float], list[StepConditioning]]] = {}
         self._pool: Any = None
+        self._side: Any = None  # the warm-up stream (see _warm_stream)
         self.captures = 0  # graphs captured so far (for metrics and tests)
         self.replays = 0
         self.eager_runs = 0
@@ -283,6 +284,14 @@ class GraphSampler:
             self.padded_runs += 1
         return use
 
+    def _warm_stream(self) -> Any:
+        """ONE side stream for every warm-up run: each new stream gets its own cuBLAS workspace (~32 MiB on
+        Hopper), and the pool hands out up to 32 of them. Captures use torch's one default capture stream."""
+        with self._lock:
+            if self._side is None:
+                self._side = torch.cuda.Stream(self.device)  # type: ignore[no-untyped-call]
+            return self._side
+
     def _capture(
         self, host: BatchInputs, ts: list[float], steps: list[StepConditioning], cfg_strength: float
     ) -> _Captured:
@@ -311,11 +320,11 @@ class GraphSampler:
         an eager batch on the engine thread never sees it. The capture is thread-local: the engine thread may
         keep launching work (on other streams) while this runs on the warm-up thread."""
         static = _to_device(host, self.device)
-        side = torch.cuda.Stream(self.device)  # type: ignore[no-untyped-call]
-        side.wait_stream(torch.cuda.current_stream(self.device))
+        side = self._warm_stream()
+        side.wait_stream(torch.cuda.current_stream(self.device))  # the inputs were copied on this thread's stream
         with torch.cuda.stream(side):  # warm up cuBLAS/cuDNN handles and autotuning outside the capture
             run_nfe(self.model, static, ts, steps, cfg_strength, runner=runner)
-        torch.cuda.current_stream(self.device).wait_stream(side)
+        side.synchronize()  # a CPU wait on this thread only: the engine's stream never queues behind a warm-up
         with self._lock:
             if self._pool is None:
                 self._pool = torch.cuda.graph_pool_handle()
