@@ -24,6 +24,10 @@ for phase in $PHASES; do
       log "e2e (cold cache, then a warm restart)"
       timeout ${E2E_S:-260} python3 -m ishow bench --e2e --restarts 1 --json "$OUT/e2e.json" --daemon-log "$OUT/daemon.log" > "$OUT/e2e.txt" 2>&1
       log "e2e rc=$?"; cat "$OUT/e2e.txt" | tail -30;;
+    e2e16)
+      log "e2e with max_items 16 (warm cache)"
+      timeout ${E2E16_S:-150} python3 -m ishow bench --e2e --max-items 16 --restarts 0 --during-warmup 0 --json "$OUT/e2e16.json" > "$OUT/e2e16.txt" 2>&1
+      log "e2e16 rc=$?"; tail -12 "$OUT/e2e16.txt";;
     bench)
       log "bench"; timeout ${BENCH_S:-240} python3 -m ishow bench --iters 10 --warmup 3 --json "$OUT/bench.json" > "$OUT/bench.txt" 2>&1
       log "bench rc=$?"; tail -40 "$OUT/bench.txt";;

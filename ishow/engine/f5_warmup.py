@@ -127,7 +127,11 @@ def plan(engine: F5Engine, voices: Sequence[VoiceSpec], max_batch: int) -> tuple
             got = vbk.bucket(1, n)
             return None if got is None else got[1]
 
-        voc = plan_buckets(voc_lengths, rows, voc_frames, 2 * vbk.frame_multiple)
+        # the vocoder is cheap (256 frames: ~0.35 ms), so batches of 2..max share the largest batch's graphs
+        # (cover_bucket pads up to 4× the area): half the vocoder captures, a faster "ready"
+        voc = plan_buckets(
+            voc_lengths, [r for r in rows if r == 1 or r == rows[-1]], voc_frames, 2 * vbk.frame_multiple
+        )
     return dit, voc
 
 
