@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from ishow.engine.bucket_plan import cover_bucket, likely_lengths, plan_buckets
+from ishow.engine.bucket_plan import cover_bucket, likely_lengths, plan_buckets, plan_stages
 from ishow.engine.checkpoint import randomize_
 from ishow.engine.dit import TINY, DiT, StepConditioning
 from ishow.engine.f5_warmup import row_sizes
@@ -53,6 +53,21 @@ def test_plan_batch1_first_in_arrival_order_then_bursts_at_the_top_then_the_rest
     assert len(plan) == len(set(plan))
     assert plan_buckets([5000], [1, 2], frames, 256) == []
     assert plan_buckets([700], [1], frames, 256) == [(1, 768)]
+
+
+def test_plan_stages_essential_covers_every_batch_refinement_the_rest() -> None:
+    def frames(n: int) -> int | None:
+        f = -(-n // 128) * 128
+        return f if f <= 1024 else None
+
+    essential, refine = plan_stages([700, 650, 780, 900, 1000], [1, 2, 4], frames, coarse=256)
+    assert essential == [(1, 768), (1, 896), (1, 1024), (4, 1024), (2, 1024)]
+    assert sorted(refine) == [(2, 768), (4, 768)]
+    # with the essential graphs alone, every batch of up to 4 planned lengths has a graph (maybe padded)
+    for rows in (1, 2, 3, 4):
+        for n in (650, 700, 780, 900, 1000):
+            need = (1 if rows == 1 else 2 if rows == 2 else 4, frames(n) or 0)
+            assert cover_bucket(need, essential) is not None, (rows, n)
 
 
 def test_row_sizes_follow_max_items() -> None:
@@ -116,6 +131,29 @@ def test_warmer_runs_plan_in_background_counts_failures_then_serves_demand() -> 
     assert ran == ["a", "b", "c", "d1"]
     assert [r.ok for r in w.records] == [True, False, True, True]
     assert w.progress().as_dict()["ready"] is True
+
+
+def test_warmer_is_ready_after_the_essential_tasks_and_refines_after() -> None:
+    gate = threading.Event()
+    w = BucketWarmer(
+        [
+            WarmupTask("refine", lambda: {"ok": gate.wait(10)}, essential=False),
+            WarmupTask("essential", lambda: {}),
+        ]
+    )
+    w.start()
+    try:
+        assert w.wait_ready(10)  # the refinement task (listed first) runs after the essential one and blocks
+        deadline = time.monotonic() + 10
+        while w.progress().current != "refine" and time.monotonic() < deadline:
+            time.sleep(0.005)
+        p = w.progress()
+        assert p.ready and p.refining and p.current == "refine" and p.done == 1 and p.total == 2
+    finally:
+        gate.set()
+        w.stop(10)
+    p = w.progress()
+    assert p.done == 2 and not p.refining and [r.label for r in w.records] == ["essential", "refine"]
 
 
 def test_warmer_without_tasks_is_ready_and_off() -> None:

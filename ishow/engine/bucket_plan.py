@@ -46,6 +46,17 @@ def plan_buckets(
     frames_of: Callable[[int], int | None],
     coarse: int,
 ) -> list[Bucket]:
+    """:func:`plan_stages`, essential then refinement, as one list."""
+    essential, refine = plan_stages(lengths, row_sizes, frames_of, coarse)
+    return essential + refine
+
+
+def plan_stages(
+    lengths: Sequence[int],
+    row_sizes: Sequence[int],
+    frames_of: Callable[[int], int | None],
+    coarse: int,
+) -> tuple[list[Bucket], list[Bucket]]:
     """Buckets to capture, most useful first, without duplicates.
 
     ``lengths``: frame counts of likely messages, most likely first (all configured voices interleaved);
@@ -56,6 +67,8 @@ def plan_buckets(
     Order: (1) batch 1 at every frame bucket, in the order the lengths come; (2) every larger batch size, largest
     first, at the largest planned frames (so a burst has a graph as soon as possible, padding shorter messages);
     (3) the remaining coarse frame buckets of the larger batch sizes, smallest batch first.
+    (1) and (2) are essential: with them every planned batch has a graph (its own, or a larger one within
+    ``MAX_PAD_FACTOR``); (3) refines (less padding). Returns (essential, refinement).
     """
     fine: list[int] = []
     for n in lengths:
@@ -63,7 +76,7 @@ def plan_buckets(
         if f is not None and f not in fine:
             fine.append(f)
     if not fine:
-        return []
+        return [], []
     plan: list[Bucket] = []
     if 1 in row_sizes:
         plan.extend((1, f) for f in fine)
@@ -78,11 +91,15 @@ def plan_buckets(
     plan.extend((r, top) for r in reversed(multi))
     for r in multi:
         plan.extend((r, c) for c in coarse_frames if c != top)
+    n_essential = len(plan) - sum(len(coarse_frames) - 1 for _ in multi)
     unique: list[Bucket] = []
-    for b in plan:
+    cut = 0
+    for i, b in enumerate(plan):
         if b not in unique:
             unique.append(b)
-    return unique
+        if i + 1 == n_essential:
+            cut = len(unique)
+    return unique[:cut], unique[cut:]
 
 
 def likely_lengths(shortest: int, longest: int, step: int) -> list[int]:

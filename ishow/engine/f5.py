@@ -182,6 +182,8 @@ class F5Engine(Engine):
         from ishow.engine.f5_warmup import warmup_tasks
 
         self._require_loaded()
+        assert self._tokenize is not None
+        self._tokenize("预热一下 warm up")  # load the segmenter's dictionary now, not on the first message
         return warmup_tasks(self, voices, max_batch)
 
     def demand_tasks(self) -> list[WarmupTask]:

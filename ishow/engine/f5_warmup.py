@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ishow.engine.base import VoiceSpec
-from ishow.engine.bucket_plan import BATCH_BUCKETS, Bucket, likely_lengths, plan_buckets
+from ishow.engine.bucket_plan import BATCH_BUCKETS, Bucket, likely_lengths, plan_stages
 from ishow.engine.warmer import WarmupTask
 from ishow.errors import IshowError
 
@@ -93,8 +93,12 @@ def save_compile_cache(cache: Path) -> None:
         log.warning("compile cache artifacts not saved (%s: %s)", type(e).__name__, e)
 
 
-def plan(engine: F5Engine, voices: Sequence[VoiceSpec], max_batch: int) -> tuple[list[Bucket], list[Bucket]]:
-    """(DiT buckets, vocoder buckets) to capture for ``voices`` and batches up to ``max_batch``."""
+Stages = tuple[list[Bucket], list[Bucket]]
+
+
+def plan(engine: F5Engine, voices: Sequence[VoiceSpec], max_batch: int) -> tuple[Stages, Stages]:
+    """((essential, refinement) DiT buckets, the same for the vocoder) for ``voices`` and batches up to
+    ``max_batch``."""
     from ishow.engine.f5 import MIN_GEN_BYTES, generated_frames, utf8_len
     from ishow.engine.graphs import GraphSampler
     from ishow.engine.vocoder_backends import TorchVocoder
@@ -113,12 +117,12 @@ def plan(engine: F5Engine, voices: Sequence[VoiceSpec], max_batch: int) -> tuple
             dit_lengths.append(pv.frames + gen)
             voc_lengths.append(gen)
     rows = row_sizes(max_batch)
-    dit: list[Bucket] = []
-    voc: list[Bucket] = []
+    dit: Stages = ([], [])
+    voc: Stages = ([], [])
     sampler = engine.sampler
     if isinstance(sampler, GraphSampler) and sampler.use_graphs:
         b = sampler.buckets
-        dit = plan_buckets(dit_lengths, rows, b.frames, 2 * b.frame_multiple)
+        dit = plan_stages(dit_lengths, rows, b.frames, 2 * b.frame_multiple)
     vb = engine.vocoder_backend
     if isinstance(vb, TorchVocoder) and vb.use_graphs:
         vbk = vb.buckets
@@ -129,9 +133,7 @@ def plan(engine: F5Engine, voices: Sequence[VoiceSpec], max_batch: int) -> tuple
 
         # the vocoder is cheap (256 frames: ~0.35 ms), so batches of 2..max share the largest batch's graphs
         # (cover_bucket pads up to 4× the area): half the vocoder captures, a faster "ready"
-        voc = plan_buckets(
-            voc_lengths, [r for r in rows if r == 1 or r == rows[-1]], voc_frames, 2 * vbk.frame_multiple
-        )
+        voc = plan_stages(voc_lengths, [r for r in rows if r == 1 or r == rows[-1]], voc_frames, 2 * vbk.frame_multiple)
     return dit, voc
 
 
@@ -148,17 +150,20 @@ def warmup_tasks(engine: F5Engine, voices: Sequence[VoiceSpec], max_batch: int) 
         nfe_step=engine.config.nfe_step, cfg_strength=engine.config.cfg_strength, sway_coef=engine.config.sway_coef
     )
     tasks: list[WarmupTask] = []
-    if isinstance(sampler, GraphSampler) and dit:
+    n_dit, n_voc = len(dit[0]) + len(dit[1]), len(voc[0]) + len(voc[1])
+    if isinstance(sampler, GraphSampler) and n_dit:
         sampler.capture_on_miss = False
-        sampler.max_graphs = max(sampler.max_graphs, len(dit) + DEMAND_GRAPHS)
-    if isinstance(vb, TorchVocoder) and voc:
+        sampler.max_graphs = max(sampler.max_graphs, n_dit + DEMAND_GRAPHS)
+    if isinstance(vb, TorchVocoder) and n_voc:
         vb.capture_on_miss = False
-        vb.max_graphs = max(vb.max_graphs, len(voc) + DEMAND_GRAPHS)
-    for i in range(max(len(dit), len(voc))):
-        if i < len(dit) and isinstance(sampler, GraphSampler):
-            tasks.append(_dit_task(sampler, dit[i], config))
-        if i < len(voc) and isinstance(vb, TorchVocoder):
-            tasks.append(_voc_task(vb, voc[i]))
+        vb.max_graphs = max(vb.max_graphs, n_voc + DEMAND_GRAPHS)
+    for stage, essential in ((0, True), (1, False)):
+        d, v = dit[stage], voc[stage]
+        for i in range(max(len(d), len(v))):
+            if i < len(d) and isinstance(sampler, GraphSampler):
+                tasks.append(_dit_task(sampler, d[i], config, essential))
+            if i < len(v) and isinstance(vb, TorchVocoder):
+                tasks.append(_voc_task(vb, v[i], essential))
     return tasks
 
 
@@ -180,17 +185,18 @@ def demand_tasks(engine: F5Engine) -> list[WarmupTask]:
     return tasks
 
 
-def _dit_task(sampler: object, bucket: Bucket, config: SamplerConfig) -> WarmupTask:
+def _dit_task(sampler: object, bucket: Bucket, config: SamplerConfig, essential: bool = True) -> WarmupTask:
     from ishow.engine.graphs import GraphSampler
 
     assert isinstance(sampler, GraphSampler)
     s = sampler
-    return WarmupTask(f"dit {bucket[0]}x{bucket[1]} nfe{config.nfe_step}", lambda: s.capture_bucket(bucket, config))
+    label = f"dit {bucket[0]}x{bucket[1]} nfe{config.nfe_step}"
+    return WarmupTask(label, lambda: s.capture_bucket(bucket, config), essential)
 
 
-def _voc_task(vb: object, bucket: Bucket) -> WarmupTask:
+def _voc_task(vb: object, bucket: Bucket, essential: bool = True) -> WarmupTask:
     from ishow.engine.vocoder_backends import TorchVocoder
 
     assert isinstance(vb, TorchVocoder)
     v = vb
-    return WarmupTask(f"vocoder {bucket[0]}x{bucket[1]}", lambda: v.capture_bucket(bucket))
+    return WarmupTask(f"vocoder {bucket[0]}x{bucket[1]}", lambda: v.capture_bucket(bucket), essential)

@@ -28,6 +28,8 @@ class WarmupTask:
 
     label: str
     run: Callable[[], dict[str, object]]
+    # essential tasks come first; "ready" once they are done (the rest refine: exact buckets instead of padded)
+    essential: bool = True
 
 
 @dataclass(frozen=True)
@@ -40,8 +42,9 @@ class TaskRecord:
 
 @dataclass(frozen=True)
 class WarmupProgress:
-    """``state``: ``"off"`` (nothing to warm), ``"warming"`` or ``"ready"`` (the plan is done; demand captures may
-    still run). ``seconds``: from start to ready (so far while warming)."""
+    """``state``: ``"off"`` (nothing to warm), ``"warming"`` or ``"ready"`` (every essential task is done: each batch
+    the daemon can form has a graph, exact or padded; ``refining`` while the rest of the plan still runs, then
+    demand captures may run). ``seconds``: from start to ready (so far while warming)."""
 
     state: str
     done: int
@@ -50,6 +53,7 @@ class WarmupProgress:
     current: str | None
     seconds: float
     demand_done: int
+    refining: bool = False
 
     @property
     def ready(self) -> bool:
@@ -65,6 +69,7 @@ class WarmupProgress:
             "current": self.current,
             "seconds": round(self.seconds, 2),
             "demand_done": self.demand_done,
+            "refining": self.refining,
         }
 
 
@@ -79,7 +84,10 @@ class BucketWarmer:
         poll_s: float = DEMAND_POLL_S,
         on_plan_done: Callable[[], None] | None = None,
     ) -> None:
-        self._tasks = list(tasks)
+        # essential tasks first (stable), so "ready" comes as early as the plan allows
+        self._tasks = [t for t in tasks if t.essential] + [t for t in tasks if not t.essential]
+        self._essential = sum(1 for t in tasks if t.essential)
+        self._plan_done = False
         self._on_plan_done = on_plan_done
         self._demand = demand
         self._clock = clock
@@ -131,6 +139,7 @@ class BucketWarmer:
                 current=self._current,
                 seconds=max(0.0, end - self._t0),
                 demand_done=self._demand_done,
+                refining=self._ready.is_set() and not self._plan_done and bool(self._tasks),
             )
 
     # -- work ----------------------------------------------------------------------------------------------
@@ -152,8 +161,19 @@ class BucketWarmer:
                         self._demand_done += 1
             self._stop.wait(self._poll_s)
 
+    def _mark_ready(self) -> None:
+        with self._lock:
+            if self._t_ready is None:
+                self._t_ready = self._clock()
+        if not self._ready.is_set():
+            self._ready.set()
+            p = self.progress()
+            log.info("warm-up ready: %d essential buckets in %.1f s (%d failed)", p.done, p.seconds, p.failed)
+
     def _run_plan(self) -> None:
-        for task in self._tasks:
+        for i, task in enumerate(self._tasks):
+            if i == self._essential:
+                self._mark_ready()
             if self._stop.is_set():
                 break
             ok = self._run(task)
@@ -162,12 +182,11 @@ class BucketWarmer:
                 self._failed += 0 if ok else 1
         with self._lock:
             self._current = None
-            if self._t_ready is None:
-                self._t_ready = self._clock()
-        self._ready.set()
+            self._plan_done = True
+        self._mark_ready()
         p = self.progress()
         if p.total:
-            log.info("warm-up done: %d buckets in %.1f s (%d failed)", p.done, p.seconds, p.failed)
+            log.info("warm-up done: %d buckets (%d failed)", p.done, p.failed)
         if self._on_plan_done is not None and not self._stop.is_set():
             try:
                 self._on_plan_done()

@@ -24,12 +24,13 @@ import structlog
 
 from ishow.config_engine import EngineConfig
 from ishow.engine.base import Engine, SynthRequest, VoiceSpec
-from ishow.engine.warmer import BucketWarmer, WarmupProgress
+from ishow.engine.warmer import BucketWarmer, WarmupProgress, WarmupTask
 from ishow.errors import EngineError, InputError, IshowError, ModelLoadError, UnknownVoiceError
 
 log = structlog.get_logger(__name__)
 
 MAX_CONSECUTIVE_FAILURES = 3
+DEMAND_IDLE_S = 2.0  # on-demand captures wait for this much engine idle time
 Waveform = npt.NDArray[np.float32]
 EngineFactory = Callable[[str, EngineConfig], Engine]
 
@@ -62,6 +63,8 @@ class EngineWorker:
         self.max_batch = max_batch
         self.background_warmup = background_warmup
         self.warmer: BucketWarmer | None = None
+        self._busy = False
+        self._last_synth = 0.0
         self._voices = {v.id: v for v in voices}
         self._factory = factory
         self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="ishow-engine")
@@ -116,9 +119,18 @@ class EngineWorker:
         if not tasks:
             self._warmup(engine)
             return
-        self.warmer = BucketWarmer(tasks, demand=engine.demand_tasks, on_plan_done=engine.warmup_done)
+        self.warmer = BucketWarmer(
+            tasks, demand=lambda: self._when_idle(engine.demand_tasks), on_plan_done=engine.warmup_done
+        )
         self.warmer.start()
         log.info("engine warming up in the background", engine=engine.kind, buckets=len(tasks))
+
+    def _when_idle(self, demand: Callable[[], list[WarmupTask]]) -> list[WarmupTask]:
+        """Captures asked for by traffic run only after the engine has been idle a while (they never block a batch,
+        but they share the GPU and the GIL with it)."""
+        if self._busy or time.monotonic() - self._last_synth < DEMAND_IDLE_S:
+            return []
+        return demand()
 
     def warmup_progress(self) -> WarmupProgress | None:
         return self.warmer.progress() if self.warmer is not None else None
@@ -215,6 +227,14 @@ class EngineWorker:
         return await loop.run_in_executor(self._pool, self._synthesize_sync, list(requests))
 
     def _synthesize_sync(self, requests: list[SynthRequest]) -> list[SynthResult]:
+        self._busy = True
+        try:
+            return self._synthesize_batch(requests)
+        finally:
+            self._busy = False
+            self._last_synth = time.monotonic()
+
+    def _synthesize_batch(self, requests: list[SynthRequest]) -> list[SynthResult]:
         if not requests:
             return []
         if self.primary is not None:
