@@ -20,11 +20,13 @@ import structlog
 from aiohttp import web
 
 from ishow.batcher import BatchWindow, next_batch
+from ishow.boundary import platform_label, sanitize_event, sanitize_removal
 from ishow.config import Config
 from ishow.engine.worker import EngineFactory, EngineWorker, default_engine_factory
 from ishow.errors import IshowError
 from ishow.events import SAMPLE_RATE, Audio, Batch, ChatEvent, EventKind, Priority, Removal, User, Utterance
 from ishow.metrics import Metrics
+from ishow.mutes import MuteList
 from ishow.outputs.base import Sink
 from ishow.outputs.obs import ObsHub, ObsSettings
 from ishow.player import AudioBuffer, Player
@@ -41,6 +43,7 @@ DRAIN_TIMEOUT_S = 10.0
 # the same (platform, msg_id) within this window is dropped as "duplicate_id". Bounded by count too.
 DUPLICATE_ID_WINDOW_S = 120.0
 MAX_RECENT_IDS = 10_000
+RECENT_EVICTIONS = 50  # accepted messages dropped later (queue_full, stale, removed...) listed in /api/queue
 
 
 def build_sources(cfg: Config) -> list[Source]:
@@ -54,7 +57,14 @@ def build_sinks(cfg: Config) -> list[Sink]:
     out = cfg.outputs
     if out.obs.enabled:
         sinks.append(
-            ObsHub(ObsSettings(max_client_queue=out.obs.max_client_queue, send_timeout_s=out.obs.send_timeout_s))
+            ObsHub(
+                ObsSettings(
+                    max_client_queue=out.obs.max_client_queue,
+                    send_timeout_s=out.obs.send_timeout_s,
+                    max_clients=out.obs.max_clients,
+                    max_clients_per_remote=out.obs.max_clients_per_remote,
+                )
+            )
         )
     if out.local.enabled:
         from ishow.outputs.local import LocalSettings, LocalSink
@@ -67,6 +77,10 @@ def build_sinks(cfg: Config) -> list[Sink]:
         from ishow.outputs.wav import WavSettings, WavSink
 
         sinks.append(WavSink(WavSettings(dir=out.wav.dir)))
+    if out.obs_websocket.enabled:
+        from ishow.outputs.obs_websocket import ObsWebsocketSink
+
+        sinks.append(ObsWebsocketSink(out.obs_websocket, token=cfg.server.token))
     return sinks
 
 
@@ -85,7 +99,9 @@ class Daemon:
         self.cfg = cfg
         self.config_path = config_path
         self.metrics = Metrics()
-        self.queue = AsyncUtteranceQueue(cfg.queue.max_size, cfg.queue.max_age_s, self._on_queue_drop)
+        self.queue = AsyncUtteranceQueue(
+            cfg.queue.max_size, cfg.queue.max_age_s, self._on_queue_drop, max_paid=cfg.queue.max_paid
+        )
         self.worker = EngineWorker(cfg.engine, cfg.voices, engine_factory, max_batch=cfg.batch.max_items)
         self.sinks = build_sinks(cfg) if sinks is None else sinks
         self.obs = next((s for s in self.sinks if isinstance(s, ObsHub)), None)
@@ -94,7 +110,10 @@ class Daemon:
         # (where its age is checked), not after synthesis; when full the batcher waits (backpressure).
         self.audio = AudioBuffer(cfg.batch.max_items)
         self.player = Player(self.sinks, self.audio, cfg.outputs.realtime, self._on_spoken)
-        self._muted: dict[str, float] = {}
+        self._muted = MuteList()  # bounded: past MAX_MUTED users the oldest mute expires first
+        # accepted ("queued": true) messages dropped afterwards: counted by reason, the last few shown in /api/queue
+        self.eviction_counts: collections.Counter[str] = collections.Counter()
+        self.evictions: collections.deque[dict[str, object]] = collections.deque(maxlen=RECENT_EVICTIONS)
         self._recent_ids: collections.OrderedDict[tuple[str, str], float] = collections.OrderedDict()
         self.recent_waits: collections.deque[tuple[Priority, float]] = collections.deque(maxlen=2000)
         self.gate = ChatGate(cfg.filter)
@@ -112,15 +131,16 @@ class Daemon:
     def ingest(self, event: ChatEvent | Removal) -> None:
         """What sources emit (called on the event loop): chat to speak, or removals to apply."""
         if isinstance(event, Removal):
-            self.remove(event)
+            self.remove(sanitize_removal(event))
         else:
             self.accept(event)
 
     def accept(self, event: ChatEvent, voice: str = "") -> Utterance | Dropped:
-        """Filter, compose and enqueue one chat event."""
-        self.metrics.messages.labels(event.platform).inc()
+        """Filter, compose and enqueue one chat event (its strings made valid Unicode first)."""
+        event = sanitize_event(event)
+        self.metrics.messages.labels(platform_label(event.platform)).inc()
         outcome: Utterance | Dropped
-        if self._muted and self._is_muted(event.user.id, event.user.name):
+        if self._muted and self._muted.is_muted((event.user.id, event.user.name), time.monotonic()):
             outcome = Dropped("muted", event)
         elif event.msg_id and self._seen_id(event.platform, event.msg_id):
             outcome = Dropped("duplicate_id", event)
@@ -173,8 +193,16 @@ class Daemon:
 
     def _on_queue_drop(self, drop: QueueDrop) -> None:
         self.metrics.dropped.labels(drop.reason).inc()
+        self._record_eviction(drop.utterance, drop.reason)
         level = log.warning if drop.utterance.priority >= Priority.PAID else log.debug
         level("queued message dropped", reason=drop.reason, user=drop.utterance.user, text=drop.utterance.text[:80])
+
+    def _record_eviction(self, u: Utterance, reason: str) -> None:
+        """An accepted message that will not be spoken: counted by reason, shown in /api/queue and the panel."""
+        self.eviction_counts[reason] += 1
+        self.evictions.append(
+            {"id": u.id, "user": u.user, "text": u.text[:200], "priority": u.priority.name.lower(), "reason": reason}
+        )
 
     # ------------------------------------------------------------------ stages
 
@@ -280,8 +308,9 @@ class Daemon:
         inflight = [u for u in self._inflight if u.id not in self._cancelled and predicate(u)]
         self._cancelled.update(u.id for u in inflight)
         gone = self.queue.remove(predicate) + inflight + self.audio.remove(predicate)
-        for _ in gone:
+        for u in gone:
             self.metrics.dropped.labels(reason).inc()
+            self._record_eviction(u, reason)
         return gone
 
     def clear(self) -> int:
@@ -293,27 +322,16 @@ class Daemon:
 
     def mute(self, user: str, minutes: float) -> int:
         """Silence ``user`` (name or id) for ``minutes``; their waiting messages are dropped too."""
-        self._muted[user] = time.monotonic() + minutes * 60.0
+        self._muted.mute(user, time.monotonic() + minutes * 60.0)
         gone = self._drop_waiting(lambda u: user in (u.user, u.user_id), "muted")
         log.info("user muted", user=user, minutes=minutes, removed=len(gone))
         return len(gone)
 
     def unmute(self, user: str) -> bool:
-        return self._muted.pop(user, None) is not None
-
-    def _is_muted(self, user_id: str, name: str) -> bool:
-        now = time.monotonic()
-        for key in (user_id, name):
-            until = self._muted.get(key)
-            if until is not None:
-                if until > now:
-                    return True
-                del self._muted[key]
-        return False
+        return self._muted.unmute(user)
 
     def muted(self) -> dict[str, float]:
-        now = time.monotonic()
-        return {user: round(until - now, 1) for user, until in self._muted.items() if until > now}
+        return self._muted.remaining(time.monotonic())
 
     def wait_percentile(self, pct: float, priority: Priority | None = Priority.NORMAL) -> float | None:
         """The ``pct`` percentile of recent arrival → hand-off waits (of one priority, or all)."""
@@ -346,7 +364,12 @@ class Daemon:
         rows += [row(u, "ready") for u in self.audio.utterances()]
         rows += [row(u, "synthesizing") for u in self._inflight if u.id not in self._cancelled]
         rows += [row(u, "queued") for u in self.queue.snapshot()]
-        return {"paused": self.player.paused, "items": rows, "muted": self.muted()}
+        return {
+            "paused": self.player.paused,
+            "items": rows,
+            "muted": self.muted(),
+            "dropped": {"counts": dict(self.eviction_counts), "recent": list(self.evictions)[::-1]},
+        }
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -375,7 +398,14 @@ class Daemon:
                 await sink.start()
             from ishow.server import build_app
 
-            runner = web.AppRunner(build_app(self), access_log=None, handle_signals=False)
+            # keepalive_timeout also closes a connection that has not sent a complete request head by then
+            # (aiohttp arms it at connect): slow clients cannot hold connections open with half a header
+            runner = web.AppRunner(
+                build_app(self),
+                access_log=None,
+                handle_signals=False,
+                keepalive_timeout=self.cfg.server.header_timeout_s,
+            )
             await runner.setup()
             site = web.TCPSite(runner, self.cfg.server.host, self.cfg.server.port)
             await site.start()
@@ -433,7 +463,7 @@ class Daemon:
         if live.voices != old.voices or voices_changed:
             await self.worker.update_voices(live.voices)
         gate = ChatGate(live.filter) if live.filter != old.filter else self.gate
-        self.queue.set_limits(live.queue.max_size, live.queue.max_age_s)
+        self.queue.set_limits(live.queue.max_size, live.queue.max_age_s, live.queue.max_paid)
         self.cfg, self.gate = live, gate  # one atomic swap on the event loop
         changed = [f.name for f in dataclasses.fields(Config) if getattr(old, f.name) != getattr(live, f.name)]
         log.info("config reloaded", changed=changed, voices_changed=voices_changed)

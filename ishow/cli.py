@@ -1,4 +1,4 @@
-"""Command line: ishow run | say | check-config | models fetch | models tiny | voices | bench | engines build."""
+"""Command line: ishow run | say | check-config | models | voices | bench | serve | engines build | token | doctor."""
 
 from __future__ import annotations
 
@@ -155,9 +155,19 @@ def cmd_bench(args: argparse.Namespace) -> int:
         from ishow.bench_e2e import main as e2e_main
 
         return e2e_main(args)
+    if args.remote:
+        from ishow.engine.bench_remote import main as remote_main
+
+        return remote_main(args)
     from ishow.engine.bench import main as bench_main
 
     return bench_main(args=args)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from ishow.serve.command import serve_main
+
+    return serve_main(args, _load(args.config))
 
 
 def cmd_engines_build(args: argparse.Namespace) -> int:
@@ -174,6 +184,13 @@ def cmd_engines_build(args: argparse.Namespace) -> int:
     out = args.engines_dir or Path(cfg.engines_dir)
     tensorrt_vocoder(vocos, device, out, force=args.force)
     print(f"TensorRT vocoder engine ready under {out}")
+    return 0
+
+
+def cmd_token(args: argparse.Namespace) -> int:
+    from ishow.web_guard import new_token
+
+    print(new_token())
     return 0
 
 
@@ -234,6 +251,12 @@ def build_parser() -> argparse.ArgumentParser:
     bench_parser(bench)
     bench.set_defaults(func=cmd_bench)
 
+    from ishow.serve.command import build_parser as serve_parser
+
+    serve = sub.add_parser("serve", help="run the F5 engine as a shared synthesis service on Ray Serve (GPU pool)")
+    serve_parser(serve)
+    serve.set_defaults(func=cmd_serve)
+
     engines = sub.add_parser("engines", help="accelerator engines")
     esub = engines.add_subparsers(dest="engines_command", required=True)
     build = esub.add_parser("build", help="build (or reuse) the TensorRT Vocos engine under engine.engines_dir")
@@ -242,6 +265,11 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--engines-dir", type=Path, help="override engine.engines_dir")
     build.add_argument("--force", action="store_true", help="rebuild even when the cached engine's key matches")
     build.set_defaults(func=cmd_engines_build)
+
+    token = sub.add_parser(
+        "token", help="print a random server token (for server.token; required off loopback, ≥ 16 characters)"
+    )
+    token.set_defaults(func=cmd_token)
 
     voices = sub.add_parser("voices", help="list, add and test voices")
     voices.add_argument("--config", type=Path)

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ishow.config_engine import EngineConfig
+from ishow.config_serve import ServeConfig
 from ishow.engine.base import VoiceSpec
 
 DEFAULT_CONFIG = Path("config/ishowtts.toml")
@@ -23,6 +24,14 @@ class ServerConfig:
     token: str = field(default="", repr=False)  # a secret: never in a repr or a log line
     max_text_chars: int = 500
     max_body_bytes: int = 65536
+    # Host headers accepted besides 127.0.0.1, localhost and [::1] at the bound port and `host` itself (DNS
+    # rebinding guard): "name" (with or without the bound port) or "name:port" (exact), e.g. a reverse proxy's name
+    allowed_hosts: tuple[str, ...] = ()
+    # browser origins allowed besides this server's own, e.g. "https://dashboard.example"; requests and websocket
+    # upgrades carrying any other Origin get 403 (requests without Origin — curl, bots, local tools — are not affected)
+    allowed_origins: tuple[str, ...] = ()
+    max_tts_concurrent: int = 2  # /api/tts requests synthesizing or waiting at once; more get 429 + Retry-After
+    header_timeout_s: float = 10.0  # a connection that has not sent a complete request head by then is closed
 
     @property
     def loopback(self) -> bool:
@@ -39,6 +48,7 @@ class BatchConfig:
 class QueueConfig:
     max_size: int = 30  # when full, the oldest normal-priority chat is dropped; paid events are never dropped
     max_age_s: float = 45.0  # normal chat older than this when its turn comes is dropped as stale
+    max_paid: int = 100  # paid items waiting at most; past it the oldest paid item is dropped ("paid_overflow")
 
 
 @dataclass(frozen=True)
@@ -143,6 +153,9 @@ class SourceConfig:
     api_base: str = ""
     # websocket input: local path served by our HTTP server (e.g. "/ws/input")
     path: str = "/ws/input"
+    # websocket input: paid fields (kind, amount, currency, gift, count), the moderator flag and platform names of
+    # real platform sources count only when true; otherwise every frame is ordinary chat from that tool
+    trusted: bool = False
     # bilibili: merge repeated gifts from one user within this window
     gift_merge_s: float = 3.0
     # reconnect backoff ceiling (jittered exponential from 1 s)
@@ -179,6 +192,33 @@ class ObsOutputConfig:
     enabled: bool = True
     max_client_queue: int = 64  # utterances buffered per OBS client; a client that falls further behind is dropped
     send_timeout_s: float = 5.0
+    max_clients: int = 32  # OBS pages connected at once (refused with 503 past it)
+    max_clients_per_remote: int = 8  # ...and from one remote address
+
+
+@dataclass(frozen=True)
+class ObsWebsocketOutputConfig:
+    """OBS's own websocket server (obs-websocket v5, OBS 28+): captions, ducking, media source, a scene item."""
+
+    enabled: bool = False
+    url: str = "ws://127.0.0.1:4455"  # OBS → Tools → WebSocket Server Settings
+    password: str = field(default="", repr=False)  # a secret: never in a repr, a log line or a config error
+    caption_input: str = ""  # a Text (GDI+ / FreeType 2) input that shows the caption while speech plays
+    caption_template: str = "{user}: {text}"  # fields: {user} {text} {raw} {voice} {platform}
+    caption_clear_s: float = 3.0  # the caption is cleared this long after the speech ends
+    caption_width: int = 40  # characters per caption line (long text is wrapped)
+    caption_max_lines: int = 4  # more lines are cut with "…"
+    duck_inputs: tuple[str, ...] = ()  # inputs lowered while speech plays (e.g. the music source)
+    duck_db: float = 12.0  # by this many dB
+    duck_ramp_s: float = 0.15  # volume ramp length, down and up
+    media_input: str = ""  # a Media Source that plays each utterance from /audio/<id>.wav
+    media_base_url: str = ""  # how OBS reaches this daemon; "" → http://127.0.0.1:<server.port>
+    scene: str = ""  # the scene that holds scene_item; "" → the program scene when OBS connects
+    scene_item: str = ""  # a source in that scene shown only while speech plays (e.g. a "TTS speaking" image)
+    request_timeout_s: float = 3.0  # OBS not answering a request in time → reconnect; the daemon never waits
+    reconnect_max_s: float = 30.0  # reconnect backoff ceiling (jittered exponential from 1 s)
+    audio_keep: int = 16  # recent utterances kept for /audio/<id>.wav ...
+    audio_max_bytes: int = 33554432  # ... and at most this many WAV bytes in all
 
 
 @dataclass(frozen=True)
@@ -193,6 +233,7 @@ class OutputsConfig:
     local: LocalOutputConfig = LocalOutputConfig()
     obs: ObsOutputConfig = ObsOutputConfig()
     wav: WavOutputConfig = WavOutputConfig()
+    obs_websocket: ObsWebsocketOutputConfig = ObsWebsocketOutputConfig()
 
 
 def _default_voices() -> tuple[VoiceSpec, ...]:
@@ -223,6 +264,7 @@ class Config:
     voices: tuple[VoiceSpec, ...] = field(default_factory=_default_voices)
     voice_map: VoiceMapConfig = VoiceMapConfig()
     outputs: OutputsConfig = OutputsConfig()
+    serve: ServeConfig = ServeConfig()
 
     def voice(self, voice_id: str) -> VoiceSpec | None:
         return next((v for v in self.voices if v.id == voice_id), None)

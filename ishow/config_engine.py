@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 
 @dataclass(frozen=True)
+class RemoteConfig:
+    """``[engine.remote]``: the shared synthesis service a daemon uses when ``engine.kind = "remote"``."""
+
+    url: str = "http://127.0.0.1:8600"  # the service's HTTP ingress (`ishow serve`)
+    token: str = field(default="", repr=False)  # the service's [serve] token; never logged
+    timeout_s: float = 10.0  # per request; past it the batch is spoken by the fallback
+    retry_s: float = 2.0  # while the service is down, probe its /healthz this often and return when it answers
+    client: str = ""  # this daemon's name in the service's batch log ("" → host name and process id)
+
+
+@dataclass(frozen=True)
 class EngineConfig:
-    kind: str = "f5"  # "f5" | "espeak"
+    kind: str = "f5"  # "f5" | "espeak" | "remote"
     fallback: str = "espeak"  # "espeak" | "none"
     model: str = "F5TTS_v1_Base"  # architecture: F5TTS_v1_Base | F5TTS_v1_Small | tiny
     checkpoint: Path = Path("models/F5TTS_v1_Base/model_1250000.safetensors")
@@ -28,3 +39,4 @@ class EngineConfig:
     compile: bool = True  # on CUDA with cuda_graphs: torch.compile the DiT blocks and the vocoder inside the graphs
     engines_dir: Path = Path("models/engines")  # built TensorRT engines and the exported ONNX vocoder
     compile_cache: Path = Path("models/compile-cache")  # torch.compile (inductor/triton) artifacts: fast restarts
+    remote: RemoteConfig = RemoteConfig()

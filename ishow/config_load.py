@@ -22,16 +22,19 @@ from ishow.config import (
     WINDOW_MS_RANGE,
     Config,
     default_platform_templates,
+    is_loopback,
 )
 from ishow.engine.bucket_plan import MAX_BATCH_BUCKET
 from ishow.errors import ConfigError
 from ishow.events import EventKind
+from ishow.web_guard import host_entry_problem, origin_entry_problem, token_problem
 
 T = TypeVar("T")
 _Check = Callable[[Any], str | None]
 
 TEMPLATE_KINDS = ("danmaku", "super_chat", "gift", "guard", "sub", "raid", "system")
 TEMPLATE_FIELDS = ("user", "text", "amount", "currency", "gift", "num", "platform")
+CAPTION_FIELDS = ("user", "text", "raw", "voice", "platform")
 
 
 def _regex_problem(value: str) -> str | None:
@@ -43,10 +46,14 @@ def _regex_problem(value: str) -> str | None:
 
 
 def _template_problem(value: str) -> str | None:
+    return _fields_problem(value, TEMPLATE_FIELDS)
+
+
+def _fields_problem(value: str, fields: tuple[str, ...]) -> str | None:
     try:
-        value.format(**dict.fromkeys(TEMPLATE_FIELDS, ""))
+        value.format(**dict.fromkeys(fields, ""))
     except (KeyError, IndexError, ValueError) as e:
-        return f"bad template ({type(e).__name__}: {e}); fields are {', '.join('{' + f + '}' for f in TEMPLATE_FIELDS)}"
+        return f"bad template ({type(e).__name__}: {e}); fields are {', '.join('{' + f + '}' for f in fields)}"
     return None
 
 
@@ -55,7 +62,32 @@ _CHECKS: dict[str, _Check] = {
     "server.port": lambda v: None if 0 <= v <= 65535 else "must be 0–65535",
     "server.max_text_chars": lambda v: None if v >= 1 else "must be ≥ 1",
     "server.max_body_bytes": lambda v: None if v >= 1024 else "must be ≥ 1024",
-    "engine.kind": lambda v: None if v in ("f5", "espeak") else "must be one of 'f5', 'espeak'",
+    "server.allowed_hosts": lambda v: host_entry_problem(v),
+    "server.allowed_origins": lambda v: origin_entry_problem(v),
+    "server.max_tts_concurrent": lambda v: None if 1 <= v <= 64 else "must be 1–64",
+    "server.header_timeout_s": lambda v: None if 1 <= v <= 300 else "must be 1–300 s",
+    "engine.kind": lambda v: None if v in ("f5", "espeak", "remote") else "must be one of 'f5', 'espeak', 'remote'",
+    "engine.remote.url": lambda v: (
+        None if v.startswith(("http://", "https://")) else "must be an http:// or https:// URL of `ishow serve`"
+    ),
+    "engine.remote.timeout_s": lambda v: None if 0 < v <= 600 else "must be > 0 and ≤ 600",
+    "engine.remote.retry_s": lambda v: None if 0.1 <= v <= 600 else "must be 0.1–600",
+    "engine.remote.client": lambda v: None if len(v) <= 64 and v.isprintable() else "must be ≤ 64 printable chars",
+    "serve.port": lambda v: None if 1 <= v <= 65535 else "must be 1–65535",
+    "serve.replicas": lambda v: None if 1 <= v <= 1024 else "must be 1–1024",
+    "serve.max_replicas": lambda v: None if 0 <= v <= 1024 else "must be 0–1024",
+    "serve.target_ongoing_requests": lambda v: None if v > 0 else "must be > 0",
+    "serve.num_gpus": lambda v: None if 0 <= v <= 64 else "must be 0–64",
+    "serve.num_cpus": lambda v: None if 0 <= v <= 1024 else "must be 0–1024",
+    "serve.max_batch_size": lambda v: None if 1 <= v <= 256 else "must be 1–256",
+    "serve.batch_wait_ms": lambda v: (
+        None if 0 <= v <= WINDOW_MS_RANGE[1] else f"must be 0–{WINDOW_MS_RANGE[1]} ms (daemons already wait a window)"
+    ),
+    "serve.max_rows": lambda v: None if 1 <= v <= 256 else "must be 1–256",
+    "serve.max_ongoing_requests": lambda v: None if v >= 1 else "must be ≥ 1",
+    "serve.max_queued_requests": lambda v: None if v >= -1 else "must be ≥ 0 (or -1: unbounded)",
+    "serve.max_voices": lambda v: None if v >= 1 else "must be ≥ 1",
+    "serve.batch_log": lambda v: None if 1 <= v <= 10000 else "must be 1–10000",
     "engine.fallback": lambda v: None if v in ("espeak", "none") else "must be one of 'espeak', 'none'",
     "engine.model": lambda v: (
         None
@@ -89,6 +121,7 @@ _CHECKS: dict[str, _Check] = {
     ),
     "queue.max_size": lambda v: None if v >= 1 else "must be ≥ 1",
     "queue.max_age_s": lambda v: None if v > 0 else "must be > 0",
+    "queue.max_paid": lambda v: None if v >= 1 else "must be ≥ 1",
     "filter.min_chars": lambda v: None if v >= 0 else "must be ≥ 0",
     "filter.max_chars": lambda v: None if v >= 1 else "must be ≥ 1",
     "filter.banned_patterns": _regex_problem,
@@ -112,6 +145,24 @@ _CHECKS: dict[str, _Check] = {
     "outputs.local.volume": lambda v: None if 0 <= v <= 4 else "must be 0–4",
     "outputs.obs.max_client_queue": lambda v: None if v >= 1 else "must be ≥ 1",
     "outputs.obs.send_timeout_s": lambda v: None if v > 0 else "must be > 0",
+    "outputs.obs.max_clients": lambda v: None if 1 <= v <= 1000 else "must be 1–1000",
+    "outputs.obs.max_clients_per_remote": lambda v: None if 1 <= v <= 1000 else "must be 1–1000",
+    "outputs.obs_websocket.url": lambda v: (
+        None if v.startswith(("ws://", "wss://")) and len(v) > 6 else "must be a ws:// or wss:// URL"
+    ),
+    "outputs.obs_websocket.caption_template": lambda v: _fields_problem(v, CAPTION_FIELDS),
+    "outputs.obs_websocket.caption_clear_s": lambda v: None if 0 <= v <= 3600 else "must be 0–3600",
+    "outputs.obs_websocket.caption_width": lambda v: None if 8 <= v <= 500 else "must be 8–500",
+    "outputs.obs_websocket.caption_max_lines": lambda v: None if 1 <= v <= 50 else "must be 1–50",
+    "outputs.obs_websocket.duck_db": lambda v: None if 0 <= v <= 60 else "must be 0–60",
+    "outputs.obs_websocket.duck_ramp_s": lambda v: None if 0 <= v <= 5 else "must be 0–5",
+    "outputs.obs_websocket.media_base_url": lambda v: (
+        None if v == "" or v.startswith(("http://", "https://")) else "must be empty or an http(s):// URL"
+    ),
+    "outputs.obs_websocket.request_timeout_s": lambda v: None if 0 < v <= 60 else "must be > 0 and ≤ 60",
+    "outputs.obs_websocket.reconnect_max_s": lambda v: None if 1 <= v <= 600 else "must be 1–600",
+    "outputs.obs_websocket.audio_keep": lambda v: None if 1 <= v <= 1000 else "must be 1–1000",
+    "outputs.obs_websocket.audio_max_bytes": lambda v: None if v >= 1 << 20 else "must be ≥ 1048576",
 }
 
 
@@ -239,7 +290,7 @@ def _type_name(hint: Any) -> str:
     )
 
 
-SECRET_KEYS = frozenset({"token", "cookie", "access_key_secret", "code"})
+SECRET_KEYS = frozenset({"token", "cookie", "access_key_secret", "code", "password"})
 
 
 def _show(value: Any, path: str = "") -> str:
@@ -268,7 +319,27 @@ def _cross_checks(cfg: Config, problems: list[str]) -> None:
     if not cfg.server.loopback and not cfg.server.token:
         problems.append(
             f"server.token: required when server.host is not loopback (host is {cfg.server.host!r}); "
-            "set a long random token"
+            "set a long random token (`ishow token` prints one)"
+        )
+    elif cfg.server.token:
+        problem = token_problem(cfg.server.token, cfg.server.loopback)
+        if problem:
+            problems.append(f"server.token: {problem}")
+    if not is_loopback(cfg.serve.host) and not cfg.serve.token:
+        problems.append(
+            f"serve.token: required when serve.host is not loopback (host is {cfg.serve.host!r}); "
+            "set a long random token (`ishow token` prints one), or keep the service on loopback"
+        )
+    elif cfg.serve.token:
+        problem = token_problem(cfg.serve.token, is_loopback(cfg.serve.host))
+        if problem:
+            problems.append(f"serve.token: {problem}")
+    if cfg.serve.max_replicas and cfg.serve.max_replicas < cfg.serve.replicas:
+        problems.append(f"serve.max_replicas: {cfg.serve.max_replicas} is below serve.replicas {cfg.serve.replicas}")
+    if cfg.serve.max_ongoing_requests < cfg.serve.max_batch_size:
+        problems.append(
+            f"serve.max_ongoing_requests: {cfg.serve.max_ongoing_requests} is below serve.max_batch_size "
+            f"{cfg.serve.max_batch_size}; a batch could never fill"
         )
     if cfg.filter.min_chars > cfg.filter.max_chars:
         problems.append(
@@ -291,6 +362,12 @@ def _cross_checks(cfg: Config, problems: list[str]) -> None:
                 problems.append(f"sources[{i}].app_id: required for bilibili_open (a positive integer)")
         if src.kind == "websocket" and not src.path.startswith("/ws/"):
             problems.append(f"sources[{i}].path: must start with /ws/, got {src.path!r}")
+    ows = cfg.outputs.obs_websocket
+    if ows.enabled and not (ows.caption_input or ows.duck_inputs or ows.media_input or ows.scene_item):
+        problems.append(
+            "outputs.obs_websocket: enabled but nothing to do; set caption_input, duck_inputs, media_input "
+            "or scene_item"
+        )
     names = [s.name for s in cfg.sources if s.name]
     for dup in sorted({n for n in names if names.count(n) > 1}):
         problems.append(f"sources: duplicate source name {dup!r}")

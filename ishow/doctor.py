@@ -408,6 +408,44 @@ def check_obs(cfg: Config, daemon: dict[str, object] | None) -> list[Check]:
     ]
 
 
+def check_obs_websocket(cfg: Config, daemon: dict[str, object] | None) -> list[Check]:
+    """OBS's own websocket: the running daemon's view of it, or one probe (connect, identify, inputs) from here."""
+    ows = cfg.outputs.obs_websocket
+    if not ows.enabled:
+        return [Check("obs websocket", True, "info", "outputs.obs_websocket disabled")]
+    outputs = daemon.get("outputs") if daemon is not None else None
+    state = (
+        next(
+            (o for o in outputs if isinstance(o, dict) and o.get("name") == "obs_websocket"),
+            None,
+        )
+        if isinstance(outputs, list)
+        else None
+    )
+    where = "the running daemon reports"
+    if state is None:
+        import asyncio
+
+        from ishow.outputs.obs_websocket import ObsWebsocketSink
+
+        where = "probed from here"
+        try:
+            state = asyncio.run(asyncio.wait_for(ObsWebsocketSink(ows).probe(), 4 * ows.request_timeout_s + 5))
+        except TimeoutError:
+            state = {"status": "stalled", "problems": [f"no answer from OBS at {ows.url}"]}
+    listed = state.get("problems")
+    problems = [str(p) for p in listed] if isinstance(listed, list) else []
+    status = state.get("status")
+    ok = status == "connected" and not problems
+    detail = f"{ows.url}: {status} ({where})"
+    if state.get("obs_version"):
+        detail += f", obs-websocket {state['obs_version']}"
+    if problems:
+        detail += "\n" + "\n".join(problems)
+    fix = "" if ok else "see above; README: Use OBS's own websocket"
+    return [Check("obs websocket", ok, "warning", detail, fix)]
+
+
 # ---------------------------------------------------------------- all together
 
 
@@ -416,7 +454,7 @@ def run_checks(path: Path | None, *, audio_query: Callable[[], list[dict[str, ob
     daemon = probe_daemon(cfg) if cfg.server.port else None
     checks = check_python() + check_torch(cfg) + check_tensorrt(cfg) + checks
     checks += check_weights(cfg) + check_voices(cfg) + check_audio(cfg, audio_query)
-    checks += check_port(cfg, daemon) + check_obs(cfg, daemon)
+    checks += check_port(cfg, daemon) + check_obs(cfg, daemon) + check_obs_websocket(cfg, daemon)
     return checks
 
 

@@ -59,5 +59,9 @@ class OutOfMemoryError(EngineError):
     """The accelerator ran out of memory for this batch."""
 
 
+class ServiceUnavailableError(EngineError):
+    """The remote synthesis service is unreachable, overloaded or refused us: the fallback speaks until it is back."""
+
+
 class ProtocolError(RemoteError):
     """A wire frame could not be parsed."""

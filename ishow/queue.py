@@ -1,21 +1,33 @@
 """The bounded priority queue of utterances waiting to be synthesized.
 
 Pure policy (``UtteranceQueue``) driven by the caller's clock, plus a thin asyncio wrapper.
-Drop policy: when full, the oldest waiting item of the lowest priority below PAID is dropped ("queue_full");
-if only paid items are waiting, the queue grows past ``max_size`` rather than lose one (logged by the caller).
-At pop time, items below PAID older than ``max_age_s`` are dropped as "stale".
+
+Structure: one FIFO per priority level (there are three), so push, pop and the overflow victim are O(1); only the
+explicit moderator actions (``remove``: remove/clear/mute) and ``snapshot`` walk the queue.
+
+Drop policy, written next to the bounds it enforces:
+
+- chat (below PAID): when the queue holds more than ``max_size`` items, the oldest item of the lowest priority
+  below PAID is dropped ("queue_full"); if only paid items are waiting, the queue grows past ``max_size`` rather
+  than lose one.
+- paid: at most ``max_paid`` paid items wait; past that the *oldest* paid item is dropped ("paid_overflow") and
+  the caller logs it as a warning. A paid flood therefore cannot grow the queue (or the daemon's memory and
+  latency) without bound, and every paid item dropped is counted.
+- at pop time, items below PAID older than ``max_age_s`` are dropped as "stale".
 """
 
 from __future__ import annotations
 
 import asyncio
-import heapq
-import itertools
+import collections
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from ishow.events import Priority, Utterance
+
+DEFAULT_MAX_PAID = 100
+_LEVELS = tuple(sorted(Priority, reverse=True))  # PAID, MODERATOR, NORMAL: pop order
 
 
 @dataclass(frozen=True)
@@ -27,56 +39,63 @@ class QueueDrop:
 class UtteranceQueue:
     """Highest priority first, then arrival order. Not thread-safe; owned by the event loop."""
 
-    def __init__(self, max_size: int, max_age_s: float) -> None:
+    def __init__(self, max_size: int, max_age_s: float, max_paid: int = DEFAULT_MAX_PAID) -> None:
         self.max_size = max_size
         self.max_age_s = max_age_s
-        self._heap: list[tuple[int, int, Utterance]] = []
-        self._seq = itertools.count()
-        self._removed: set[str] = set()
+        self.max_paid = max_paid
+        self._fifo: dict[Priority, collections.deque[Utterance]] = {p: collections.deque() for p in _LEVELS}
 
     def __len__(self) -> int:
-        return len(self._heap) - len(self._removed)
+        return sum(len(q) for q in self._fifo.values())
+
+    @property
+    def paid(self) -> int:
+        return len(self._fifo[Priority.PAID])
 
     def push(self, item: Utterance) -> list[QueueDrop]:
-        heapq.heappush(self._heap, (-int(item.priority), next(self._seq), item))
+        self._fifo[item.priority].append(item)
         drops: list[QueueDrop] = []
         while len(self) > self.max_size:
-            victim = self._oldest_droppable()
+            victim = self._oldest_chat()
             if victim is None:
                 break
-            self._removed.add(victim.id)
             drops.append(QueueDrop("queue_full", victim))
+        paid = self._fifo[Priority.PAID]
+        while len(paid) > self.max_paid:
+            drops.append(QueueDrop("paid_overflow", paid.popleft()))
         return drops
 
-    def _oldest_droppable(self) -> Utterance | None:
-        live = [(p, s, u) for p, s, u in self._heap if u.id not in self._removed and u.priority < Priority.PAID]
-        if not live:
-            return None
-        # lowest priority first (largest -p), then oldest (smallest seq)
-        _, _, victim = min(live, key=lambda e: (e[0] * -1, e[1]))
-        return victim
+    def _oldest_chat(self) -> Utterance | None:
+        """Remove and return the oldest item of the lowest non-empty priority below PAID (O(1))."""
+        for level in reversed(_LEVELS):
+            if level < Priority.PAID and self._fifo[level]:
+                return self._fifo[level].popleft()
+        return None
 
     def pop(self, now: float) -> tuple[Utterance | None, list[QueueDrop]]:
         """The next item to speak (or None when empty) and the stale items skipped on the way."""
         drops: list[QueueDrop] = []
-        while self._heap:
-            _, _, item = heapq.heappop(self._heap)
-            if item.id in self._removed:
-                self._removed.discard(item.id)
-                continue
-            if item.priority < Priority.PAID and now - item.created > self.max_age_s:
-                drops.append(QueueDrop("stale", item))
-                continue
-            return item, drops
+        for level in _LEVELS:
+            fifo = self._fifo[level]
+            while fifo:
+                item = fifo.popleft()
+                if level < Priority.PAID and now - item.created > self.max_age_s:
+                    drops.append(QueueDrop("stale", item))
+                    continue
+                return item, drops
         return None, drops
 
     def remove(self, predicate: Callable[[Utterance], bool]) -> list[Utterance]:
-        gone = [u for _, _, u in self._heap if u.id not in self._removed and predicate(u)]
-        self._removed.update(u.id for u in gone)
+        gone: list[Utterance] = []
+        for level in _LEVELS:
+            keep: collections.deque[Utterance] = collections.deque()
+            for u in self._fifo[level]:
+                (gone if predicate(u) else keep).append(u)
+            self._fifo[level] = keep
         return gone
 
     def snapshot(self) -> list[Utterance]:
-        return [u for _, _, u in sorted(self._heap) if u.id not in self._removed]
+        return [u for level in _LEVELS for u in self._fifo[level]]
 
 
 class AsyncUtteranceQueue:
@@ -88,14 +107,19 @@ class AsyncUtteranceQueue:
         max_age_s: float,
         on_drop: Callable[[QueueDrop], None],
         clock: Callable[[], float] = time.monotonic,
+        max_paid: int = DEFAULT_MAX_PAID,
     ) -> None:
-        self._q = UtteranceQueue(max_size, max_age_s)
+        self._q = UtteranceQueue(max_size, max_age_s, max_paid)
         self._on_drop = on_drop
         self._clock = clock
         self._ready = asyncio.Event()
 
     def __len__(self) -> int:
         return len(self._q)
+
+    @property
+    def paid(self) -> int:
+        return self._q.paid
 
     def put(self, item: Utterance) -> None:
         for drop in self._q.push(item):
@@ -129,9 +153,11 @@ class AsyncUtteranceQueue:
     def remove(self, predicate: Callable[[Utterance], bool]) -> list[Utterance]:
         return self._q.remove(predicate)
 
-    def set_limits(self, max_size: int, max_age_s: float) -> None:
-        """New limits (hot reload); an over-full queue sheds its oldest chat at the next push."""
+    def set_limits(self, max_size: int, max_age_s: float, max_paid: int | None = None) -> None:
+        """New limits (hot reload); an over-full queue sheds its oldest chat (or paid) at the next push."""
         self._q.max_size, self._q.max_age_s = max_size, max_age_s
+        if max_paid is not None:
+            self._q.max_paid = max_paid
 
     def clear(self) -> list[Utterance]:
         return self._q.remove(lambda _: True)

@@ -2,6 +2,11 @@
 
 Bad requests always get a 4xx JSON ``{"error": ...}`` that names the field and what was wrong; handlers never
 raise past the error middleware, so a bad request cannot take the daemon down.
+
+Trust boundary (see ``ishow.web_guard``): Host and Origin are checked on every route before the token; endpoints
+that take a JSON body accept it only as ``Content-Type: application/json`` (415 otherwise), so a cross-origin
+"simple" POST (text/plain, form) never reaches a handler; JSON depth and integer size are bounded; every string
+field is valid Unicode without control characters. No CORS headers are sent.
 """
 
 from __future__ import annotations
@@ -10,7 +15,6 @@ import asyncio
 import hmac
 import io
 import json
-import re
 from collections.abc import Awaitable, Callable
 from importlib import resources
 from typing import TYPE_CHECKING, Any
@@ -21,10 +25,12 @@ import structlog
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
+from ishow.boundary import control_problem, loads_limited, valid_text
 from ishow.errors import InputError, LocalError
 from ishow.metrics import CONTENT_TYPE
 from ishow.policy.compose import Dropped, pick_voice, speech_text
 from ishow.policy.filters import clean_text
+from ishow.web_guard import RequestGuard, guard_middleware
 
 if TYPE_CHECKING:
     from ishow.app import Daemon
@@ -34,11 +40,32 @@ log = structlog.get_logger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 DAEMON: web.AppKey[Daemon] = web.AppKey("daemon")
 WEB_CACHE: web.AppKey[dict[str, str]] = web.AppKey("web_cache", dict)
-_BAD_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+TTS_SLOTS: web.AppKey[TtsSlots] = web.AppKey("tts_slots")
+# nfe_step values /api/tts accepts besides the configured one: each distinct value can cost a CUDA graph per
+# (batch, length) bucket, so clients cannot pick arbitrary ones
+API_NFE_STEPS = (4, 7, 8, 16, 32)
+TTS_RETRY_AFTER_S = 2
 
 
 class PayloadTooLargeError(InputError):
     """The request body is over ``server.max_body_bytes`` (HTTP 413)."""
+
+
+class UnsupportedMediaTypeError(InputError):
+    """A JSON endpoint got a body that is not ``Content-Type: application/json`` (HTTP 415)."""
+
+
+class TooManyRequestsError(InputError):
+    """Too many /api/tts requests at once (HTTP 429 with Retry-After)."""
+
+
+class TtsSlots:
+    """At most ``limit`` /api/tts requests synthesizing or waiting for the engine; more are refused at once."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.busy = 0
+        self.refused = 0
 
 
 def json_error(status: int, message: str) -> web.Response:
@@ -51,6 +78,12 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return await handler(request)
     except PayloadTooLargeError as e:
         return json_error(413, str(e))
+    except UnsupportedMediaTypeError as e:
+        return json_error(415, str(e))
+    except TooManyRequestsError as e:
+        response = json_error(429, str(e))
+        response.headers["Retry-After"] = str(TTS_RETRY_AFTER_S)
+        return response
     except InputError as e:
         return json_error(400, str(e))
     except web.HTTPException as e:
@@ -68,12 +101,13 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
 def token_middleware(token: str) -> Middleware:
     @web.middleware
     async def check(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if token and (request.path.startswith("/api/") or request.path.startswith("/ws/")):
+        if token and request.path.startswith(("/api/", "/ws/", "/audio/")):
             given = request.query.get("token", "")
             auth = request.headers.get("Authorization", "")
             if auth.startswith("Bearer "):
                 given = auth[7:]
-            if not hmac.compare_digest(given.encode(), token.encode()):
+            # hmac.compare_digest needs ASCII (or bytes); a header with other bytes is simply a wrong token
+            if not given.isascii() or not hmac.compare_digest(given.encode(), token.encode()):
                 return json_error(401, "missing or wrong token: send 'Authorization: Bearer <token>' or ?token=")
         return await handler(request)
 
@@ -81,15 +115,21 @@ def token_middleware(token: str) -> Middleware:
 
 
 async def read_json_object(request: web.Request) -> dict[str, Any]:
+    if request.content_type != "application/json":
+        raise UnsupportedMediaTypeError(
+            f"this endpoint takes a JSON body sent as 'Content-Type: application/json'; got "
+            f"{request.headers.get('Content-Type', '(none)')[:100]!r}"
+        )
     try:
         body = await request.read()
     except web.HTTPRequestEntityTooLarge as e:
         limit = request.app[DAEMON].cfg.server.max_body_bytes
         raise PayloadTooLargeError(f"request body too large: the limit is {limit} bytes") from e
     try:
-        obj = json.loads(body.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise InputError(f"body is not valid JSON: {e}") from e
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise InputError(f"body is not valid JSON: not UTF-8 ({e})") from e
+    obj = loads_limited(text)
     if not isinstance(obj, dict):
         raise InputError(f"body must be a JSON object, got {type(obj).__name__}")
     return obj
@@ -105,10 +145,10 @@ def field_str(obj: dict[str, Any], key: str, *, required: bool, max_len: int | N
         raise InputError(f"'{key}' must be a string, got {type(value).__name__}")
     if max_len is not None and len(value) > max_len:
         raise InputError(f"'{key}' is too long: {len(value)} characters, the limit is {max_len}")
-    bad = _BAD_CONTROL.search(value)
-    if bad:
-        raise InputError(f"'{key}' contains control character U+{ord(bad.group()):04X} at index {bad.start()}")
-    return value
+    problem = control_problem(key, value)
+    if problem:
+        raise InputError(problem)
+    return valid_text(value)
 
 
 def wav_bytes(samples: np.ndarray, sample_rate: int) -> bytes:
@@ -158,10 +198,22 @@ async def tts(request: web.Request) -> web.Response:
         raise InputError("'text' is empty (nothing speakable after removing links, emotes and spaces)")
     voice = field_str(obj, "voice", required=False, max_len=64) or pick_voice(daemon.cfg, text)
     nfe = obj.get("nfe_step")
-    if nfe is not None and (not isinstance(nfe, int) or isinstance(nfe, bool) or not 1 <= nfe <= 64):
-        raise InputError(f"'nfe_step' must be an integer 1–64, got {json.dumps(nfe)}")
+    allowed = sorted({*API_NFE_STEPS, daemon.cfg.engine.nfe_step})
+    if nfe is not None and (not isinstance(nfe, int) or isinstance(nfe, bool) or nfe not in allowed):
+        raise InputError(f"'nfe_step' must be an integer, one of {allowed}; got {json.dumps(nfe)[:40]}")
     request_ = daemon.worker.request(text, voice, nfe_step=nfe)  # UnknownVoiceError → 400
-    (result,) = await daemon.worker.synthesize([request_])
+    slots = request.app[TTS_SLOTS]
+    if slots.busy >= slots.limit:
+        slots.refused += 1
+        raise TooManyRequestsError(
+            f"{slots.busy} /api/tts requests are already being synthesized (the limit is {slots.limit}; "
+            "server.max_tts_concurrent); retry later"
+        )
+    slots.busy += 1
+    try:  # live chat batches go to the engine before waiting /api/tts requests
+        (result,) = await daemon.worker.synthesize([request_], background=True)
+    finally:
+        slots.busy -= 1
     if result.error is not None:
         status = 400 if isinstance(result.error, InputError) else 503
         return json_error(status, str(result.error))
@@ -279,11 +331,14 @@ async def static_asset(request: web.Request) -> web.Response:
 
 def build_app(daemon: Daemon) -> web.Application:
     cfg = daemon.cfg.server
+    guard = RequestGuard(cfg.host, cfg.allowed_hosts, cfg.allowed_origins)
     app = web.Application(
-        middlewares=[error_middleware, token_middleware(cfg.token)], client_max_size=cfg.max_body_bytes
+        middlewares=[error_middleware, guard_middleware(guard), token_middleware(cfg.token)],
+        client_max_size=cfg.max_body_bytes,
     )
     app[DAEMON] = daemon
     app[WEB_CACHE] = {}
+    app[TTS_SLOTS] = TtsSlots(cfg.max_tts_concurrent)
     app.router.add_get("/", index)
     app.router.add_get("/static/{name}", static_asset)
     app.router.add_get("/healthz", healthz)
@@ -301,4 +356,36 @@ def build_app(daemon: Daemon) -> web.Application:
     if daemon.obs is not None:
         app.router.add_get("/obs", daemon.obs.handle_page)
         app.router.add_get("/ws/obs", daemon.obs.handle_ws)
+    add_audio_routes(app, daemon)
     return app
+
+
+# ---------------------------------------------------------------------- /audio/<id>.wav (OBS Media Source)
+
+
+def add_audio_routes(app: web.Application, daemon: Daemon) -> None:
+    """``GET /audio/<id>.wav``: a recent utterance for the OBS websocket output's Media Source.
+
+    Mounted only when that output keeps audio (``outputs.obs_websocket.media_input`` set). With a
+    ``server.token`` the request must carry it (``?token=`` or a Bearer header): ``token_middleware`` checks it.
+    """
+    from ishow.outputs.obs_websocket import ObsWebsocketSink
+
+    sink = next((s for s in daemon.sinks if isinstance(s, ObsWebsocketSink) and s.store is not None), None)
+    if sink is None:
+        return
+    if not sink.cfg.media_base_url:
+        sink.http_base = lambda: f"http://127.0.0.1:{daemon.port}"
+
+    async def audio_wav(request: web.Request) -> web.Response:
+        # the token (when set) is checked by token_middleware, as on every /api/ and /ws/ route
+        uid = request.match_info["id"]
+        audio = sink.store.get(uid) if sink.store is not None else None
+        if audio is None:
+            return json_error(404, f"no recent utterance {uid[:80]!r} (only the last {sink.cfg.audio_keep} are kept)")
+        from ishow.outputs.wav import encode_wav
+
+        body = await asyncio.to_thread(encode_wav, audio)
+        return web.Response(body=body, content_type="audio/wav", headers={"Cache-Control": "no-store"})
+
+    app.router.add_get(r"/audio/{id:[A-Za-z0-9_.-]{1,120}}.wav", audio_wav)

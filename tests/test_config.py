@@ -29,7 +29,7 @@ def test_defaults_are_what_a_streamer_needs() -> None:
         ("[server]\nport = 70000", "server.port: must be 0–65535, got 70000"),
         ("[server]\nprot = 1", "server.prot: unknown key; expected one of"),
         ('[engine]\nnfe_step = "7"', "engine.nfe_step: expected an integer, got '7'"),
-        ('[engine]\nkind = "vits"', "engine.kind: must be one of 'f5', 'espeak', got 'vits'"),
+        ('[engine]\nkind = "vits"', "engine.kind: must be one of 'f5', 'espeak', 'remote', got 'vits'"),
         ("[batch]\nwindow_ms = 500", "batch.window_ms: must be 50–100 ms, got 500"),
         ('[[sources]]\nkind = "myspace"', "sources[0].kind: must be one of"),
         ('[[voices]]\nid = "a b"\nref_text = "x"', "voices[0].id: must be letters, digits, _ or -, got 'a b'"),

@@ -37,6 +37,9 @@ async def read_utterance(ws: aiohttp.ClientWebSocketResponse, timeout: float = 3
     raise AssertionError("no end frame")
 
 
+JSON = {"Content-Type": "application/json"}
+
+
 def pcm_stats(pcm: bytes) -> tuple[float, float]:
     samples = np.frombuffer(pcm, dtype="<i2").astype(np.float32) / 32768.0
     return len(samples) / 24000, float(np.sqrt(np.mean(samples**2)))
@@ -115,7 +118,7 @@ async def test_bad_input_gets_precise_4xx_and_daemon_keeps_serving(start_daemon:
         assert r.status == 400 and "'user' must be a string" in (await r.json())["error"]
         r = await http.post(f"{rd.url}/api/messages", json={"user": "a", "text": "hi", "voice": "ghost"})
         assert r.status == 400 and "unknown voice 'ghost'" in (await r.json())["error"]
-        r = await http.post(f"{rd.url}/api/messages", data=b"x" * 200_000)
+        r = await http.post(f"{rd.url}/api/messages", data=b"x" * 200_000, headers=JSON)
         assert r.status == 413 and "too large" in (await r.json())["error"]
         assert (await http.get(f"{rd.url}/healthz")).status == 200
         r = await http.post(f"{rd.url}/api/tts", json={"text": "still here"})

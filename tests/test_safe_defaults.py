@@ -23,7 +23,7 @@ from ishow.voices import add_voice
 from tests.bilibili_frames import brotli_frame, cmd, danmu
 from tests.conftest import REPO, espeak_config
 from tests.test_bilibili_client import Conn, FakeBilibili, serve_heartbeats
-from tests.test_daemon_e2e import read_utterance
+from tests.test_daemon_e2e import JSON, read_utterance
 from tests.test_reload import wait_for
 
 VOICE = '[[voices]]\nid = "a"\nref_audio = "{path}"\nref_text = "x"\n[voice_map]\ndefault = "a"\nenglish = ""\n'
@@ -38,7 +38,10 @@ def test_default_and_shipped_bind_loopback_only() -> None:
 def test_other_hosts_need_a_token(host: str) -> None:
     with pytest.raises(ConfigError, match=r"server\.token: required when server\.host is not loopback"):
         parse_config(f'[server]\nhost = "{host}"\n')
-    assert parse_config(f'[server]\nhost = "{host}"\ntoken = "long-random"\n').server.token == "long-random"
+    with pytest.raises(ConfigError, match=r"server\.token: too short: 1 characters; off loopback at least 16"):
+        parse_config(f'[server]\nhost = "{host}"\ntoken = "a"\n')
+    token = "long-random-0123456789"
+    assert parse_config(f'[server]\nhost = "{host}"\ntoken = "{token}"\n').server.token == token
 
 
 @pytest.mark.parametrize("path", ["../../etc/passwd", "voices/../../../etc/shadow", "../voices/x.wav"])
@@ -99,7 +102,7 @@ async def test_api_body_limit_is_413(start_daemon: Any) -> None:
     rd = await start_daemon(dataclasses.replace(cfg, server=dataclasses.replace(cfg.server, max_body_bytes=2048)))
     async with aiohttp.ClientSession() as http:
         for path in ("/api/tts", "/api/messages", "/api/control", "/api/mute"):
-            r = await http.post(f"{rd.url}{path}", data=b"{" + b" " * 4096 + b"}")
+            r = await http.post(f"{rd.url}{path}", data=b"{" + b" " * 4096 + b"}", headers=JSON)
             assert r.status == 413, path
             assert "the limit is 2048 bytes" in (await r.json())["error"]
         assert (await http.get(f"{rd.url}/healthz")).status == 200
@@ -138,7 +141,8 @@ async def test_secrets_never_logged(start_daemon: Any, caplog: pytest.LogCapture
                     assert r.status == 202
                     await read_utterance(ws)
                 assert (await http.get(f"{rd.url}/api/status?token=wrong")).status == 401
-                assert (await http.post(f"{rd.url}/api/control?token={server_token}", data=b"{bad")).status == 400
+                url = f"{rd.url}/api/control?token={server_token}"
+                assert (await http.post(url, data=b"{bad", headers=JSON)).status == 400
             await wait_for(lambda: len(bili.rejected) >= 1)
             rd.stop.set()
             await rd.task

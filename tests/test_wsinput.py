@@ -175,7 +175,7 @@ async def test_route_emits_events_and_removals_and_answers_errors() -> None:
 
 
 async def test_daemon_speaks_websocket_input_and_reports_bad_frames(start_daemon: Any) -> None:
-    rd = await start_daemon(espeak_config(sources=(SourceConfig(kind="websocket", name="input"),)))
+    rd = await start_daemon(espeak_config(sources=(SourceConfig(kind="websocket", name="input", trusted=True),)))
     async with (
         aiohttp.ClientSession() as http,
         http.ws_connect(f"{rd.url}/ws/obs") as obs,

@@ -23,6 +23,12 @@ def build_parser(p: argparse.ArgumentParser | None = None) -> argparse.ArgumentP
                    help="sampler and vocoder alone, graph vs eager (CUDA)")  # fmt: skip
     p.add_argument("--model", default="F5TTS_v1_Base", choices=["F5TTS_v1_Base", "tiny"],
                    help="tiny: a seconds-long smoke test of the bench itself")  # fmt: skip
+    p.add_argument("--remote", metavar="URL|local",
+                   help="the shared service (ishow serve at URL, or a local Ray+Serve) vs a local daemon")  # fmt: skip
+    p.add_argument("--callers", default="1,4,8", help="--remote: simulated daemons per run, comma-separated")
+    p.add_argument("--messages", type=int, default=20, help="--remote: timed messages per caller")
+    p.add_argument("--token", default="", help="--remote: the service's [serve] token")
+    p.add_argument("--batch-wait-ms", type=float, default=10.0, help="--remote local: serve.batch_wait_ms")
     p.add_argument("--json", type=Path, help="write the numbers here")
     e2e = p.add_argument_group("--e2e: the real daemon, message → /ws/obs header")
     e2e.add_argument("--e2e", action="store_true", help="start `ishow run` and time it through the API and /ws/obs")

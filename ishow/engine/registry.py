@@ -6,7 +6,7 @@ from ishow.config_engine import EngineConfig
 from ishow.engine.base import Engine
 from ishow.errors import ConfigError, ModelLoadError
 
-KINDS = ("f5", "espeak")
+KINDS = ("f5", "espeak", "remote")
 
 
 def create_engine(kind: str, cfg: EngineConfig) -> Engine:
@@ -19,6 +19,10 @@ def create_engine(kind: str, cfg: EngineConfig) -> Engine:
             from ishow.engine.espeak import EspeakEngine
 
             return EspeakEngine(cfg)
+        if kind == "remote":
+            from ishow.engine.remote import RemoteEngine
+
+            return RemoteEngine(cfg)
     except ImportError as e:
         raise ModelLoadError(f"the {kind} engine cannot be imported: {e}") from e
     raise ConfigError(f"engine.kind: unknown engine {kind!r}; expected one of {', '.join(KINDS)}")

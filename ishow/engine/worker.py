@@ -13,6 +13,7 @@ second thread while this one already serves; ``ready`` turns true when they are 
 from __future__ import annotations
 
 import asyncio
+import collections
 import concurrent.futures
 import time
 from collections.abc import Callable, Sequence
@@ -25,7 +26,7 @@ import structlog
 from ishow.config_engine import EngineConfig
 from ishow.engine.base import Engine, SynthRequest, VoiceSpec
 from ishow.engine.warmer import BucketWarmer, WarmupProgress, WarmupTask
-from ishow.errors import EngineError, InputError, IshowError, ModelLoadError, UnknownVoiceError
+from ishow.errors import EngineError, InputError, IshowError, ModelLoadError, ServiceUnavailableError, UnknownVoiceError
 
 log = structlog.get_logger(__name__)
 
@@ -50,6 +51,38 @@ def default_engine_factory(kind: str, cfg: EngineConfig) -> Engine:
     return create_engine(kind, cfg)
 
 
+class EngineTurns:
+    """Whose job goes to the engine thread next: waiting live-chat batches before waiting background jobs
+    (``/api/tts``). One job is handed to the thread at a time (the thread runs one at a time anyway), so a burst
+    of background requests never sits in the executor's FIFO ahead of chat."""
+
+    def __init__(self) -> None:
+        self._busy = False
+        self._waiting: tuple[collections.deque[asyncio.Future[None]], ...] = (collections.deque(), collections.deque())
+
+    async def acquire(self, background: bool) -> None:
+        if not self._busy and not any(self._waiting):
+            self._busy = True
+            return
+        turn: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiting[1 if background else 0].append(turn)
+        try:
+            await turn
+        except asyncio.CancelledError:
+            if turn.done() and not turn.cancelled():  # handed the turn just as we were cancelled: pass it on
+                self.release()
+            raise
+
+    def release(self) -> None:
+        for queue in self._waiting:
+            while queue:
+                turn = queue.popleft()
+                if not turn.done():
+                    turn.set_result(None)
+                    return
+        self._busy = False
+
+
 class EngineWorker:
     def __init__(
         self,
@@ -72,6 +105,7 @@ class EngineWorker:
         self.fallback: Engine | None = None
         self.primary_error: str = ""
         self._failures = 0
+        self._turns = EngineTurns()
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -207,6 +241,8 @@ class EngineWorker:
             "primary_error": self.primary_error or None,
             "ready": self.ready,
             "warmup": progress.as_dict() if (progress := self.warmup_progress()) is not None else None,
+            # a remote engine: which of service/fallback speaks now, and why
+            "service": _describe(self.primary) if self.primary is not None and self.primary.kind == "remote" else None,
         }
 
     # ------------------------------------------------------------------ synthesis
@@ -221,10 +257,16 @@ class EngineWorker:
             speed=self.cfg.speed,
         )
 
-    async def synthesize(self, requests: Sequence[SynthRequest]) -> list[SynthResult]:
-        """Synthesize a batch on the engine thread; one result per request, in order."""
+    async def synthesize(self, requests: Sequence[SynthRequest], *, background: bool = False) -> list[SynthResult]:
+        """Synthesize a batch on the engine thread; one result per request, in order.
+
+        ``background`` jobs (``/api/tts``) wait while live-chat batches are waiting for the engine."""
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._pool, self._synthesize_sync, list(requests))
+        await self._turns.acquire(background)
+        try:
+            return await loop.run_in_executor(self._pool, self._synthesize_sync, list(requests))
+        finally:
+            self._turns.release()
 
     def _synthesize_sync(self, requests: list[SynthRequest]) -> list[SynthResult]:
         self._busy = True
@@ -242,6 +284,8 @@ class EngineWorker:
                 out = self.primary.synthesize(requests)
                 self._failures = 0
                 return [SynthResult(_scaled(a, r), self.primary.kind) for a, r in zip(out, requests, strict=True)]
+            except ServiceUnavailableError:  # the remote engine said so once and brings its service back itself
+                return [self._with_fallback(r, None) for r in requests]
             except InputError:
                 pass  # some item is bad: isolate it below
             except Exception as e:  # noqa: BLE001 - the engine boundary: any crash falls back, never kills the daemon

@@ -23,10 +23,14 @@ Page → server (optional): ``{"type":"played","id":…}`` after an utterance pl
 ``rate``, ``playing`` (id or ""), ``waiting``, ``played``, ``skipped``, ``theme``); the last one is shown per client
 in ``/healthz``. Anything else is malformed: logged (rate-limited per client) and ignored.
 
-Bounds and drop policy: every client has its own queue of at most ``max_client_queue`` utterances and one writer
-task. When an utterance arrives and a client's queue is full, or one frame send takes longer than
-``send_timeout_s``, that client is dropped: one warning line, its connection aborted. The page reconnects (with
-backoff) and continues with the next utterance. Other clients and the daemon never wait for a slow client.
+Bounds and drop policy: at most ``max_clients`` pages at once, and ``max_clients_per_remote`` from one address
+(only accepted pages count: the server's Origin check refuses foreign pages before they get here); refusals get 503
+and are logged at most once a minute. Every client has its own queue of at most ``max_client_queue`` utterances and
+one writer task, supervised: an utterance that cannot be sent (bad content, an encoder bug) is logged and skipped,
+and the writer goes on with the next one. When an utterance arrives and a client's queue is full, or one frame
+send takes longer than ``send_timeout_s``, that client is dropped: one warning line, its connection aborted. The
+page reconnects (with backoff) and continues with the next utterance. Other clients and the daemon never wait
+for a slow client.
 """
 
 from __future__ import annotations
@@ -45,7 +49,8 @@ import structlog
 from aiohttp import WSCloseCode, WSMsgType, web
 
 import ishow
-from ishow.errors import ConfigError, LocalError
+from ishow.boundary import loads_limited, valid_text
+from ishow.errors import ConfigError, InputError, LocalError
 from ishow.events import Audio
 from ishow.outputs.base import Sink
 
@@ -58,6 +63,7 @@ MAX_REPORT_FIELDS = 32
 MAX_REPORT_STR = 200
 MALFORMED_LOG_FIRST = 5  # per client: log the first few malformed frames, then every 100th
 MALFORMED_LOG_EVERY = 100
+REFUSAL_LOG_INTERVAL_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -68,13 +74,14 @@ class ObsSettings:
     send_timeout_s: float = 5.0  # one frame send longer than this → the client is dropped
     chunk_bytes: int = 32 * 1024  # PCM bytes per binary frame
     max_clients: int = 32  # more concurrent pages are refused with 503
+    max_clients_per_remote: int = 8  # ...and more from one remote address
     played_history: int = 256  # played ids remembered, per client and hub-wide
     heartbeat_s: float = 20.0  # websocket ping interval; no pong within half of it closes the connection
     close_timeout_s: float = 2.0  # graceful close handshake limit before the connection is aborted
 
     def __post_init__(self) -> None:
         problems: list[str] = []
-        for key in ("max_client_queue", "chunk_bytes", "max_clients", "played_history"):
+        for key in ("max_client_queue", "chunk_bytes", "max_clients", "max_clients_per_remote", "played_history"):
             value = getattr(self, key)
             if not isinstance(value, int) or value < 1:
                 problems.append(f"outputs.obs.{key}: expected an integer ≥ 1, got {value!r}")
@@ -117,6 +124,9 @@ class _Counters:
     connections: int = 0
     dropped: int = 0
     refused: int = 0
+    refused_logged: int = 0  # ``refused`` when the last refusal line was logged
+    refusal_logged_at: float = float("-inf")
+    skipped_frames: int = 0  # utterances a writer could not send (logged) and skipped
 
 
 class ObsHub(Sink):
@@ -199,6 +209,7 @@ class ObsHub(Sink):
             "connections": self._counters.connections,
             "dropped_clients": self._counters.dropped,
             "refused_clients": self._counters.refused,
+            "skipped_utterances": self._counters.skipped_frames,
             "played": list(self._played)[-20:],
             "client_info": [
                 {
@@ -235,17 +246,17 @@ class ObsHub(Sink):
         settings = self._settings
         if self._closed:
             raise web.HTTPServiceUnavailable(text="ishow is shutting down")
+        remote = request.remote or "?"
         if len(self._clients) >= settings.max_clients:
-            self._counters.refused += 1
-            log.warning("obs client refused: too many clients", remote=request.remote, max_clients=settings.max_clients)
-            raise web.HTTPServiceUnavailable(text=f"too many OBS clients (at most {settings.max_clients})")
+            self._refuse(remote, f"too many OBS clients (at most {settings.max_clients})")
+        if sum(1 for c in self._clients.values() if c.remote == remote) >= settings.max_clients_per_remote:
+            self._refuse(remote, f"too many OBS clients from {remote} (at most {settings.max_clients_per_remote})")
 
         ws: web.WebSocketResponse = web.WebSocketResponse(
             heartbeat=settings.heartbeat_s, max_msg_size=MAX_CLIENT_FRAME, compress=False
         )
         await ws.prepare(request)
         cid = next(self._cids)
-        remote = request.remote or "?"
         client = _Client(
             cid=cid,
             ws=ws,
@@ -300,13 +311,32 @@ class ObsHub(Sink):
             )
         return ws
 
+    def _refuse(self, remote: str, reason: str) -> None:
+        """503 for one more page; one log line per minute at most, with the count since the last one."""
+        counters = self._counters
+        counters.refused += 1
+        now = time.monotonic()
+        if now - counters.refusal_logged_at >= REFUSAL_LOG_INTERVAL_S:
+            log.warning(
+                "obs client refused",
+                reason=reason,
+                remote=remote,
+                refused_since_last_log=counters.refused - counters.refused_logged,
+            )
+            counters.refusal_logged_at, counters.refused_logged = now, counters.refused
+        raise web.HTTPServiceUnavailable(text=reason)
+
     async def _write_loop(self, client: _Client) -> None:
-        """The only task that sends utterances to ``client``; exits when the client is dropped or gone."""
+        """The only task that sends utterances to ``client``; exits when the client is dropped or gone.
+
+        Supervised per utterance: a frame that fails for any other reason than the connection (e.g. text that
+        cannot be encoded) is logged; if nothing of that utterance was sent yet it is skipped and the writer goes
+        on, otherwise the page got half an utterance and is dropped (it reconnects and gets the next ones)."""
         timeout = self._settings.send_timeout_s
         ws = client.ws
         while True:
             item = await client.queue.get()
-            for frame in item.frames:
+            for n, frame in enumerate(item.frames):
                 try:
                     if isinstance(frame, bytes):
                         await asyncio.wait_for(ws.send_bytes(frame), timeout)
@@ -319,8 +349,16 @@ class ObsHub(Sink):
                     client.drop_reason = client.drop_reason or "connection lost"
                     client.log.debug("obs client send failed", error=repr(e), id=item.id)
                     return
-            if item.id:
-                client.sent += 1
+                except Exception as e:  # noqa: BLE001 - the writer's supervisor: content must not kill it
+                    self._counters.skipped_frames += 1
+                    client.log.error("obs utterance could not be sent; skipped", id=item.id, error=repr(e)[:200])
+                    if n > 0:
+                        self._drop(client, "utterance failed mid-way", id=item.id)
+                        return
+                    break
+            else:
+                if item.id:
+                    client.sent += 1
 
     def _drop(self, client: _Client, reason: str, **context: object) -> None:
         """Drop a slow/stuck client now: forget it, abort its connection (its handler then cleans up)."""
@@ -347,9 +385,9 @@ class ObsHub(Sink):
 
     def _on_text(self, client: _Client, text: str) -> None:
         try:
-            data = json.loads(text)
-        except ValueError:
-            self._malformed(client, "not JSON", frame=text[:80])
+            data = loads_limited(text, "frame")
+        except InputError as e:
+            self._malformed(client, str(e)[:120], frame=valid_text(text[:80]))
             return
         if not isinstance(data, dict):
             self._malformed(client, "not a JSON object", frame=text[:80])
@@ -360,6 +398,7 @@ class ObsHub(Sink):
             if not isinstance(pid, str) or not pid or len(pid) > MAX_ID_LEN:
                 self._malformed(client, "'played' without a string id", frame=text[:80])
                 return
+            pid = valid_text(pid)
             client.played.append(pid)
             client.log.debug("obs page played", id=pid)
             self._record_played(pid)
@@ -394,13 +433,13 @@ class ObsHub(Sink):
         pcm = audio.pcm16()
         header = {
             "type": "utterance",
-            "id": utt.id,
-            "text": utt.text,
-            "user": utt.user,
+            "id": valid_text(utt.id),
+            "text": valid_text(utt.text),
+            "user": valid_text(utt.user),
             "voice": utt.voice,
             "sample_rate": audio.sample_rate,
             "format": WIRE_FORMAT,
-            "raw": utt.raw,
+            "raw": valid_text(utt.raw),
             "kind": utt.kind.value,
             "seq": seq,
             "samples": len(pcm) // 2,
@@ -423,7 +462,7 @@ def _scalar_fields(data: dict[str, Any]) -> dict[str, object]:
         if not isinstance(key, str) or len(key) > 40:
             continue
         if isinstance(value, str):
-            out[key] = value[:MAX_REPORT_STR]
+            out[valid_text(key)] = valid_text(value[:MAX_REPORT_STR])
         elif value is None or isinstance(value, (bool, int, float)):
             out[key] = value
     return out

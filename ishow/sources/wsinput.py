@@ -8,6 +8,12 @@ Each text frame is one JSON object:
 - removal: ``{"type": "remove", "id"?: str, "uid"?: str, "platform"?: str}`` → a Removal of that message or of
   every message of that user (one of ``id``/``uid`` is required).
 
+Trust: unless the source is configured ``trusted = true``, a frame's paid fields (``kind``, ``amount``, ``currency``,
+``gift``, ``count``) and ``moderator`` are ignored (the frame is ordinary chat: any web page or local tool could
+otherwise buy priority), and a platform name of a real platform source (bilibili, twitch, youtube) is refused, so an
+untrusted tool can neither speak nor remove chat in that platform's name. Frames follow the same rules as the HTTP
+API: JSON depth and integer size bounded, no control characters in any string, text valid Unicode.
+
 A bad frame gets ``{"type": "error", "error": "..."}`` back and the connection stays open; good frames get no
 reply (fire-and-forget senders never fill their receive buffer). Auth is the server's token middleware, which
 guards every ``/ws/*`` path; the configured path must therefore start with ``/ws/``. Parsing is pure
@@ -17,6 +23,7 @@ guards every ``/ws/*`` path; the configured path must therefore start with ``/ws
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import math
 from typing import Any
@@ -25,6 +32,7 @@ import aiohttp
 import structlog
 from aiohttp import web
 
+from ishow.boundary import control_problem, loads_limited, valid_text
 from ishow.config import SourceConfig
 from ishow.errors import ConfigError, InputError
 from ishow.events import ChatEvent, EventKind, Removal, User, new_id
@@ -36,7 +44,9 @@ DEFAULT_PATH = "/ws/input"
 DEFAULT_PLATFORM = "websocket"
 MAX_FRAME_BYTES = 64 * 1024
 MAX_TEXT_CHARS = 2000
+YIELD_EVERY = 32  # frames handled between yields to the event loop during a burst
 _KINDS = ", ".join(k.value for k in EventKind)
+RESERVED_PLATFORMS = frozenset({"bilibili", "bilibili_open", "twitch", "youtube"})
 
 
 def _str(obj: dict[str, Any], key: str, *, required: bool = False, max_len: int = 64, blank_ok: bool = False) -> str:
@@ -51,15 +61,36 @@ def _str(obj: dict[str, Any], key: str, *, required: bool = False, max_len: int 
         raise InputError(f"'{key}' is too long: {len(value)} characters, the limit is {max_len}")
     if required and not blank_ok and not value.strip():
         raise InputError(f"'{key}' is empty")
-    return value
+    problem = control_problem(key, value)
+    if problem:
+        raise InputError(problem)
+    return valid_text(value)
+
+
+def untrusted(item: ChatEvent | Removal) -> ChatEvent | Removal:
+    """What an untrusted input may say: ordinary chat, in no real platform's name. Raises InputError for a
+    reserved platform name."""
+    if item.platform in RESERVED_PLATFORMS:
+        raise InputError(
+            f"'platform' {item.platform!r} is reserved for the {item.platform} source; an input configured "
+            "`trusted = true` may relay platform chat"
+        )
+    if isinstance(item, Removal):
+        return item
+    return dataclasses.replace(
+        item,
+        kind=EventKind.DANMAKU,
+        amount=0.0,
+        currency="",
+        gift="",
+        count=0,
+        user=dataclasses.replace(item.user, moderator=False),
+    )
 
 
 def parse_frame(data: str, default_platform: str = DEFAULT_PLATFORM) -> ChatEvent | Removal:
     """One text frame → ChatEvent or Removal. Raises InputError naming the field and what was wrong."""
-    try:
-        obj = json.loads(data)
-    except json.JSONDecodeError as e:
-        raise InputError(f"frame is not valid JSON: {e}") from e
+    obj = loads_limited(data, "frame")
     if not isinstance(obj, dict):
         raise InputError(f"frame must be a JSON object, got {type(obj).__name__}")
     frame_type = obj.get("type", "chat")
@@ -102,7 +133,9 @@ def parse_frame(data: str, default_platform: str = DEFAULT_PLATFORM) -> ChatEven
 
 
 class WebsocketInputSource(Source):
-    def __init__(self, name: str, path: str = DEFAULT_PATH, platform: str = DEFAULT_PLATFORM) -> None:
+    def __init__(
+        self, name: str, path: str = DEFAULT_PATH, platform: str = DEFAULT_PLATFORM, *, trusted: bool = False
+    ) -> None:
         super().__init__(name)
         if not path.startswith("/ws/") or path == "/ws/obs":
             raise ValueError(
@@ -110,6 +143,7 @@ class WebsocketInputSource(Source):
             )
         self.path = path
         self.platform = platform
+        self.trusted = trusted
         self._emit: Emit | None = None
         self.clients = 0
         self.frames = 0
@@ -118,7 +152,7 @@ class WebsocketInputSource(Source):
     @classmethod
     def from_config(cls, name: str, cfg: SourceConfig) -> WebsocketInputSource:
         try:
-            return cls(name, cfg.path or DEFAULT_PATH)
+            return cls(name, cfg.path or DEFAULT_PATH, trusted=cfg.trusted)
         except ValueError as e:
             raise ConfigError(f"sources.{name}.path: {e}") from e
 
@@ -151,6 +185,9 @@ class WebsocketInputSource(Source):
                 if error:
                     self.bad_frames += 1
                     await ws.send_json({"type": "error", "error": error})
+                if self.frames % YIELD_EVERY == 0:
+                    # buffered frames are read without suspending: let other requests (/healthz, OBS) run
+                    await asyncio.sleep(0)
         finally:
             self.clients -= 1
             log.info("websocket input client left", source=self.name, peer=peer)
@@ -161,6 +198,8 @@ class WebsocketInputSource(Source):
         self.frames += 1
         try:
             item = parse_frame(data, self.platform)
+            if not self.trusted:
+                item = untrusted(item)
         except InputError as e:
             return str(e)
         if self._emit is None:

@@ -197,6 +197,7 @@
     $("queue-empty").hidden = snap.items.length > 0;
     setPaused(!!snap.paused);
     renderMuted(snap.muted || {});
+    renderDropped(snap.dropped || { counts: {}, recent: [] });
     setText($("updated"), "updated " + new Date().toLocaleTimeString());
   }
 
@@ -209,6 +210,28 @@
     const pill = $("play-state");
     setText(pill, p ? "paused" : "playing");
     pill.classList.toggle("paused", p);
+  }
+
+  // Accepted messages ("queued": true) dropped later (queue full, paid overflow, stale, removed...): counts by
+  // reason and the most recent ones, so an answer of "queued" is never silently broken.
+  function renderDropped(dropped) {
+    const counts = dropped.counts || {};
+    const total = Object.values(counts).reduce((a, b) => a + b, 0);
+    setText($("dropped-count"), String(total));
+    setText($("dropped-reasons"), Object.keys(counts).sort().map((k) => k + " " + counts[k]).join(" · "));
+    const ul = $("dropped");
+    ul.textContent = "";
+    for (const d of dropped.recent || []) {
+      const li = document.createElement("li");
+      li.dataset.id = d.id;
+      const why = document.createElement("span");
+      why.className = "why";
+      why.textContent = d.reason;
+      const who = document.createElement("strong");
+      who.textContent = d.user + ": ";
+      li.append(why, who, document.createTextNode(d.text));
+      ul.appendChild(li);
+    }
   }
 
   function renderMuted(muted) {
@@ -273,6 +296,18 @@
     setText($("st-backlog"), String(st.backlog ?? "–"));
     const obs = (st.outputs || []).find((o) => o.name === "obs");
     setText($("st-obs"), obs ? String(obs.clients ?? 0) : "off");
+    const ows = (st.outputs || []).find((o) => o.name === "obs_websocket");
+    const owsBox = $("st-obsws");
+    owsBox.textContent = "";
+    if (!ows) owsBox.textContent = "off";
+    else {
+      // connected / auth_failed / unreachable / stalled …, then "missing: <inputs>"; the fixes in the tooltip
+      const missing = ows.missing || [];
+      const label = ows.status + (missing.length ? " · missing: " + missing.join(", ") : "");
+      const cls = ows.status === "connected" ? (missing.length ? "warn" : "ok") : BAD_SOURCE.has(ows.status) ? "bad" : "warn";
+      owsBox.appendChild(chip(label, cls));
+      owsBox.title = (ows.problems || []).join("\n");
+    }
     const src = $("st-sources");
     src.textContent = "";
     const sources = st.sources || [];
