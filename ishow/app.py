@@ -106,7 +106,7 @@ class Daemon:
         self.queue = AsyncUtteranceQueue(
             cfg.queue.max_size, cfg.queue.max_age_s, self._on_queue_drop, max_paid=cfg.queue.max_paid
         )
-        self.worker = EngineWorker(cfg.engine, cfg.voices, engine_factory)
+        self.worker = EngineWorker(cfg.engine, cfg.voices, engine_factory, max_batch=cfg.batch.max_items)
         self.sinks = build_sinks(cfg) if sinks is None else sinks
         self.obs = next((s for s in self.sinks if isinstance(s, ObsHub)), None)
         self.sources = build_sources(cfg) if sources is None else sources
@@ -366,9 +366,11 @@ class Daemon:
     def health(self) -> dict[str, object]:
         return {
             "status": "ok",
+            "ready": self.worker.ready,  # false while CUDA graphs are still being captured in the background
             "engine": self.worker.active_kind,
             "model_loaded": self.worker.model_loaded,
             "engine_state": self.worker.state(),
+            "warmup": (p.as_dict() if (p := self.worker.warmup_progress()) is not None else None),
             "sources": [{"name": s.name, "state": s.state} for s in self.sources],
             "queue": len(self.queue),
             "paused": self.player.paused,

@@ -24,6 +24,7 @@ from ishow.config import (
     default_platform_templates,
     is_loopback,
 )
+from ishow.engine.bucket_plan import MAX_BATCH_BUCKET
 from ishow.errors import ConfigError
 from ishow.events import EventKind
 from ishow.web_guard import host_entry_problem, origin_entry_problem, token_problem
@@ -114,7 +115,11 @@ _CHECKS: dict[str, _Check] = {
         if WINDOW_MS_RANGE[0] <= v <= WINDOW_MS_RANGE[1]
         else f"must be {WINDOW_MS_RANGE[0]}–{WINDOW_MS_RANGE[1]} ms"
     ),
-    "batch.max_items": lambda v: None if 1 <= v <= 64 else "must be 1–64",
+    "batch.max_items": lambda v: (
+        None
+        if 1 <= v <= MAX_BATCH_BUCKET
+        else f"must be 1–{MAX_BATCH_BUCKET} (the largest CUDA-graph batch bucket; a bigger batch would run eagerly)"
+    ),
     "queue.max_size": lambda v: None if v >= 1 else "must be ≥ 1",
     "queue.max_age_s": lambda v: None if v > 0 else "must be > 0",
     "queue.max_paid": lambda v: None if v >= 1 else "must be ≥ 1",
@@ -421,6 +426,7 @@ def _rebase(cfg: Config, base: Path) -> Config:
         vocab=fix(cfg.engine.vocab),
         vocoder=fix(cfg.engine.vocoder),
         engines_dir=fix(cfg.engine.engines_dir),
+        compile_cache=fix(cfg.engine.compile_cache),
     )
     voices = tuple(dataclasses.replace(v, ref_audio=fix(v.ref_audio) if v.ref_audio else None) for v in cfg.voices)
     wav = dataclasses.replace(cfg.outputs.wav, dir=fix(cfg.outputs.wav.dir))

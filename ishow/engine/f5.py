@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from ishow.engine.graphs import GraphSampler
     from ishow.engine.vocoder_backends import VocoderBackend
     from ishow.engine.vocos import Vocos
+    from ishow.engine.warmer import WarmupTask
 
 _log = logging.getLogger(__name__)  # stdlib logging: the engine path stays free of daemon deps
 
@@ -132,6 +133,10 @@ class F5Engine(Engine):
         cfg = self.config
         device = _resolve_device(cfg.device)
         dtype = _resolve_dtype(cfg.precision, device)
+        if device.type == "cuda" and cfg.compile and cfg.cuda_graphs:
+            from ishow.engine.f5_warmup import use_compile_cache
+
+            use_compile_cache(Path(cfg.compile_cache))
         vocab = load_vocab(Path(cfg.vocab))
         model = load_dit(Path(cfg.checkpoint), device=device, dtype=dtype, expect=cfg.model)
         if model.config.text_num_embeds < len(vocab):
@@ -172,6 +177,27 @@ class F5Engine(Engine):
         if self.device is None or self.device.type != "cuda":
             return
         self.synthesize([SynthRequest(text="你好", voice=voice)])
+
+    def warmup_tasks(self, voices: Sequence[VoiceSpec], max_batch: int) -> list[WarmupTask]:
+        """Background capture of the buckets chat will use (see :mod:`ishow.engine.f5_warmup`); from then on no
+        graph is captured on a message's path."""
+        from ishow.engine.f5_warmup import warmup_tasks
+
+        self._require_loaded()
+        assert self._tokenize is not None
+        self._tokenize("预热一下 warm up")  # load the segmenter's dictionary now, not on the first message
+        return warmup_tasks(self, voices, max_batch)
+
+    def demand_tasks(self) -> list[WarmupTask]:
+        from ishow.engine.f5_warmup import demand_tasks
+
+        return demand_tasks(self) if self.model is not None else []
+
+    def warmup_done(self) -> None:
+        if self.device is not None and self.device.type == "cuda":
+            from ishow.engine.f5_warmup import after_warmup
+
+            after_warmup(Path(self.config.compile_cache) if self.config.compile else None)
 
     def close(self) -> None:
         self.model = self.vocoder = self.sampler = self.vocoder_backend = None
