@@ -8,6 +8,7 @@ itself relative to the config file's folder; default: that folder).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import re
 import tomllib
@@ -110,6 +111,12 @@ _CHECKS: dict[str, _Check] = {
 }
 
 
+@functools.cache
+def _hints(cls: type) -> dict[str, Any]:
+    """The resolved field types of a config dataclass (computed once per class: parsing is hot in the fuzzer)."""
+    return typing.get_type_hints(cls)
+
+
 class _Loader:
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -121,7 +128,7 @@ class _Loader:
         if not isinstance(data, Mapping):
             self.problems.append(f"{path}: expected a table, got {_show(data)}")
             return _BAD  # type: ignore[return-value]
-        hints = typing.get_type_hints(cls)
+        hints = _hints(cls)
         names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
         for key in data:
             if key not in names:

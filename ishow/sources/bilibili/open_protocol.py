@@ -99,6 +99,16 @@ class OpenGame:
         )
 
 
+def reply_json(raw: bytes, path: str) -> object:
+    """An open-platform HTTP reply body as JSON; anything else (bad UTF-8, huge or absurdly nested numbers and
+    arrays) raises ``ProtocolError`` naming the path and showing the body's start."""
+    try:
+        reply: object = json.loads(raw)
+    except (ValueError, RecursionError) as e:  # ValueError covers JSONDecodeError, bad UTF-8 and huge ints
+        raise ProtocolError(f"open platform {path}: expected a JSON body, got {raw[:120]!r}") from e
+    return reply
+
+
 def check_reply(reply: object, what: str) -> dict[str, Any]:
     o = f.obj(reply, what)
     code = f.integer(o.get("code"), f"{what}.code")

@@ -397,3 +397,12 @@ def parse_chat_response(obj: Any, room: str) -> ChatChunk:
         if event is not None:
             items.append(event)
     return ChatChunk(tuple(items), token, timeout_ms, tuple(errors))
+
+
+def parse_chat_body(body: bytes, room: str) -> ChatChunk:
+    """A get_live_chat HTTP response body → ChatChunk; a body that is not JSON raises ProtocolError."""
+    try:
+        data = json.loads(body)
+    except (ValueError, RecursionError) as e:  # ValueError covers JSONDecodeError, bad UTF-8 and huge ints
+        raise ProtocolError(f"YouTube get_live_chat answered with something that is not JSON: {e}") from e
+    return parse_chat_response(data, room)
