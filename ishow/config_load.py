@@ -45,7 +45,7 @@ def _regex_problem(value: str) -> str | None:
 def _template_problem(value: str) -> str | None:
     try:
         value.format(**dict.fromkeys(TEMPLATE_FIELDS, ""))
-    except (KeyError, IndexError, ValueError) as e:
+    except (KeyError, IndexError, ValueError, TypeError, AttributeError) as e:  # "{user[x]}", "{user.x}"...
         return f"bad template ({type(e).__name__}: {e}); fields are {', '.join('{' + f + '}' for f in TEMPLATE_FIELDS)}"
     return None
 
@@ -187,7 +187,8 @@ class _Loader:
         elif hint is int:
             ok = isinstance(raw, int) and not isinstance(raw, bool)
         elif hint is float:
-            ok = isinstance(raw, int | float) and not isinstance(raw, bool)
+            ok = isinstance(raw, int | float) and not isinstance(raw, bool) and (isinstance(raw, float) or
+                                                                               abs(raw) <= 2**63)  # fmt: skip
             raw = float(raw) if ok else raw
         elif hint is str:
             ok = isinstance(raw, str)
@@ -302,12 +303,15 @@ def parse_config(text: str, root: Path = Path("."), origin: str = "<config>") ->
     """Parse TOML ``text``; raises ``ConfigError`` listing every problem."""
     try:
         data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as e:
+    except (ValueError, RecursionError) as e:  # TOMLDecodeError; an int past 4300 digits; arrays nested too deep
         raise ConfigError(f"{origin}: not valid TOML: {e}") from e
     root_raw = data.pop("root", ".")
     if not isinstance(root_raw, str):
         raise ConfigError(f"root: expected a path string, got {_show(root_raw)}")
-    root = (root / root_raw).resolve()
+    try:
+        root = (root / root_raw).resolve()
+    except (OSError, ValueError) as e:  # an embedded NUL, a symlink loop
+        raise ConfigError(f"root: {_show(root_raw)} is not a usable folder: {e}") from e
     loader = _Loader(root)
     cfg = loader.table(Config, data, "")
     if cfg is _BAD:  # pragma: no cover - the top level is always a table

@@ -93,7 +93,7 @@ def json_object(body: bytes) -> dict[str, Any]:
     """A request body that must be one JSON object (pure; raises InputError)."""
     try:
         obj = json.loads(body.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+    except (ValueError, RecursionError) as e:  # ValueError: bad UTF-8, JSONDecodeError, a number past 4300 digits
         raise InputError(f"body is not valid JSON: {e}") from e
     if not isinstance(obj, dict):
         raise InputError(f"body must be a JSON object, got {type(obj).__name__}")

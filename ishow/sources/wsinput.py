@@ -58,7 +58,7 @@ def parse_frame(data: str, default_platform: str = DEFAULT_PLATFORM) -> ChatEven
     """One text frame → ChatEvent or Removal. Raises InputError naming the field and what was wrong."""
     try:
         obj = json.loads(data)
-    except json.JSONDecodeError as e:
+    except (ValueError, RecursionError) as e:  # ValueError: JSONDecodeError or a number past 4300 digits
         raise InputError(f"frame is not valid JSON: {e}") from e
     if not isinstance(obj, dict):
         raise InputError(f"frame must be a JSON object, got {type(obj).__name__}")
@@ -79,6 +79,8 @@ def parse_frame(data: str, default_platform: str = DEFAULT_PLATFORM) -> ChatEven
     except ValueError as e:
         raise InputError(f"'kind' must be one of {_KINDS}; got {json.dumps(kind_value)[:40]}") from e
     amount = obj.get("amount", 0)
+    if isinstance(amount, int) and abs(amount) > 2**63:  # math.isfinite and float() would overflow
+        raise InputError(f"'amount' is too large: a {len(str(amount))}-digit integer")
     if isinstance(amount, bool) or not isinstance(amount, int | float) or not math.isfinite(amount) or amount < 0:
         raise InputError(f"'amount' must be a non-negative number, got {json.dumps(amount)[:40]}")
     count = obj.get("count", 0)

@@ -254,6 +254,9 @@ def fuzz(
                 took = time.perf_counter() - t0
                 stats.slowest_s = max(stats.slowest_s, took)
                 stats.inputs += 1
+                if progress is not None and stats.inputs % 100_000 == 0:
+                    stats.seconds = time.perf_counter() - start
+                    progress(stats)
                 if got is None:
                     continue
                 signature, message = got

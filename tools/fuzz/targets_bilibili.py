@@ -204,12 +204,14 @@ def _use_packets(packets: list[Packet], decoder: Any) -> None:
 
 
 def _feed_all(data: bytes, decoder: Any) -> None:
-    """``parse_frame`` (what a websocket frame gets) and ``PacketReader`` fed in three cuts of the same bytes."""
-    try:
-        packets = parse_frame(data)
-    except FrameError as e:
-        packets = e.packets
-    _use_packets(packets, decoder)
+    """``parse_frame`` (what a websocket frame gets), or (odd lengths) ``PacketReader`` fed in three cuts."""
+    if len(data) % 2 == 0:
+        try:
+            packets = parse_frame(data)
+        except FrameError as e:
+            packets = e.packets
+        _use_packets(packets, decoder)
+        return
     reader = PacketReader()
     n = len(data)
     for a, b in ((0, n // 3), (n // 3, n // 3 + 1), (n // 3 + 1, n)):

@@ -156,7 +156,13 @@ YT_KEYS = _keys(*RESPONSES, *PAGE_DATA)
 
 
 def chat_value(m: Mutator) -> Any:
-    return m.json(m.rng.choice(RESPONSES))
+    """A response with 1–3 of the recorded actions (or a seed response whole), mutated."""
+    r = m.rng
+    if r.random() < 0.2:
+        return m.json(r.choice(RESPONSES))
+    actions = r.sample(ACTIONS, r.randint(1, 3))
+    seed = ytt.chat_response(actions, kind=r.choice(("invalidationContinuationData", "timedContinuationData")))
+    return m.json(seed)
 
 
 def run_chat_value(obj: Any) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import tempfile
 import tomllib
 from pathlib import Path
@@ -82,8 +83,11 @@ DEFAULT = tomllib.loads(DEFAULT_TOML)
 _ROOT_DIR = Path(tempfile.gettempdir()) / "ishow-fuzz-config"
 
 
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
+
+
 def _key(k: str) -> str:
-    return k if k and all(c.isalnum() or c in "_-" for c in k) and k.isascii() else json.dumps(k, ensure_ascii=False)
+    return k if _BARE_KEY.fullmatch(k) else json.dumps(k, ensure_ascii=False)
 
 
 def toml_value(v: Any, depth: int = 0) -> str:
@@ -129,7 +133,7 @@ def toml_document(doc: Any) -> str:
 def config_file(m: Mutator) -> bytes:
     r = m.rng
     choice = r.random()
-    if choice < 0.1:
+    if choice < 0.03:
         raw = surrogate_bytes(DEFAULT_TOML)
     else:
         sections = list(DEFAULT)

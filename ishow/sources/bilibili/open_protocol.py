@@ -114,7 +114,7 @@ def check_reply(reply: object, what: str) -> dict[str, Any]:
     code = f.integer(o.get("code"), f"{what}.code")
     if code != 0:
         msg = o.get("message", o.get("msg", ""))
-        raise OpenApiError(what, code, msg if isinstance(msg, str) else repr(msg)[:80])
+        raise OpenApiError(what, code, msg if isinstance(msg, str) else f.show(msg))
     data = o.get("data", {})
     return f.obj(data if data is not None else {}, f"{what}.data")
 
@@ -243,7 +243,7 @@ def decode_open_command(o: dict[str, Any], room: str = "") -> tuple[ChatEvent | 
     """Events of one open-platform command; ``None`` for an unknown cmd. Raises only ``ProtocolError``."""
     cmd = o.get("cmd")
     if not isinstance(cmd, str):
-        raise ProtocolError(f"command has cmd {cmd!r}; expected a string")
+        raise ProtocolError(f"command has cmd {f.show(cmd)}; expected a string")
     if cmd not in KNOWN_OPEN_CMDS:
         return None
     try:

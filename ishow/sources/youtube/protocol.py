@@ -116,7 +116,7 @@ def initial_data(html: str) -> dict[str, Any]:
         raise layout_error("ytInitialData")
     try:
         obj, _ = json.JSONDecoder().raw_decode(html, m.end())
-    except json.JSONDecodeError as e:
+    except (ValueError, RecursionError) as e:  # ValueError: JSONDecodeError or a number past 4300 digits
         raise ProtocolError(f"YouTube page layout changed: ytInitialData is not JSON ({e})") from e
     if not isinstance(obj, dict):
         raise ProtocolError(f"YouTube page layout changed: ytInitialData is a {type(obj).__name__}, not an object")
@@ -275,7 +275,7 @@ def _event(
         emote_only=emote_only,
     )
     usec = renderer.get("timestampUsec")
-    if isinstance(usec, str) and usec.isascii() and usec.isdigit():
+    if isinstance(usec, str) and usec.isascii() and usec.isdigit() and len(usec) <= 18:  # µs since 1970 fit int64
         return replace(event, timestamp=int(usec) / 1e6)
     return event
 
@@ -374,7 +374,12 @@ def parse_chat_response(obj: Any, room: str) -> ChatChunk:
         )
     token: str | None = None
     timeout_ms: int | None = None
-    for cont in chat.get("continuations") or ():
+    continuations = chat.get("continuations") or []
+    if not isinstance(continuations, list):
+        raise ProtocolError(
+            f"YouTube liveChatContinuation.continuations is a {type(continuations).__name__}, not a list"
+        )
+    for cont in continuations:
         data = next((cont[k] for k in _CONTINUATION_KINDS if isinstance(cont, dict) and k in cont), None)
         if isinstance(data, dict) and isinstance(data.get("continuation"), str):
             token = data["continuation"]
