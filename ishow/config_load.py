@@ -8,7 +8,6 @@ itself relative to the config file's folder; default: that folder).
 from __future__ import annotations
 
 import dataclasses
-import functools
 import os
 import re
 import tomllib
@@ -111,10 +110,15 @@ _CHECKS: dict[str, _Check] = {
 }
 
 
-@functools.cache
+_HINTS: dict[type, dict[str, Any]] = {}
+
+
 def _hints(cls: type) -> dict[str, Any]:
-    """The resolved field types of a config dataclass (computed once per class: parsing is hot in the fuzzer)."""
-    return typing.get_type_hints(cls)
+    """The resolved field types of a config dataclass, computed once per class (parsing is hot in the fuzzer)."""
+    hints = _HINTS.get(cls)
+    if hints is None:
+        hints = _HINTS[cls] = typing.get_type_hints(cls)
+    return hints
 
 
 class _Loader:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import random
+from collections.abc import Callable
 from typing import Any
 
 Json = Any
@@ -74,6 +75,7 @@ class Mutator:
     def __init__(self, rng: random.Random, keys: tuple[str, ...] = ()) -> None:
         self.rng = rng
         self.keys = keys or ("id", "text", "data", "cmd", "type")
+        self.pools: dict[str, list[Any]] = {}
 
     # ------------------------------------------------------------------------------------------ scalars
 
@@ -280,3 +282,33 @@ class Mutator:
         if op == 5:
             return data[:pos] + self.string() + data[pos:]
         return data[:pos] + r.choice(BYTE_TOKENS).decode("utf-8", "surrogateescape") + data[pos:]
+
+
+def pooled(
+    fresh: Callable[[Mutator], Any], tweak: Callable[[Mutator, Any], Any], size: int = 64, refresh: int = 4
+) -> Callable[[Mutator], Any]:
+    """A generator that keeps ``size`` structure-aware inputs (made by ``fresh``) and, 3 times in 4, returns one
+    of them with a cheap ``tweak`` instead of building a new one (encoding and compressing cost more than parsing).
+    """
+    key = f"pool:{id(fresh)}"
+
+    def generate(m: Mutator) -> Any:
+        pool = m.pools.setdefault(key, [])
+        if len(pool) < size or m.rng.randrange(refresh) == 0:
+            item = fresh(m)
+            if len(pool) < size:
+                pool.append(item)
+            else:
+                pool[m.rng.randrange(size)] = item
+            return item
+        return tweak(m, m.rng.choice(pool))
+
+    return generate
+
+
+def tweak_bytes(m: Mutator, data: bytes) -> bytes:
+    return m.bytes(data, 1)
+
+
+def tweak_text(m: Mutator, data: str) -> str:
+    return m.text(data, 1)

@@ -8,6 +8,7 @@ tests use. Inputs reach the parsers the way ``wsconn`` feeds them: ``PacketReade
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import zlib
 from typing import Any
@@ -17,10 +18,18 @@ import brotli  # type: ignore[import-untyped]
 from ishow.errors import ProtocolError
 from ishow.sources.bilibili import open_protocol as op
 from ishow.sources.bilibili.commands import CommandDecoder, DecodeOptions
-from ishow.sources.bilibili.protocol import FrameError, Op, Packet, PacketReader, packet_json
-from ishow.sources.bilibili.protocol import auth_reply_code, parse_frame, popularity
+from ishow.sources.bilibili.protocol import (
+    FrameError,
+    Op,
+    Packet,
+    PacketReader,
+    auth_reply_code,
+    packet_json,
+    parse_frame,
+    popularity,
+)
 from tests import bilibili_frames as bf
-from tools.fuzz.mutate import Mutator, dumps
+from tools.fuzz.mutate import Mutator, dumps, pooled, tweak_bytes
 from tools.fuzz.runner import Target
 
 
@@ -62,19 +71,60 @@ WEB_COMMANDS: tuple[dict[str, Any], ...] = (
 )
 
 OPEN_COMMANDS: tuple[dict[str, Any], ...] = (
-    {"cmd": "LIVE_OPEN_PLATFORM_DM", "data": {"uid": 0, "open_id": "o-1", "uname": "甲", "msg": "你好", "msg_id": "m1",
-                                              "fans_medal_name": "粉丝团", "fans_medal_level": 3, "guard_level": 3,
-                                              "dm_type": 0, "timestamp": 1_700_000_000, "reply_uname": "",
-                                              "is_admin": 0}},  # fmt: skip
-    {"cmd": "LIVE_OPEN_PLATFORM_SEND_GIFT", "data": {"open_id": "o-2", "uname": "乙", "gift_name": "牛哇", "gift_num": 3,
-                                                     "price": 100, "paid": True, "msg_id": "g1",
-                                                     "timestamp": 1_700_000_001}},  # fmt: skip
-    {"cmd": "LIVE_OPEN_PLATFORM_SUPER_CHAT", "data": {"open_id": "o-3", "uname": "丙", "message": "SC!", "message_id": 5,
-                                                      "rmb": 30, "start_time": 1_700_000_002}},  # fmt: skip
+    {
+        "cmd": "LIVE_OPEN_PLATFORM_DM",
+        "data": {
+            "uid": 0,
+            "open_id": "o-1",
+            "uname": "甲",
+            "msg": "你好",
+            "msg_id": "m1",
+            "fans_medal_name": "粉丝团",
+            "fans_medal_level": 3,
+            "guard_level": 3,
+            "dm_type": 0,
+            "timestamp": 1_700_000_000,
+            "reply_uname": "",
+            "is_admin": 0,
+        },
+    },
+    {
+        "cmd": "LIVE_OPEN_PLATFORM_SEND_GIFT",
+        "data": {
+            "open_id": "o-2",
+            "uname": "乙",
+            "gift_name": "牛哇",
+            "gift_num": 3,
+            "price": 100,
+            "paid": True,
+            "msg_id": "g1",
+            "timestamp": 1_700_000_001,
+        },
+    },
+    {
+        "cmd": "LIVE_OPEN_PLATFORM_SUPER_CHAT",
+        "data": {
+            "open_id": "o-3",
+            "uname": "丙",
+            "message": "SC!",
+            "message_id": 5,
+            "rmb": 30,
+            "start_time": 1_700_000_002,
+        },
+    },
     {"cmd": "LIVE_OPEN_PLATFORM_SUPER_CHAT_DEL", "data": {"message_ids": [77, 78]}},
-    {"cmd": "LIVE_OPEN_PLATFORM_GUARD", "data": {"user_info": {"open_id": "o-4", "uname": "丁"}, "guard_level": 3,
-                                                 "guard_num": 1, "guard_unit": "月", "price": 198000, "msg_id": "gd1",
-                                                 "timestamp": 1_700_000_003}},  # fmt: skip
+    {
+        "cmd": "LIVE_OPEN_PLATFORM_GUARD",
+        "data": {
+            "user_info": {"open_id": "o-4", "uname": "丁"},
+            "guard_level": 3,
+            "guard_num": 1,
+            "guard_unit": "月",
+            "price": 198000,
+            "msg_id": "gd1",
+            "timestamp": 1_700_000_003,
+        },
+    },
     {"cmd": "LIVE_OPEN_PLATFORM_LIKE", "data": {}},
 )
 
@@ -84,8 +134,10 @@ START_REPLY: dict[str, Any] = {
     "data": {
         "anchor_info": {"room_id": 1000, "uname": "主播", "uid": 0, "open_id": "o-anchor"},
         "game_info": {"game_id": "game-1"},
-        "websocket_info": {"auth_body": json.dumps({"roomid": 1000, "key": "auth-1"}),
-                           "wss_link": ["wss://example.invalid/sub"]},  # fmt: skip
+        "websocket_info": {
+            "auth_body": json.dumps({"roomid": 1000, "key": "auth-1"}),
+            "wss_link": ["wss://example.invalid/sub"],
+        },
     },
 }
 REPLIES: tuple[dict[str, Any], ...] = (START_REPLY, {"code": 0, "message": "0", "data": {}}, {"code": 7003, "msg": "x"})
@@ -187,20 +239,14 @@ def web_frame(m: Mutator, seeds: tuple[dict[str, Any], ...] = WEB_COMMANDS) -> b
 def _use_packets(packets: list[Packet], decoder: Any) -> None:
     for p in packets:
         if p.op == Op.COMMAND:
-            try:
+            with contextlib.suppress(ProtocolError):
                 decoder.decode(packet_json(p))
-            except ProtocolError:
-                pass
         elif p.op == Op.HEARTBEAT_REPLY:
-            try:
+            with contextlib.suppress(ProtocolError):
                 popularity(p)
-            except ProtocolError:
-                pass
         elif p.op == Op.AUTH_REPLY:
-            try:
+            with contextlib.suppress(ProtocolError):
                 auth_reply_code(p)
-            except ProtocolError:
-                pass
 
 
 def _feed_all(data: bytes, decoder: Any) -> None:
@@ -247,6 +293,10 @@ def _dumpable(obj: Any) -> bool:
 # ---------------------------------------------------------------------------------------------- open platform
 
 
+def open_frame(m: Mutator) -> bytes:
+    return web_frame(m, OPEN_COMMANDS)
+
+
 def run_open_frame(data: bytes) -> None:
     _feed_all(data, op.OpenCommandDecoder(room="1000"))
 
@@ -277,12 +327,30 @@ def run_open_reply(raw: bytes) -> None:
 OPEN_ALLOWED = (ProtocolError, op.OpenApiError)
 
 TARGETS = [
-    Target("bilibili.frame", "bilibili", web_frame, run_web_frame, (ProtocolError,), WEB_KEYS),
-    Target("bilibili.command", "bilibili", lambda m: m.json(m.rng.choice(WEB_COMMANDS)), run_web_command,
-           (ProtocolError,), WEB_KEYS),  # fmt: skip
-    Target("bilibili_open.frame", "bilibili_open", lambda m: web_frame(m, OPEN_COMMANDS), run_open_frame,
-           (ProtocolError,), OPEN_KEYS),  # fmt: skip
-    Target("bilibili_open.command", "bilibili_open", lambda m: m.json(m.rng.choice(OPEN_COMMANDS)), run_open_command,
-           (ProtocolError,), OPEN_KEYS),  # fmt: skip
+    Target("bilibili.frame", "bilibili", pooled(web_frame, tweak_bytes), run_web_frame, (ProtocolError,), WEB_KEYS),
+    Target(
+        "bilibili.command",
+        "bilibili",
+        lambda m: m.json(m.rng.choice(WEB_COMMANDS)),
+        run_web_command,
+        (ProtocolError,),
+        WEB_KEYS,
+    ),
+    Target(
+        "bilibili_open.frame",
+        "bilibili_open",
+        pooled(open_frame, tweak_bytes),
+        run_open_frame,
+        (ProtocolError,),
+        OPEN_KEYS,
+    ),
+    Target(
+        "bilibili_open.command",
+        "bilibili_open",
+        lambda m: m.json(m.rng.choice(OPEN_COMMANDS)),
+        run_open_command,
+        (ProtocolError,),
+        OPEN_KEYS,
+    ),
     Target("bilibili_open.reply", "bilibili_open", open_reply, run_open_reply, OPEN_ALLOWED, OPEN_KEYS),
 ]

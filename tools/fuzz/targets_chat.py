@@ -7,6 +7,7 @@ bytes the client decodes with ``errors="replace"``.
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 from ishow.errors import ProtocolError
@@ -14,7 +15,7 @@ from ishow.sources.twitch import protocol as tw
 from ishow.sources.youtube import protocol as yt
 from tests import test_twitch_protocol as twt
 from tests import test_youtube as ytt
-from tools.fuzz.mutate import Mutator, dumps, surrogate_bytes
+from tools.fuzz.mutate import Mutator, dumps, pooled, surrogate_bytes, tweak_bytes
 from tools.fuzz.runner import Target
 
 # ---------------------------------------------------------------------------------------------- Twitch
@@ -93,10 +94,8 @@ def run_twitch_stream(data: bytes) -> None:
     cut = len(data) // 2
     for chunk in (data[:cut], data[cut:]):
         for line in buf.feed(chunk):
-            try:
+            with contextlib.suppress(ProtocolError):
                 tw.interpret(tw.parse_line(line))
-            except ProtocolError:
-                pass
 
 
 # ---------------------------------------------------------------------------------------------- YouTube
@@ -198,6 +197,13 @@ TARGETS = [
     Target("twitch.line", "twitch", twitch_line, run_twitch_line, (ProtocolError, tw.TwitchAuthError), TAG_KEYS),
     Target("twitch.stream", "twitch", twitch_stream, run_twitch_stream, (ProtocolError, tw.TwitchAuthError), TAG_KEYS),
     Target("youtube.chat", "youtube", chat_value, run_chat_value, (ProtocolError,), YT_KEYS),
-    Target("youtube.body", "youtube", chat_body, run_chat_body, (ProtocolError,), YT_KEYS),
-    Target("youtube.page", "youtube", watch_page, run_watch_page, (ProtocolError, yt.NotLiveError), YT_KEYS),
+    Target("youtube.body", "youtube", pooled(chat_body, tweak_bytes), run_chat_body, (ProtocolError,), YT_KEYS),
+    Target(
+        "youtube.page",
+        "youtube",
+        pooled(watch_page, tweak_bytes),
+        run_watch_page,
+        (ProtocolError, yt.NotLiveError),
+        YT_KEYS,
+    ),
 ]

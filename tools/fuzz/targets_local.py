@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import re
@@ -23,15 +24,24 @@ from ishow.policy.compose import speech_text
 from ishow.policy.filters import clean_text
 from ishow.server import field_str, json_object
 from ishow.sources.wsinput import parse_frame
-from tools.fuzz.mutate import Mutator, dumps, surrogate_bytes
+from tools.fuzz.mutate import Mutator, dumps, pooled, surrogate_bytes, tweak_bytes, tweak_text
 from tools.fuzz.runner import ROOT, Target
 
 # ---------------------------------------------------------------------------------------------- websocket input
 
 WS_FRAMES: tuple[dict[str, Any], ...] = (
     {"user": "ann", "text": "hi", "id": "x1"},
-    {"type": "chat", "user": "bob", "uid": "7", "text": "gg", "platform": "tiktok", "kind": "super_chat",
-     "amount": 30, "currency": "CNY", "moderator": True},  # fmt: skip
+    {
+        "type": "chat",
+        "user": "bob",
+        "uid": "7",
+        "text": "gg",
+        "platform": "tiktok",
+        "kind": "super_chat",
+        "amount": 30,
+        "currency": "CNY",
+        "moderator": True,
+    },
     {"user": "cat", "text": "", "kind": "gift", "gift": "rose", "count": 3, "amount": 1.5},
     {"type": "remove", "id": "x1"},
     {"type": "remove", "uid": "7", "platform": "tiktok"},
@@ -68,10 +78,8 @@ def run_http_body(body: bytes) -> None:
     """Every route's pure checks on one body: /api/messages, /api/tts, /api/control, /api/mute."""
     obj = json_object(body)
     for key, max_len in (("user", 64), ("platform", 32), ("voice", 64), ("action", 16)):
-        try:
+        with contextlib.suppress(InputError):
             field_str(obj, key, required=False, max_len=max_len)
-        except InputError:
-            pass
     text = field_str(obj, "text", required=True, max_len=500)
     speech_text(clean_text(text))
 
@@ -169,7 +177,7 @@ def _config_keys() -> tuple[str, ...]:
 
 
 TARGETS = [
-    Target("wsinput.frame", "wsinput", ws_frame, run_ws_frame, (InputError,), WS_KEYS),
-    Target("http.body", "http", http_body, run_http_body, (InputError,), HTTP_KEYS),
-    Target("config.toml", "config", config_file, run_config, (ConfigError,), _config_keys()),
+    Target("wsinput.frame", "wsinput", pooled(ws_frame, tweak_text), run_ws_frame, (InputError,), WS_KEYS),
+    Target("http.body", "http", pooled(http_body, tweak_bytes), run_http_body, (InputError,), HTTP_KEYS),
+    Target("config.toml", "config", pooled(config_file, tweak_bytes), run_config, (ConfigError,), _config_keys()),
 ]

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 from typing import Any
 
 from ishow.errors import ProtocolError
-
 
 INT_MIN, INT_MAX = -(2**63), 2**64 - 1  # what the platform's int64/uint64 fields can hold
 
@@ -60,10 +60,8 @@ def integer(v: object, path: str, default: int | None = None) -> int:
     elif isinstance(v, float) and math.isfinite(v):
         out = int(v)
     elif isinstance(v, str) and len(v) <= 40:  # longer digit strings are no 64-bit number (and slow to convert)
-        try:
+        with contextlib.suppress(ValueError):
             out = int(v.strip())
-        except ValueError:
-            pass
     if out is not None:
         if not INT_MIN <= out <= INT_MAX:
             raise ProtocolError(f"{path}: expected a 64-bit integer, got {type(v).__name__} {_show(v)}")
