@@ -12,7 +12,12 @@ from tools.fuzz.runner import TargetStats
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m tools.fuzz", description=__doc__)
-    ap.add_argument("--inputs", type=int, default=10_000, help="inputs per parser family (split over its parsers)")
+    ap.add_argument(
+        "--inputs",
+        type=int,
+        default=None,
+        help="inputs per parser family, split over its parsers (default 10000; unbounded when only --seconds is given)",
+    )
     ap.add_argument("--seconds", type=float, default=None, help="total time bound, shared equally by the parsers")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--parser", action="append", help="a parser (youtube.chat) or family (youtube); repeatable")
@@ -35,7 +40,8 @@ def main(argv: list[str] | None = None) -> int:
 
     command = " ".join(["python -m tools.fuzz", *(argv if argv is not None else sys.argv[1:])])
     print(command, file=sys.stderr)
-    report = fuzz(targets, quotas(targets, args.inputs), args.seconds, args.seed, do_minimize=not args.no_minimize,
+    inputs = args.inputs if args.inputs is not None else (10_000 if args.seconds is None else 10**12)
+    report = fuzz(targets, quotas(targets, inputs), args.seconds, args.seed, do_minimize=not args.no_minimize,
                   hang_s=args.hang or None, progress=progress)  # fmt: skip
     print(render(report))
     print(f"wall time {time.perf_counter() - started:.1f} s")
