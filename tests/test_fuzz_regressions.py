@@ -50,13 +50,13 @@ def test_gift_timestamp_huge_int() -> None:
 
 def test_gift_num_huge_int() -> None:
     """OverflowError at ishow/sources/bilibili/commands.py _gift (price * num / 1000.0)."""
-    with pytest.raises(ProtocolError, match="SEND_GIFT.num: expected a 64-bit integer"):
+    with pytest.raises(ProtocolError, match=r"SEND_GIFT\.num: expected a 64-bit integer"):
         web({"cmd": "SEND_GIFT", "data": {"giftName": "辣", "num": HUGE, "price": 100}})
 
 
 def test_guard_num_huge_int() -> None:
     """OverflowError at ishow/sources/bilibili/commands.py _guard (price * num / 1000.0)."""
-    with pytest.raises(ProtocolError, match="GUARD_BUY.num: expected a 64-bit integer"):
+    with pytest.raises(ProtocolError, match=r"GUARD_BUY\.num: expected a 64-bit integer"):
         web({"cmd": "GUARD_BUY", "data": {"guard_level": 3, "num": HUGE, "price": 198000}})
 
 
@@ -76,19 +76,19 @@ def test_danmaku_timestamp_huge_int() -> None:
 
 def test_open_price_huge_int() -> None:
     """OverflowError at ishow/sources/bilibili/fields.py number, from the open platform's gift price."""
-    with pytest.raises(ProtocolError, match="SEND_GIFT.price: expected a number"):
+    with pytest.raises(ProtocolError, match=r"SEND_GIFT\.price: expected a number"):
         open_({"cmd": "LIVE_OPEN_PLATFORM_SEND_GIFT", "data": {"price": HUGE}})
 
 
 def test_open_gift_num_huge_int() -> None:
     """OverflowError at ishow/sources/bilibili/open_protocol.py _gift (price * num / 1000.0)."""
-    with pytest.raises(ProtocolError, match="SEND_GIFT.gift_num: expected a 64-bit integer"):
+    with pytest.raises(ProtocolError, match=r"SEND_GIFT\.gift_num: expected a 64-bit integer"):
         open_({"cmd": "LIVE_OPEN_PLATFORM_SEND_GIFT", "data": {"gift_name": "x", "gift_num": HUGE, "price": 1}})
 
 
 def test_open_guard_num_huge_int() -> None:
     """OverflowError at ishow/sources/bilibili/open_protocol.py _guard (price * num / 1000.0)."""
-    with pytest.raises(ProtocolError, match="GUARD.guard_num: expected a 64-bit integer"):
+    with pytest.raises(ProtocolError, match=r"GUARD\.guard_num: expected a 64-bit integer"):
         open_({"cmd": "LIVE_OPEN_PLATFORM_GUARD", "data": {"guard_level": 3, "guard_num": HUGE}})
 
 
@@ -145,7 +145,7 @@ def test_timestamp_tag_huge() -> None:
 def test_continuations_not_a_list(value: object) -> None:
     """TypeError at ishow/sources/youtube/protocol.py parse_chat_response (``for cont in 0``): the issue's bug."""
     obj = {"continuationContents": {"liveChatContinuation": {"continuations": value}}}
-    with pytest.raises(ProtocolError, match="liveChatContinuation.continuations is a"):
+    with pytest.raises(ProtocolError, match=r"liveChatContinuation\.continuations is a"):
         yt.parse_chat_response(obj, "room")
 
 
@@ -156,6 +156,13 @@ def test_timestamp_usec_huge() -> None:
     chunk = yt.parse_chat_response(chat_response([action]), "room")
     (event,) = chunk.items
     assert isinstance(event, ChatEvent) and event.text == "hi !" and event.timestamp > 1.7e9 and not chunk.errors
+
+
+def test_purchase_amount_too_large_is_refused() -> None:
+    """Not an exception before, but a paid message of "$" + 400 digits became amount=inf (read aloud "inf")."""
+    with pytest.raises(ProtocolError, match="is too large"):
+        yt.parse_amount("$" + "9" * 400)
+    assert yt.parse_amount("$" + "9" * 300) == (float("9" * 300), "USD")
 
 
 def test_chat_body_too_deep_or_huge() -> None:

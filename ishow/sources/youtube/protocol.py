@@ -9,6 +9,7 @@ chat item does not cost the rest of its response: it is skipped and described in
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import dataclass, replace
 from typing import Any
@@ -219,6 +220,8 @@ def parse_amount(text: str) -> tuple[float, str]:
         amount = float(digits)
     except ValueError as e:
         raise ProtocolError(f"purchase amount {text[:40]!r} is not a number") from e
+    if not math.isfinite(amount):  # 400 digits make inf, which would be read aloud as "inf"
+        raise ProtocolError(f"purchase amount {text[:40]!r} is too large")
     currency = _CURRENCY_SYMBOLS.get(symbol, symbol.upper() if re.fullmatch(r"[A-Za-z]{3}", symbol) else symbol)
     return amount, currency
 
