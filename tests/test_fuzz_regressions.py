@@ -15,6 +15,7 @@ from ishow.config_load import parse_config
 from ishow.errors import ConfigError, InputError, ProtocolError
 from ishow.events import ChatEvent
 from ishow.server import json_object
+from ishow.sources.bilibili import api
 from ishow.sources.bilibili import open_protocol as op
 from ishow.sources.bilibili.commands import CommandDecoder, DecodeOptions
 from ishow.sources.bilibili.protocol import Op, Packet, packet_json
@@ -69,6 +70,18 @@ def test_danmaku_timestamp_huge_int() -> None:
     obj["info"][0][4] = 2**64 - 1  # type: ignore[index]  # the largest accepted still decodes
     (event,) = web(obj)
     assert isinstance(event, ChatEvent) and event.text == "主播好"
+
+
+def test_api_reply_too_deep_or_huge() -> None:
+    """RecursionError out of the web client's ``get_json`` (json.loads caught only ValueError): now ``reply_json``."""
+    for raw in (DEEP.encode(), f'{{"code": {DIGITS}}}'.encode(), b"\xff"):
+        with pytest.raises(ProtocolError, match="room_init: expected a JSON body"):
+            api.reply_json(raw, "room_init")
+    deep: object = "x"
+    for _ in range(1000):
+        deep = [deep]
+    with pytest.raises(api.ApiError, match="code 7: <deeply nested list>"):
+        api.check({"code": 7, "message": deep}, "room_init")
 
 
 # ---------------------------------------------------------------------------------------------- Bilibili open

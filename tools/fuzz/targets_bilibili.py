@@ -16,6 +16,7 @@ from typing import Any
 import brotli  # type: ignore[import-untyped]
 
 from ishow.errors import ProtocolError
+from ishow.sources.bilibili import api
 from ishow.sources.bilibili import open_protocol as op
 from ishow.sources.bilibili.commands import CommandDecoder, DecodeOptions
 from ishow.sources.bilibili.protocol import (
@@ -290,6 +291,37 @@ def _dumpable(obj: Any) -> bool:
     return True
 
 
+# ---------------------------------------------------------------------------------------------- web: HTTP API
+
+API_REPLIES: tuple[dict[str, Any], ...] = (
+    {"code": 0, "data": {"room_id": 5440, "short_id": 1, "uid": 9, "live_status": 1}},
+    {"code": 60004, "msg": "直播间不存在", "message": "直播间不存在", "data": {}},
+    {"code": 0, "data": {"b_3": "B3-XYZinfoc", "b_4": "x"}},
+    {"code": -101, "message": "账号未登录", "data": {"isLogin": False, "wbi_img": {
+        "img_url": "https://i0.hdslb.com/bfs/wbi/7cd084941338484aae1ad9425b84077c.png",
+        "sub_url": "https://i0.hdslb.com/bfs/wbi/4932caff0ff746eab6f01bf08b70ac45.png"}}},
+    {"code": 0, "data": {"token": "T0K", "host_list": [
+        {"host": "a.chat.bilibili.com", "port": 2243, "wss_port": 443, "ws_port": 2244}]}},
+)  # fmt: skip
+API_KEYS = _keys(*API_REPLIES)
+
+
+def api_reply(m: Mutator) -> bytes:
+    body = dumps(m.json(m.rng.choice(API_REPLIES)), m.rng)
+    return m.bytes(body) if m.rng.random() < 0.3 else body
+
+
+def run_api_reply(body: bytes) -> None:
+    """One HTTP reply body as ``get_json`` reads it, given to every reply parser of the web client."""
+    reply = api.reply_json(body, "api")
+    for parse in (api.parse_room_init, api.parse_buvid, api.parse_wbi_keys, api.parse_danmu_info):
+        with contextlib.suppress(ProtocolError, api.ApiError):
+            parse(reply)
+    info = api.parse_danmu_info({"code": 0, "data": reply}) if isinstance(reply, dict) else None
+    if info is not None:
+        api.ws_urls(info)
+
+
 # ---------------------------------------------------------------------------------------------- open platform
 
 
@@ -328,6 +360,7 @@ OPEN_ALLOWED = (ProtocolError, op.OpenApiError)
 
 TARGETS = [
     Target("bilibili.frame", "bilibili", pooled(web_frame, tweak_bytes), run_web_frame, (ProtocolError,), WEB_KEYS),
+    Target("bilibili.api", "bilibili", api_reply, run_api_reply, (ProtocolError, api.ApiError), API_KEYS),
     Target(
         "bilibili.command",
         "bilibili",
