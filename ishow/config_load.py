@@ -199,7 +199,11 @@ class _Loader:
         elif hint is Path:
             ok = isinstance(raw, str) and raw != ""
             if ok:
-                p = Path(raw).expanduser()
+                try:
+                    p = Path(raw).expanduser()
+                except RuntimeError as e:  # "~nosuchuser/x.wav": no such user, no home directory
+                    self.problems.append(f"{path}: cannot expand {_show(raw, path)}: {e}")
+                    return _BAD
                 if not p.is_absolute() and _strip_index(check_path) in CONFINED_PATHS and _escapes(self.root, p):
                     self.problems.append(
                         f"{path}: {raw!r} points outside the project root {self.root}; put the file inside it "

@@ -142,6 +142,13 @@ def test_int_tag_past_4300_digits() -> None:
         tw.interpret(tw.parse_line(line))
 
 
+def test_bits_tag_huge() -> None:
+    """OverflowError at ishow/sources/twitch/protocol.py Privmsg.event (float(bits) with 401 digits)."""
+    line = f"@bits=1{'0' * 400};user-id=1 :a!a@a PRIVMSG #c :Cheer100 hi"
+    with pytest.raises(ProtocolError, match="tag bits="):
+        tw.interpret(tw.parse_line(line))
+
+
 def test_timestamp_tag_huge() -> None:
     """OverflowError at ishow/sources/twitch/protocol.py _timestamp (ms / 1000.0 with 401 digits)."""
     line = f"@tmi-sent-ts=1{'0' * 400};user-id=1 :a!a@a PRIVMSG #c :hi"
@@ -247,6 +254,13 @@ def test_config_template_bad_field_access(tmp_path: Path, template: str) -> None
     """TypeError at ishow/config_load.py _template_problem ("{user[x]}": string indices must be integers)."""
     with pytest.raises(ConfigError, match=r"templates.danmaku: bad template \((TypeError|AttributeError)"):
         parse_config(f"[templates]\ndanmaku = {json.dumps(template)}\n", root=tmp_path)
+
+
+def test_config_path_with_unknown_user(tmp_path: Path) -> None:
+    """RuntimeError at ishow/config_load.py value (Path.expanduser: "Could not determine home directory")."""
+    text = "[[voices]]\nid = 'a'\nref_audio = '~no-such-user-ishow/a.wav'\nref_text = 'x'\n"
+    with pytest.raises(ConfigError, match=r"voices\[0\].ref_audio: cannot expand '~no-such-user-ishow/a.wav'"):
+        parse_config(text, root=tmp_path)
 
 
 def test_config_root_with_nul(tmp_path: Path) -> None:
