@@ -149,6 +149,13 @@ def test_bits_tag_huge() -> None:
         tw.interpret(tw.parse_line(line))
 
 
+def test_cheer_word_past_4300_digits() -> None:
+    """ValueError at ishow/sources/twitch/protocol.py strip_cheers (int() of the 5000 digits after "Cheer100")."""
+    line = f"@bits=150;user-id=1 :ch!ch@ch PRIVMSG #ronni :Cheer100{DIGITS} Cheer50 hi"
+    event = tw.interpret(tw.parse_line(line))
+    assert isinstance(event, ChatEvent) and event.text == f"Cheer100{DIGITS} hi" and event.amount == 150.0
+
+
 def test_timestamp_tag_huge() -> None:
     """OverflowError at ishow/sources/twitch/protocol.py _timestamp (ms / 1000.0 with 401 digits)."""
     line = f"@tmi-sent-ts=1{'0' * 400};user-id=1 :a!a@a PRIVMSG #c :hi"

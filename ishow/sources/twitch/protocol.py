@@ -182,7 +182,7 @@ def strip_cheers(text: str, bits: int) -> str:
     words, left = [], bits
     for word in text.split():
         m = _CHEER.fullmatch(word)
-        if m and int(m.group(1)) <= left:
+        if m and len(m.group(1)) <= MAX_DIGITS and int(m.group(1)) <= left:  # more digits: more than any bits
             left -= int(m.group(1))
             continue
         words.append(word)
