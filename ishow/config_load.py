@@ -52,7 +52,7 @@ def _template_problem(value: str) -> str | None:
 def _fields_problem(value: str, fields: tuple[str, ...]) -> str | None:
     try:
         value.format(**dict.fromkeys(fields, ""))
-    except (KeyError, IndexError, ValueError) as e:
+    except (KeyError, IndexError, ValueError, TypeError, AttributeError) as e:  # "{user[x]}", "{user.x}"...
         return f"bad template ({type(e).__name__}: {e}); fields are {', '.join('{' + f + '}' for f in fields)}"
     return None
 
@@ -167,6 +167,17 @@ _CHECKS: dict[str, _Check] = {
 }
 
 
+_HINTS: dict[type, dict[str, Any]] = {}
+
+
+def _hints(cls: type) -> dict[str, Any]:
+    """The resolved field types of a config dataclass, computed once per class (parsing is hot in the fuzzer)."""
+    hints = _HINTS.get(cls)
+    if hints is None:
+        hints = _HINTS[cls] = typing.get_type_hints(cls)
+    return hints
+
+
 class _Loader:
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -178,7 +189,7 @@ class _Loader:
         if not isinstance(data, Mapping):
             self.problems.append(f"{path}: expected a table, got {_show(data)}")
             return _BAD  # type: ignore[return-value]
-        hints = typing.get_type_hints(cls)
+        hints = _hints(cls)
         names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
         for key in data:
             if key not in names:
@@ -237,14 +248,19 @@ class _Loader:
         elif hint is int:
             ok = isinstance(raw, int) and not isinstance(raw, bool)
         elif hint is float:
-            ok = isinstance(raw, int | float) and not isinstance(raw, bool)
+            ok = isinstance(raw, int | float) and not isinstance(raw, bool) and (isinstance(raw, float) or
+                                                                               abs(raw) <= 2**63)  # fmt: skip
             raw = float(raw) if ok else raw
         elif hint is str:
             ok = isinstance(raw, str)
         elif hint is Path:
             ok = isinstance(raw, str) and raw != ""
             if ok:
-                p = Path(raw).expanduser()
+                try:
+                    p = Path(raw).expanduser()
+                except RuntimeError as e:  # "~nosuchuser/x.wav": no such user, no home directory
+                    self.problems.append(f"{path}: cannot expand {_show(raw, path)}: {e}")
+                    return _BAD
                 if not p.is_absolute() and _strip_index(check_path) in CONFINED_PATHS and _escapes(self.root, p):
                     self.problems.append(
                         f"{path}: {raw!r} points outside the project root {self.root}; put the file inside it "
@@ -378,12 +394,15 @@ def parse_config(text: str, root: Path = Path("."), origin: str = "<config>") ->
     """Parse TOML ``text``; raises ``ConfigError`` listing every problem."""
     try:
         data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as e:
+    except (ValueError, RecursionError) as e:  # TOMLDecodeError; an int past 4300 digits; arrays nested too deep
         raise ConfigError(f"{origin}: not valid TOML: {e}") from e
     root_raw = data.pop("root", ".")
     if not isinstance(root_raw, str):
         raise ConfigError(f"root: expected a path string, got {_show(root_raw)}")
-    root = (root / root_raw).resolve()
+    try:
+        root = (root / root_raw).resolve()
+    except (OSError, ValueError) as e:  # an embedded NUL, a symlink loop
+        raise ConfigError(f"root: {_show(root_raw)} is not a usable folder: {e}") from e
     loader = _Loader(root)
     cfg = loader.table(Config, data, "")
     if cfg is _BAD:  # pragma: no cover - the top level is always a table
