@@ -107,7 +107,7 @@ class Daemon:
             cfg.queue.max_size, cfg.queue.max_age_s, lambda drop: self.pipeline.on_queue_drop(drop),
             max_paid=cfg.queue.max_paid,
         )  # fmt: skip
-        self.worker = EngineWorker(cfg.engine, cfg.voices, engine_factory)
+        self.worker = EngineWorker(cfg.engine, cfg.voices, engine_factory, max_batch=cfg.batch.max_items)
         self.sinks = build_sinks(cfg) if sinks is None else sinks
         self.obs = next((s for s in self.sinks if isinstance(s, ObsHub)), None)
         self.sources = build_sources(cfg) if sources is None else sources
@@ -139,6 +139,8 @@ class Daemon:
         try:
             if isinstance(source, ReplaySource) and source.name.startswith("demo"):
                 await self._wait_for_listener(source)
+                if self.stopping.is_set():  # shut down while waiting (3.11's wait_for can swallow our cancel)
+                    return
             gauge.set(1)
             await source.run(self.intake.ingest)
         except asyncio.CancelledError:

@@ -1,4 +1,8 @@
-"""Batch collection: wait for the first message, then gather for the window (50–100 ms) or up to max_items."""
+"""Batch collection: wait for the first message, then gather for the window (50–100 ms) or up to max_items.
+
+The window counts from the first message's *arrival* (``Utterance.created``), not from when the batcher got to
+it: after a long synthesis, a message that has already waited a window goes out with whatever else is queued.
+"""
 
 from __future__ import annotations
 
@@ -10,11 +14,16 @@ from ishow.utterance_queue import AsyncUtteranceQueue
 
 
 class BatchWindow:
-    """Pure policy: is a batch started at ``opened`` with ``count`` items complete at ``now``?"""
+    """Pure policy: is a batch opened at ``opened`` with ``count`` items complete at ``now``?"""
 
     def __init__(self, window_s: float, max_items: int) -> None:
         self.window_s = window_s
         self.max_items = max_items
+
+    @staticmethod
+    def opened(first_arrival: float, now: float) -> float:
+        """The window opens when the batch's first message arrived (never in the future of ``now``)."""
+        return min(first_arrival, now)
 
     def remaining(self, opened: float, now: float) -> float:
         return max(0.0, opened + self.window_s - now)
@@ -29,18 +38,22 @@ async def next_batch(
     clock: Callable[[], float] = time.monotonic,
     items: list[Utterance] | None = None,
 ) -> Batch:
-    """Block for the first item, then collect until the window closes or the batch is full.
+    """Block for the first item, then collect until the window (from its arrival) closes or the batch is full.
 
-    ``items`` (optional) is the list collected into, so the caller can see (and cancel) items mid-collection.
+    Items already queued are always taken (up to ``max_items``), even when the window has already closed.
+    ``clock`` must be the clock of ``Utterance.created`` (monotonic). ``items`` (optional) is the list collected
+    into, so the caller can see (and cancel) items mid-collection.
     """
     items = [] if items is None else items
-    items.append(await queue.get())
-    opened = clock()
-    while not window.complete(opened, len(items), clock()):
+    first = await queue.get()
+    items.append(first)
+    opened = window.opened(first.created, clock())
+    while len(items) < window.max_items:
         item = queue.get_nowait()
         if item is not None:
             items.append(item)
             continue
-        if not await queue.wait_nonempty(window.remaining(opened, clock())):
+        left = window.remaining(opened, clock())
+        if left <= 0.0 or not await queue.wait_nonempty(left):
             break
     return Batch(tuple(items))

@@ -75,7 +75,7 @@ def cmd_say(args: argparse.Namespace) -> int:
         engine_cfg = dataclasses.replace(engine_cfg, device=args.device)
 
     async def main() -> int:
-        worker = EngineWorker(engine_cfg, cfg.voices)
+        worker = EngineWorker(engine_cfg, cfg.voices, background_warmup=False)  # one message: warm up first
         await worker.start()
         try:
             voice = args.voice or pick_voice(cfg, args.text)
@@ -169,6 +169,10 @@ def cmd_voices_test(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
+    if args.e2e:
+        from ishow.bench.e2e import main as e2e_main
+
+        return e2e_main(args)
     if args.remote:
         from ishow.bench.remote import main as remote_main
 

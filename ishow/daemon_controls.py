@@ -127,9 +127,11 @@ class DaemonControls:
     def health(self) -> dict[str, object]:
         return {
             "status": "ok",
+            "ready": self.worker.ready,  # false while CUDA graphs are still being captured in the background
             "engine": self.worker.active_kind,
             "model_loaded": self.worker.model_loaded,
             "engine_state": self.worker.state(),
+            "warmup": (p.as_dict() if (p := self.worker.warmup_progress()) is not None else None),
             "sources": [{"name": s.name, "state": s.state} for s in self.sources],
             "queue": len(self.pipeline.queue),
             "paused": self.player.paused,

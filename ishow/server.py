@@ -125,6 +125,11 @@ async def read_json_object(request: web.Request) -> dict[str, Any]:
     except web.HTTPRequestEntityTooLarge as e:
         limit = request.app[CONTROL].config.server.max_body_bytes
         raise PayloadTooLargeError(f"request body too large: the limit is {limit} bytes") from e
+    return json_object(body)
+
+
+def json_object(body: bytes) -> dict[str, Any]:
+    """A request body that must be one JSON object (pure; raises InputError)."""
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError as e:

@@ -20,7 +20,8 @@ from ishow.config.engine import EngineConfig
 from ishow.config.voice import VoiceSpec
 from ishow.engine.base import SynthRequest
 from ishow.engine.f5.checkpoint import write_tiny_model
-from ishow.engine.f5_engine import HOP, MIN_GEN_BYTES, SAMPLE_RATE, F5Engine, generated_frames
+from ishow.engine.f5.duration import MIN_GEN_BYTES, generated_frames
+from ishow.engine.f5_engine import HOP, SAMPLE_RATE, F5Engine
 from ishow.errors import InputError, OutOfMemoryError, VoiceError
 
 GOLDEN = Path(__file__).parent / "golden"

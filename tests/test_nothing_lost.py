@@ -182,6 +182,17 @@ async def test_demo_waits_until_someone_listens(start_daemon: Any) -> None:
     assert [e["event"] for e in hints] == [f"nobody is listening: open {rd.url}/obs"]  # said once
 
 
+async def test_shutdown_while_the_demo_waits_does_not_replay_it(start_daemon: Any) -> None:
+    demo = ReplaySource("demo", None, speed=1.0)  # the 12 s demo at its real pace
+    with capture_logs() as logs:
+        rd = await start_daemon(espeak_config(), sources=[demo])
+        await until(lambda: any(e["event"].startswith("nobody is listening") for e in logs), "the hint")
+        rd.stop.set()
+        await asyncio.wait_for(rd.task, 8)  # well below the demo's length: the demo never started
+    assert demo.state == "idle" and rd.daemon.ledger.accepted == 0
+    assert not any(e["event"] == "replay finished" for e in logs)
+
+
 async def test_watcher_ignores_a_log_file_next_to_the_config(tmp_path: Path) -> None:
     import shutil
 

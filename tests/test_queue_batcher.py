@@ -78,3 +78,46 @@ async def test_next_batch_collects_within_window_and_caps_items() -> None:
     await task
     assert [u.id for u in batch.items] == ["u3", "u4", "u9"]
     assert drops == []
+
+
+class _RecordingQueue(AsyncUtteranceQueue):
+    """Records every wait the batcher asks for (the queue itself is the real one)."""
+
+    def __init__(self) -> None:
+        super().__init__(100, 1e9, lambda d: None, clock=lambda: 0.0)
+        self.waits: list[float] = []
+
+    async def wait_nonempty(self, timeout: float) -> bool:
+        self.waits.append(timeout)
+        return await super().wait_nonempty(min(timeout, 0.01))
+
+
+def test_batch_window_opens_at_first_arrival() -> None:
+    assert BatchWindow.opened(first_arrival=3.0, now=5.0) == 3.0
+    assert BatchWindow.opened(first_arrival=7.0, now=5.0) == 5.0  # a clock skew never opens it in the future
+
+
+async def test_window_counts_from_first_arrival_not_from_pickup() -> None:
+    # the first message arrived at t=100.00; the batcher (busy synthesizing) looks at t=100.06: 20 ms are left
+    q = _RecordingQueue()
+    q.put(utt(1, created=100.0))
+    batch = await asyncio.wait_for(next_batch(q, BatchWindow(0.08, 8), clock=lambda: 100.06), 5)
+    assert [u.id for u in batch.items] == ["u1"]
+    assert len(q.waits) == 1 and abs(q.waits[0] - 0.02) < 1e-9
+
+
+async def test_window_already_closed_takes_queued_items_without_waiting() -> None:
+    # after a long synthesis: three messages waited 1 s; they go out together, with no extra wait
+    q = _RecordingQueue()
+    for i in range(3):
+        q.put(utt(i, created=100.0 + i * 0.01))
+    batch = await asyncio.wait_for(next_batch(q, BatchWindow(0.08, 8), clock=lambda: 101.0), 5)
+    assert [u.id for u in batch.items] == ["u0", "u1", "u2"]
+    assert q.waits == []
+
+
+async def test_fresh_message_gets_the_whole_window() -> None:
+    q = _RecordingQueue()
+    q.put(utt(1, created=50.0))
+    await asyncio.wait_for(next_batch(q, BatchWindow(0.08, 8), clock=lambda: 50.0), 5)
+    assert len(q.waits) == 1 and abs(q.waits[0] - 0.08) < 1e-9

@@ -39,4 +39,5 @@ class EngineConfig:
     vocoder_backend: str = "auto"
     compile: bool = True  # on CUDA with cuda_graphs: torch.compile the DiT blocks and the vocoder inside the graphs
     engines_dir: Path = Path("models/engines")  # built TensorRT engines and the exported ONNX vocoder
+    compile_cache: Path = Path("models/compile-cache")  # torch.compile (inductor/triton) artifacts: fast restarts
     remote: RemoteConfig = RemoteConfig()

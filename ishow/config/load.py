@@ -35,6 +35,7 @@ from ishow.config.schema import (
     default_platform_templates,
     is_loopback,
 )
+from ishow.engine.accel.bucket_plan import MAX_BATCH_BUCKET
 from ishow.errors import ConfigError
 from ishow.events import EventKind
 
@@ -61,7 +62,7 @@ def _template_problem(value: str) -> str | None:
 def _fields_problem(value: str, fields: tuple[str, ...]) -> str | None:
     try:
         value.format(**dict.fromkeys(fields, ""))
-    except (KeyError, IndexError, ValueError) as e:
+    except (KeyError, IndexError, ValueError, TypeError, AttributeError) as e:  # "{user[x]}", "{user.x}"...
         return f"bad template ({type(e).__name__}: {e}); fields are {', '.join('{' + f + '}' for f in fields)}"
     return None
 
@@ -116,7 +117,11 @@ _CHECKS: dict[str, _Check] = {
         if WINDOW_MS_RANGE[0] <= v <= WINDOW_MS_RANGE[1]
         else f"must be {WINDOW_MS_RANGE[0]}–{WINDOW_MS_RANGE[1]} ms"
     ),
-    "batch.max_items": lambda v: None if 1 <= v <= 64 else "must be 1–64",
+    "batch.max_items": lambda v: (
+        None
+        if 1 <= v <= MAX_BATCH_BUCKET
+        else f"must be 1–{MAX_BATCH_BUCKET} (the largest CUDA-graph batch bucket; a bigger batch would run eagerly)"
+    ),
     "queue.max_size": lambda v: None if v >= 1 else "must be ≥ 1",
     "queue.max_age_s": lambda v: None if v > 0 else "must be > 0",
     "queue.max_paid": lambda v: None if v >= 1 else "must be ≥ 1",
@@ -164,6 +169,17 @@ _CHECKS: dict[str, _Check] = {
 }
 
 
+_HINTS: dict[type, dict[str, Any]] = {}
+
+
+def _hints(cls: type) -> dict[str, Any]:
+    """The resolved field types of a config dataclass, computed once per class (parsing is hot in the fuzzer)."""
+    hints = _HINTS.get(cls)
+    if hints is None:
+        hints = _HINTS[cls] = typing.get_type_hints(cls)
+    return hints
+
+
 class _Loader:
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -175,7 +191,7 @@ class _Loader:
         if not isinstance(data, Mapping):
             self.problems.append(f"{path}: expected a table, got {_show(data)}")
             return _BAD  # type: ignore[return-value]
-        hints = typing.get_type_hints(cls)
+        hints = _hints(cls)
         names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
         for key in data:
             if key not in names:
@@ -234,14 +250,19 @@ class _Loader:
         elif hint is int:
             ok = isinstance(raw, int) and not isinstance(raw, bool)
         elif hint is float:
-            ok = isinstance(raw, int | float) and not isinstance(raw, bool)
+            ok = isinstance(raw, int | float) and not isinstance(raw, bool) and (isinstance(raw, float) or
+                                                                               abs(raw) <= 2**63)  # fmt: skip
             raw = float(raw) if ok else raw
         elif hint is str:
             ok = isinstance(raw, str)
         elif hint is Path:
             ok = isinstance(raw, str) and raw != ""
             if ok:
-                p = Path(raw).expanduser()
+                try:
+                    p = Path(raw).expanduser()
+                except RuntimeError as e:  # "~nosuchuser/x.wav": no such user, no home directory
+                    self.problems.append(f"{path}: cannot expand {_show(raw, path)}: {e}")
+                    return _BAD
                 if not p.is_absolute() and _strip_index(check_path) in CONFINED_PATHS and _escapes(self.root, p):
                     self.problems.append(
                         f"{path}: {raw!r} points outside the project root {self.root}; put the file inside it "
@@ -375,12 +396,15 @@ def parse_config(text: str, root: Path = Path("."), origin: str = "<config>") ->
     """Parse TOML ``text``; raises ``ConfigError`` listing every problem."""
     try:
         data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as e:
+    except (ValueError, RecursionError) as e:  # TOMLDecodeError; an int past 4300 digits; arrays nested too deep
         raise ConfigError(f"{origin}: not valid TOML: {e}") from e
     root_raw = data.pop("root", ".")
     if not isinstance(root_raw, str):
         raise ConfigError(f"root: expected a path string, got {_show(root_raw)}")
-    root = (root / root_raw).resolve()
+    try:
+        root = (root / root_raw).resolve()
+    except (OSError, ValueError) as e:  # an embedded NUL, a symlink loop
+        raise ConfigError(f"root: {_show(root_raw)} is not a usable folder: {e}") from e
     loader = _Loader(root)
     cfg = loader.table(Config, data, "")
     if cfg is _BAD:  # pragma: no cover - the top level is always a table
@@ -423,6 +447,7 @@ def _rebase(cfg: Config, base: Path) -> Config:
         vocab=fix(cfg.engine.vocab),
         vocoder=fix(cfg.engine.vocoder),
         engines_dir=fix(cfg.engine.engines_dir),
+        compile_cache=fix(cfg.engine.compile_cache),
     )
     voices = tuple(dataclasses.replace(v, ref_audio=fix(v.ref_audio) if v.ref_audio else None) for v in cfg.voices)
     wav = dataclasses.replace(cfg.outputs.wav, dir=fix(cfg.outputs.wav.dir))

@@ -9,13 +9,16 @@ from __future__ import annotations
 import abc
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 import numpy.typing as npt
 
 from ishow.config.voice import VoiceSpec
 from ishow.engine.chunking import LengthBudget
+
+if TYPE_CHECKING:
+    from ishow.engine.accel.warmer import WarmupTask
 
 #: an engine without its own length rule: about 14 UTF-8 bytes of text per second of speech, 2,000 per request
 DEFAULT_BUDGET = LengthBudget(bytes_per_second=14.0, max_bytes=2000)
@@ -54,6 +57,18 @@ class Engine(abc.ABC):
 
     def warmup(self, voice: VoiceSpec) -> None:  # noqa: B027 - optional hook
         """Pay one-time costs (kernel compilation, graph capture) before the first real message. Default: none."""
+
+    def warmup_tasks(self, voices: Sequence[VoiceSpec], max_batch: int) -> list[WarmupTask]:
+        """Work to do in the background after load (e.g. capture CUDA graphs), most useful first. When this returns
+        tasks, the engine must never do that work on a message's path. Default: none (``warmup`` runs instead)."""
+        return []
+
+    def demand_tasks(self) -> list[WarmupTask]:
+        """More background work asked for by traffic since the last call (polled after the plan). Default: none."""
+        return []
+
+    def warmup_done(self) -> None:  # noqa: B027 - optional hook
+        """Called on the warm-up thread once the plan is done (e.g. save compile caches)."""
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release resources."""

@@ -25,12 +25,14 @@ from ishow.config.engine import EngineConfig
 from ishow.config.voice import VoiceSpec
 from ishow.engine.base import Engine, SynthRequest
 from ishow.engine.chunking import LengthBudget
+from ishow.engine.f5.duration import generated_frames, ref_text_for_prompt, utf8_len
 from ishow.engine.f5.sampler import SampleItem, SamplerConfig
 from ishow.errors import ConfigError, EngineError, InputError, OutOfMemoryError, VoiceError
 
 if TYPE_CHECKING:
     from ishow.engine.accel.graphs import GraphSampler
     from ishow.engine.accel.vocoder_backends import VocoderBackend
+    from ishow.engine.accel.warmer import WarmupTask
     from ishow.engine.f5.dit import DiT
     from ishow.engine.f5.vocos import Vocos
 
@@ -43,30 +45,7 @@ MIN_REF_SECONDS = 0.5
 MAX_REF_SECONDS = 30.0
 MAX_GEN_SECONDS = 30.0
 BUDGET_MARGIN = 0.9  # chunks are planned to at most this share of MAX_GEN_SECONDS
-# Chat is short. Upstream stretches texts under 10 UTF-8 bytes 3.3x (speed 0.3), which makes "哈哈哈" last 2.4 s
-# and jumps at 10 bytes. We give every text at least the time of MIN_GEN_BYTES bytes at the voice's own rate
-# (0.5-0.7 s for typical voices): "ok", "好" or "666" get room to be pronounced without dragging, and texts of
-# 6 bytes or more (two CJK chars, most words) follow the plain rule, continuously.
-MIN_GEN_BYTES = 6
-
 Waveform = npt.NDArray[np.float32]
-
-
-def utf8_len(text: str) -> int:
-    return len(text.encode("utf-8", errors="replace"))
-
-
-def ref_text_for_prompt(ref_text: str) -> str:
-    """Upstream appends a space to a reference transcript that ends in a 1-byte (ASCII) char."""
-    ref_text = ref_text.strip()
-    return ref_text + " " if ref_text and utf8_len(ref_text[-1]) == 1 else ref_text
-
-
-def generated_frames(ref_frames: int, ref_bytes: int, gen_bytes: int, speed: float) -> int:
-    """Frames to generate: the reference's frames per UTF-8 byte × text bytes / speed (at least MIN_GEN_BYTES)."""
-    if ref_bytes <= 0 or speed <= 0:
-        raise ValueError(f"need ref_bytes > 0 and speed > 0, got {ref_bytes}, {speed}")
-    return max(1, int(ref_frames / ref_bytes * max(gen_bytes, MIN_GEN_BYTES) / speed))
 
 
 @dataclass(frozen=True, eq=False)
@@ -133,6 +112,10 @@ class F5Engine(Engine):
         cfg = self.config
         device = _resolve_device(cfg.device)
         dtype = _resolve_dtype(cfg.precision, device)
+        if device.type == "cuda" and cfg.compile and cfg.cuda_graphs:
+            from ishow.engine.f5_warmup import use_compile_cache
+
+            use_compile_cache(Path(cfg.compile_cache))
         vocab = load_vocab(Path(cfg.vocab))
         model = load_dit(Path(cfg.checkpoint), device=device, dtype=dtype, expect=cfg.model)
         if model.config.text_num_embeds < len(vocab):
@@ -173,6 +156,27 @@ class F5Engine(Engine):
         if self.device is None or self.device.type != "cuda":
             return
         self.synthesize([SynthRequest(text="你好", voice=voice)])
+
+    def warmup_tasks(self, voices: Sequence[VoiceSpec], max_batch: int) -> list[WarmupTask]:
+        """Background capture of the buckets chat will use (see :mod:`ishow.engine.f5_warmup`); from then on no
+        graph is captured on a message's path."""
+        from ishow.engine.f5_warmup import warmup_tasks
+
+        self._require_loaded()
+        assert self._tokenize is not None
+        self._tokenize("预热一下 warm up")  # load the segmenter's dictionary now, not on the first message
+        return warmup_tasks(self, voices, max_batch)
+
+    def demand_tasks(self) -> list[WarmupTask]:
+        from ishow.engine.f5_warmup import demand_tasks
+
+        return demand_tasks(self) if self.model is not None else []
+
+    def warmup_done(self) -> None:
+        if self.device is not None and self.device.type == "cuda":
+            from ishow.engine.f5_warmup import after_warmup
+
+            after_warmup(Path(self.config.compile_cache) if self.config.compile else None)
 
     def close(self) -> None:
         self.model = self.vocoder = self.sampler = self.vocoder_backend = None

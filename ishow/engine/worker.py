@@ -8,6 +8,10 @@ with one line saying why. After ``MAX_CONSECUTIVE_FAILURES`` failed batches in a
 
 Long text: ``plan`` cuts a text into chunks within the active engine's length budget for the voice (see
 ``ishow.engine.chunking``); every chunk is one row of a batch.
+
+Warm-up: after load, the engine's background tasks (CUDA-graph captures, see :mod:`ishow.engine.accel.warmer`) run on a
+second thread while this one already serves; ``ready`` turns true when they are done. An engine without such tasks
+(espeak, CPU) is ready after its synchronous ``warmup``.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import structlog
 
 from ishow.config.engine import EngineConfig
 from ishow.config.voice import VoiceSpec
+from ishow.engine.accel.warmer import BucketWarmer, WarmupProgress, WarmupTask
 from ishow.engine.base import DEFAULT_BUDGET, Engine, SynthRequest
 from ishow.engine.chunking import ChunkPlan, LengthBudget, crossfade_join, split_text
 from ishow.errors import (
@@ -40,6 +45,7 @@ log = structlog.get_logger(__name__)
 
 MAX_CONSECUTIVE_FAILURES = 3
 SAMPLE_RATE = 24_000
+DEMAND_IDLE_S = 2.0  # on-demand captures wait for this much engine idle time
 Waveform = npt.NDArray[np.float32]
 EngineFactory = Callable[[str, EngineConfig], Engine]
 
@@ -97,8 +103,15 @@ class EngineWorker:
         cfg: EngineConfig,
         voices: Sequence[VoiceSpec],
         factory: EngineFactory = default_engine_factory,
+        max_batch: int = 16,
+        background_warmup: bool = True,
     ) -> None:
         self.cfg = cfg
+        self.max_batch = max_batch
+        self.background_warmup = background_warmup
+        self.warmer: BucketWarmer | None = None
+        self._busy = False
+        self._last_synth = 0.0
         self._voices = {v.id: v for v in voices}
         self._factory = factory
         self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="ishow-engine")
@@ -122,7 +135,7 @@ class EngineWorker:
             engine = self._factory(self.cfg.kind, self.cfg)
             engine.load()
             self._prepare_voices(engine)
-            self._warmup(engine)
+            self._start_warmup(engine)
             self.primary = engine
             log.info("engine ready", engine=self.cfg.kind, **_describe(engine))
         except Exception as e:
@@ -159,6 +172,36 @@ class EngineWorker:
                 continue
             self._budgets[(engine.kind, voice.id)] = budget
 
+    def _start_warmup(self, engine: Engine) -> None:
+        """Start the engine's background warm-up, or warm it up synchronously when it has no background tasks."""
+        tasks = engine.warmup_tasks(list(self._voices.values()), self.max_batch) if self.background_warmup else []
+        if not tasks:
+            self._warmup(engine)
+            return
+        self.warmer = BucketWarmer(
+            tasks, demand=lambda: self._when_idle(engine.demand_tasks), on_plan_done=engine.warmup_done
+        )
+        self.warmer.start()
+        log.info("engine warming up in the background", engine=engine.kind, buckets=len(tasks))
+
+    def _when_idle(self, demand: Callable[[], list[WarmupTask]]) -> list[WarmupTask]:
+        """Captures asked for by traffic run only after the engine has been idle a while (they never block a batch,
+        but they share the GPU and the GIL with it)."""
+        if self._busy or time.monotonic() - self._last_synth < DEMAND_IDLE_S:
+            return []
+        return demand()
+
+    def warmup_progress(self) -> WarmupProgress | None:
+        return self.warmer.progress() if self.warmer is not None else None
+
+    @property
+    def ready(self) -> bool:
+        """An engine can speak and nothing is left to capture or compile before chat is fast."""
+        if self.primary is None:
+            return self.fallback is not None
+        progress = self.warmup_progress()
+        return progress is None or progress.ready
+
     def _warmup(self, engine: Engine) -> None:
         if not self._voices:
             return
@@ -181,6 +224,8 @@ class EngineWorker:
 
     async def close(self) -> None:
         def _close() -> None:
+            if self.warmer is not None:
+                self.warmer.stop()
             for engine in (self.primary, self.fallback):
                 if engine is not None:
                     engine.close()
@@ -210,14 +255,17 @@ class EngineWorker:
         return list(self._voices)
 
     def state(self) -> dict[str, object]:
+        primary = self.primary  # read once: the engine thread may retire it meanwhile
         return {
             "configured": self.cfg.kind,
             "active": self.active_kind,
             "fallback": self.fallback.kind if self.fallback else None,
             "model_loaded": self.model_loaded,
             "primary_error": self.primary_error or None,
+            "ready": self.ready,
+            "warmup": progress.as_dict() if (progress := self.warmup_progress()) is not None else None,
             # a remote engine: which of service/fallback speaks now, and why
-            "service": _describe(self.primary) if self.primary is not None and self.primary.kind == "remote" else None,
+            "service": _describe(primary) if primary is not None and primary.kind == "remote" else None,
         }
 
     # ------------------------------------------------------------------ long text
@@ -279,6 +327,14 @@ class EngineWorker:
             self._turns.release()
 
     def _synthesize_sync(self, requests: list[SynthRequest]) -> list[SynthResult]:
+        self._busy = True
+        try:
+            return self._synthesize_batch(requests)
+        finally:
+            self._busy = False
+            self._last_synth = time.monotonic()
+
+    def _synthesize_batch(self, requests: list[SynthRequest]) -> list[SynthResult]:
         if not requests:
             return []
         if self.primary is not None:

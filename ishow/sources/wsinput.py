@@ -110,6 +110,8 @@ def parse_frame(data: str, default_platform: str = DEFAULT_PLATFORM) -> ChatEven
     except ValueError as e:
         raise InputError(f"'kind' must be one of {_KINDS}; got {json.dumps(kind_value)[:40]}") from e
     amount = obj.get("amount", 0)
+    if isinstance(amount, int) and abs(amount) > 2**63:  # math.isfinite and float() would overflow
+        raise InputError(f"'amount' is too large: a {len(str(abs(amount)))}-digit integer")
     if isinstance(amount, bool) or not isinstance(amount, int | float) or not math.isfinite(amount) or amount < 0:
         raise InputError(f"'amount' must be a non-negative number, got {json.dumps(amount)[:40]}")
     count = obj.get("count", 0)

@@ -3,9 +3,15 @@
 A batch is padded to a (rows, frames) bucket: rows to the next of ``Buckets.batch_sizes`` (extra rows are
 1-frame dummies), frames to the next multiple of ``Buckets.frame_multiple``. Key padding masks make the padding
 exact, so an item's mel does not depend on its bucket or its neighbours. Per bucket, the text embedding and every
-Euler step (7 CFG-packed DiT forwards) are captured once, lazily, into one CUDA graph with static input buffers,
-kept in a bounded LRU cache sharing one memory pool; a replay is one launch. Shapes outside the buckets, CPU
-devices and ``use_graphs=False`` run the same code eagerly (``pad_eager`` pads them anyway, for tests).
+Euler step (7 CFG-packed DiT forwards) are captured once into one CUDA graph with static input buffers, sharing
+one memory pool; a replay is one launch. Shapes outside the buckets, CPU devices and ``use_graphs=False`` run the
+same code eagerly (``pad_eager`` pads them anyway, for tests).
+
+Two capture modes: ``capture_on_miss=True`` captures a missing bucket on first use (bounded LRU; benchmarks and
+tests); ``capture_on_miss=False`` (the daemon, with :mod:`ishow.engine.accel.warmer`) never captures on a message's
+path: :meth:`GraphSampler.capture_bucket` is called from the warm-up thread, and a batch whose bucket is not ready
+runs on a ready larger bucket (:func:`ishow.engine.accel.bucket_plan.cover_bucket`) or eagerly; the miss is
+remembered so the warmer can capture it later (:meth:`GraphSampler.take_misses`).
 
 The per-step time conditioning (time embedding and every block's modulation) is computed once per sampler
 configuration; the rotary table and the key padding bias once per run (inside the graph: once per replay).
@@ -17,6 +23,8 @@ from __future__ import annotations
 
 import collections
 import logging
+import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -24,6 +32,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from ishow.engine.accel.bucket_plan import BATCH_BUCKETS, MAX_PAD_FACTOR, Bucket, cover_bucket
 from ishow.engine.f5.dit import DiT, StepConditioning
 from ishow.engine.f5.sampler import (
     BatchInputs,
@@ -43,7 +52,7 @@ log = logging.getLogger(__name__)
 class Buckets:
     """Bucket grid: batch sizes, frame multiple and the largest bucketed frame count (longer runs eagerly)."""
 
-    batch_sizes: tuple[int, ...] = (1, 2, 4, 8, 16)
+    batch_sizes: tuple[int, ...] = BATCH_BUCKETS
     frame_multiple: int = 128
     max_frames: int = 4096
 
@@ -72,6 +81,11 @@ class _Captured:
 
 _ConfigKey = tuple[int, float, float | None, bool]
 DEFAULT_CONFIG = SamplerConfig()
+MAX_MISSES = 64
+
+
+def config_key(config: SamplerConfig) -> _ConfigKey:
+    return (config.nfe_step, config.cfg_strength, config.sway_coef, config.use_epss)
 
 
 class GraphSampler:
@@ -89,8 +103,17 @@ class GraphSampler:
         use_graphs: bool = True,
         pad_eager: bool = False,
         compile: bool = False,
+        capture_on_miss: bool = True,
+        max_pad: float = MAX_PAD_FACTOR,
     ) -> None:
         self.model = model
+        self.capture_on_miss = capture_on_miss
+        self.max_pad = max_pad
+        # guards the graph table, the step cache and the misses: the warm-up thread captures while the engine
+        # thread samples (each graph is replayed only by the engine thread)
+        self._lock = threading.RLock()
+        self._misses: collections.OrderedDict[tuple[object, ...], None] = collections.OrderedDict()
+        self.capture_log: list[dict[str, object]] = []  # one entry per capture: bucket, seconds, memory
         self.buckets = buckets
         self.max_graphs = max_graphs
         device, _ = model_device_dtype(model)
@@ -103,19 +126,70 @@ class GraphSampler:
         self._graphs: collections.OrderedDict[tuple[object, ...], _Captured] = collections.OrderedDict()
         self._steps: dict[_ConfigKey, tuple[list[float], list[StepConditioning]]] = {}
         self._pool: Any = None
+        self._side: Any = None  # the warm-up stream (see _warm_stream)
         self.captures = 0  # graphs captured so far (for metrics and tests)
         self.replays = 0
         self.eager_runs = 0
+        self.padded_runs = 0  # batches served by a ready larger bucket (their own was not captured yet)
 
     # -- caches --------------------------------------------------------------------------------------------
     def _conditioning(self, config: SamplerConfig) -> tuple[list[float], list[StepConditioning]]:
-        key: _ConfigKey = (config.nfe_step, config.cfg_strength, config.sway_coef, config.use_epss)
-        cached = self._steps.get(key)
-        if cached is None:
-            ts = timesteps(config.nfe_step, config.sway_coef, config.use_epss)
-            cached = (ts, step_conditionings(self.model, ts))
-            self._steps[key] = cached
+        key = config_key(config)
+        with self._lock:
+            cached = self._steps.get(key)
+            if cached is None:
+                ts = timesteps(config.nfe_step, config.sway_coef, config.use_epss)
+                cached = (ts, step_conditionings(self.model, ts))
+                self._steps[key] = cached
         return cached
+
+    def ready_buckets(self, config: SamplerConfig = DEFAULT_CONFIG) -> list[Bucket]:
+        """(rows, frames) of every captured graph for ``config``."""
+        ck = config_key(config)
+        with self._lock:
+            return [(int(k[0]), int(k[1])) for k in self._graphs if k[2:] == ck]  # type: ignore[call-overload]
+
+    def take_misses(self) -> list[tuple[Bucket, SamplerConfig]]:
+        """Buckets batches asked for and did not find captured since the last call (oldest first), emptied."""
+        with self._lock:
+            keys = list(self._misses)
+            self._misses.clear()
+        out: list[tuple[Bucket, SamplerConfig]] = []
+        for k in keys:
+            rows, frames, nfe, cfg, sway, epss = k
+            config = SamplerConfig(nfe_step=nfe, cfg_strength=cfg, sway_coef=sway, use_epss=epss)  # type: ignore[arg-type]
+            out.append(((int(rows), int(frames)), config))  # type: ignore[call-overload]
+        return out
+
+    @property
+    def full(self) -> bool:
+        with self._lock:
+            return len(self._graphs) >= self.max_graphs
+
+    @torch.inference_mode()
+    def capture_bucket(self, bucket: Bucket, config: SamplerConfig = DEFAULT_CONFIG) -> dict[str, object]:
+        """Capture ``bucket`` for ``config`` now (from the warm-up thread), unless it is ready or the cache is full.
+        Returns what it cost: seconds, and GPU memory the process reserved more afterwards."""
+        key = (*bucket, *config_key(config))
+        with self._lock:
+            if key in self._graphs or len(self._graphs) >= self.max_graphs or not self.use_graphs:
+                return {"skipped": True}
+        ts, steps = self._conditioning(config)
+        host = dummy_inputs(bucket[0], bucket[1], self.model.config.mel_dim)
+        cuda = self.device.type == "cuda"
+        mem0 = torch.cuda.memory_reserved(self.device) if cuda else 0
+        t0 = time.perf_counter()
+        entry = self._capture(host, ts, steps, config.cfg_strength)
+        info: dict[str, object] = {
+            "bucket": list(bucket),
+            "seconds": round(time.perf_counter() - t0, 3),
+            "reserved_mb": round((torch.cuda.memory_reserved(self.device) - mem0) / 2**20, 1) if cuda else 0.0,
+        }
+        with self._lock:
+            self._graphs[key] = entry
+            self._misses.pop(key, None)
+            self.capture_log.append(info)
+        return info
 
     def graph_keys(self) -> list[tuple[object, ...]]:
         """Cached graph keys, least recently used first: (rows, frames, nfe, cfg, sway, epss)."""
@@ -154,9 +228,11 @@ class GraphSampler:
         bucket = self.buckets.bucket(b, n)
         mel_dim = self.model.config.mel_dim
         if bucket is not None and self.use_graphs:
-            host = prepare_inputs(items, mel_dim, noise, n_frames=bucket[1], n_rows=bucket[0])
-            out = self._replay(bucket, config, host, ts, steps)
-            return out[:b, :n].clone()  # the pool may hand this memory to another graph's intermediates
+            use = bucket if self.capture_on_miss else self._ready_cover(bucket, config)
+            if use is not None:
+                host = prepare_inputs(items, mel_dim, noise, n_frames=use[1], n_rows=use[0])
+                out = self._replay(use, config, host, ts, steps)
+                return out[:b, :n].clone()  # the pool may hand this memory to another graph's intermediates
         if bucket is not None and self.pad_eager:
             host = prepare_inputs(items, mel_dim, noise, n_frames=bucket[1], n_rows=bucket[0])
             masked = True
@@ -175,19 +251,46 @@ class GraphSampler:
         ts: list[float],
         steps: list[StepConditioning],
     ) -> Tensor:
-        key = (*bucket, config.nfe_step, config.cfg_strength, config.sway_coef, config.use_epss)
-        entry = self._graphs.get(key)
+        key = (*bucket, *config_key(config))
+        with self._lock:
+            entry = self._graphs.get(key)
+            if entry is not None and self.capture_on_miss:
+                self._graphs.move_to_end(key)
         if entry is None:
             entry = self._capture(host, ts, steps, config.cfg_strength)
-            self._graphs[key] = entry
-            while len(self._graphs) > self.max_graphs:
-                self._graphs.popitem(last=False)
+            with self._lock:
+                self._graphs[key] = entry
+                while len(self._graphs) > self.max_graphs:
+                    self._graphs.popitem(last=False)
         else:
-            self._graphs.move_to_end(key)
             entry.inputs.copy_(host)
         entry.graph.replay()
         self.replays += 1
         return entry.output
+
+    def _ready_cover(self, bucket: Bucket, config: SamplerConfig) -> Bucket | None:
+        """The ready bucket to run ``bucket``'s batch on (itself, or a larger one), remembering a miss."""
+        ck = config_key(config)
+        key = (*bucket, *ck)
+        with self._lock:
+            if key in self._graphs:
+                return bucket
+            self._misses[key] = None
+            while len(self._misses) > MAX_MISSES:
+                self._misses.popitem(last=False)
+            ready = [(int(k[0]), int(k[1])) for k in self._graphs if k[2:] == ck]  # type: ignore[call-overload]
+        use = cover_bucket(bucket, ready, self.max_pad)
+        if use is not None:
+            self.padded_runs += 1
+        return use
+
+    def _warm_stream(self) -> Any:
+        """ONE side stream for every warm-up run: each new stream gets its own cuBLAS workspace (~32 MiB on
+        Hopper), and the pool hands out up to 32 of them. Captures use torch's one default capture stream."""
+        with self._lock:
+            if self._side is None:
+                self._side = torch.cuda.Stream(self.device)  # type: ignore[no-untyped-call]
+            return self._side
 
     def _capture(
         self, host: BatchInputs, ts: list[float], steps: list[StepConditioning], cfg_strength: float
@@ -197,31 +300,38 @@ class GraphSampler:
 
             runner = FusedBlocks(self.model, compile=True)
             if runner.compiled:
-                self.model.block_runner = runner
                 try:
-                    return self._capture_with(host, ts, steps, cfg_strength)
+                    return self._capture_with(host, ts, steps, cfg_strength, runner)
                 except Exception as e:  # noqa: BLE001 (inductor/triton/dynamo raise many types; plain graphs still work)
                     self.compile_error = f"{type(e).__name__}: {e}"
                     log.warning("compiled DiT blocks failed (%s); capturing the plain forward", self.compile_error)
-                finally:
-                    self.model.block_runner = None
             self.compile = False
-        return self._capture_with(host, ts, steps, cfg_strength)
+        return self._capture_with(host, ts, steps, cfg_strength, None)
 
     def _capture_with(
-        self, host: BatchInputs, ts: list[float], steps: list[StepConditioning], cfg_strength: float
+        self,
+        host: BatchInputs,
+        ts: list[float],
+        steps: list[StepConditioning],
+        cfg_strength: float,
+        runner: Any,
     ) -> _Captured:
+        """Warm up on a side stream, then capture; ``runner`` (the compiled blocks) is passed down explicitly, so
+        an eager batch on the engine thread never sees it. The capture is thread-local: the engine thread may
+        keep launching work (on other streams) while this runs on the warm-up thread."""
         static = _to_device(host, self.device)
-        side = torch.cuda.Stream(self.device)  # type: ignore[no-untyped-call]
-        side.wait_stream(torch.cuda.current_stream(self.device))
-        with torch.cuda.stream(side):  # warm up cuBLAS/cuDNN handles and autotuning outside the capture
-            run_nfe(self.model, static, ts, steps, cfg_strength)
-        torch.cuda.current_stream(self.device).wait_stream(side)
-        if self._pool is None:
-            self._pool = torch.cuda.graph_pool_handle()
+        side = self._warm_stream()
+        side.wait_stream(torch.cuda.current_stream(self.device))  # the inputs were copied on this thread's stream
+        with torch.cuda.stream(side):  # warm up cuBLAS/cuDNN handles and compile outside the capture; every Euler
+            # step runs the same kernels on the same shapes, so one step warms them all (7× less warm-up time)
+            run_nfe(self.model, static, ts[:2], steps[:1], cfg_strength, runner=runner)
+        side.synchronize()  # a CPU wait on this thread only: the engine's stream never queues behind a warm-up
+        with self._lock:
+            if self._pool is None:
+                self._pool = torch.cuda.graph_pool_handle()
         graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph, pool=self._pool):
-            output = run_nfe(self.model, static, ts, steps, cfg_strength)
+        with torch.cuda.graph(graph, pool=self._pool, capture_error_mode="thread_local"):
+            output = run_nfe(self.model, static, ts, steps, cfg_strength, runner=runner)
         self.captures += 1
         return _Captured(inputs=static, graph=graph, output=output)
 
@@ -233,4 +343,20 @@ def _to_device(inp: BatchInputs, device: torch.device) -> BatchInputs:
         text=inp.text.to(device),
         seq_lens=inp.seq_lens.to(device),
         ref_lens=inp.ref_lens.to(device),
+    )
+
+
+def dummy_inputs(rows: int, frames: int, mel_dim: int) -> BatchInputs:
+    """Plausible CPU inputs of one bucket for capturing it (every replay copies real inputs in first)."""
+    gen = torch.Generator(device="cpu")
+    gen.manual_seed(rows * 100_003 + frames)
+    ref = max(1, frames // 2)
+    cond = torch.zeros(rows, frames, mel_dim)
+    cond[:, :ref] = torch.randn(rows, ref, mel_dim, generator=gen)
+    return BatchInputs(
+        x0=torch.randn(rows, frames, mel_dim, generator=gen),
+        cond=cond,
+        text=torch.randint(0, 32, (rows, frames), generator=gen),
+        seq_lens=torch.full((rows,), frames, dtype=torch.long),
+        ref_lens=torch.full((rows,), ref, dtype=torch.long),
     )

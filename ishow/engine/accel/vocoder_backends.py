@@ -9,6 +9,10 @@
 
 ``select_vocoder("auto", ...)`` picks tensorrt → torch-compile (with ``compile``) → torch-graph → torch and logs
 its choice and why.
+
+:class:`TorchVocoder` has the same two capture modes as :class:`ishow.engine.accel.graphs.GraphSampler`: capture a
+missing bucket on first use (``capture_on_miss``), or only from the warm-up thread
+(:meth:`TorchVocoder.capture_bucket`), serving a batch whose bucket is not ready on a ready larger bucket or eagerly.
 """
 
 from __future__ import annotations
@@ -16,6 +20,8 @@ from __future__ import annotations
 import collections
 import logging
 import tempfile
+import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +31,7 @@ import torch
 from torch import Tensor
 
 from ishow.config.choices import VOCODER_BACKENDS
+from ishow.engine.accel.bucket_plan import BATCH_BUCKETS, MAX_PAD_FACTOR, Bucket, cover_bucket
 from ishow.engine.accel.mels import pad_mels
 from ishow.engine.f5.vocos import Vocos
 from ishow.errors import ConfigError, IshowError, ModelLoadError
@@ -42,8 +49,8 @@ class VocoderBackend(Protocol):
 
 @dataclass(frozen=True)
 class VocoderBuckets:
-    batch_sizes: tuple[int, ...] = (1, 2, 4, 8, 16)
-    frame_multiple: int = 64
+    batch_sizes: tuple[int, ...] = BATCH_BUCKETS
+    frame_multiple: int = 128  # 1.4 s of audio; padding costs little here (256 frames: ~0.35 ms on an H200)
     max_frames: int = 2048
 
     def bucket(self, n_rows: int, n_frames: int) -> tuple[int, int] | None:
@@ -75,8 +82,14 @@ class TorchVocoder:
         max_graphs: int = 16,
         half: bool = False,
         compile: bool = False,
+        capture_on_miss: bool = True,
     ) -> None:
         self.vocos = vocos.eval()
+        self.capture_on_miss = capture_on_miss
+        self._lock = threading.RLock()  # the graph table: captured on the warm-up thread, replayed on the engine's
+        self._misses: collections.OrderedDict[Bucket, None] = collections.OrderedDict()
+        self.capture_log: list[dict[str, object]] = []
+        self.padded_runs = 0
         self.device = vocos.backbone.embed.weight.device
         cuda = self.device.type == "cuda"
         self.use_graphs = use_graphs and cuda
@@ -88,6 +101,7 @@ class TorchVocoder:
         self.hop = vocos.config.head_hop_length
         self._graphs: collections.OrderedDict[tuple[int, int], _VocGraph] = collections.OrderedDict()
         self._pool: Any = None
+        self._side: Any = None  # the warm-up stream (see _warm_stream)
         self._fast: Any = None  # FastVocos, built on first use
         self._fast_compiled: Any = None
         self.name = ""
@@ -124,6 +138,8 @@ class TorchVocoder:
             return []
         lens = [int(m.shape[0]) for m in mels]
         bucket = self.buckets.bucket(len(mels), max(lens)) if self.use_graphs else None
+        if bucket is not None and not self.capture_on_miss:
+            bucket = self._ready_cover(bucket)
         if bucket is None:
             mel, mask = pad_mels(mels, len(mels), max(lens), self.device)
             half = self.half
@@ -132,15 +148,66 @@ class TorchVocoder:
             wave = self._replay(bucket, mels, lens)
         return [wave[i, : (t - 1) * self.hop].clone() for i, t in enumerate(lens)]
 
+    def ready_buckets(self) -> list[Bucket]:
+        with self._lock:
+            return list(self._graphs)
+
+    def take_misses(self) -> list[Bucket]:
+        with self._lock:
+            out = list(self._misses)
+            self._misses.clear()
+        return out
+
+    @property
+    def full(self) -> bool:
+        with self._lock:
+            return len(self._graphs) >= self.max_graphs
+
+    @torch.inference_mode()
+    def capture_bucket(self, bucket: Bucket) -> dict[str, object]:
+        """Capture ``bucket`` now (warm-up thread) unless ready, the cache is full or graphs are off."""
+        with self._lock:
+            if bucket in self._graphs or len(self._graphs) >= self.max_graphs or not self.use_graphs:
+                return {"skipped": True}
+        cuda = self.device.type == "cuda"
+        mem0 = torch.cuda.memory_reserved(self.device) if cuda else 0
+        t0 = time.perf_counter()
+        entry = self._capture(bucket)
+        info: dict[str, object] = {
+            "bucket": list(bucket),
+            "seconds": round(time.perf_counter() - t0, 3),
+            "reserved_mb": round((torch.cuda.memory_reserved(self.device) - mem0) / 2**20, 1) if cuda else 0.0,
+        }
+        with self._lock:
+            self._graphs[bucket] = entry
+            self._misses.pop(bucket, None)
+            self.capture_log.append(info)
+        return info
+
+    def _ready_cover(self, bucket: Bucket) -> Bucket | None:
+        with self._lock:
+            if bucket in self._graphs:
+                return bucket
+            self._misses[bucket] = None
+            while len(self._misses) > 64:
+                self._misses.popitem(last=False)
+            ready = list(self._graphs)
+        use = cover_bucket(bucket, ready, MAX_PAD_FACTOR)
+        if use is not None:
+            self.padded_runs += 1
+        return use
+
     def _replay(self, bucket: tuple[int, int], mels: Sequence[Tensor], lens: list[int]) -> Tensor:
-        entry = self._graphs.get(bucket)
+        with self._lock:
+            entry = self._graphs.get(bucket)
+            if entry is not None and self.capture_on_miss:
+                self._graphs.move_to_end(bucket)
         if entry is None:
             entry = self._capture(bucket)
-            self._graphs[bucket] = entry
-            while len(self._graphs) > self.max_graphs:
-                self._graphs.popitem(last=False)
-        else:
-            self._graphs.move_to_end(bucket)
+            with self._lock:
+                self._graphs[bucket] = entry
+                while len(self._graphs) > self.max_graphs:
+                    self._graphs.popitem(last=False)
         # write straight into the static buffers: one copy per item plus the lengths (padding is masked in-graph)
         rows = bucket[0]
         entry.lens.copy_(torch.tensor(lens + [1] * (rows - len(lens)), dtype=torch.long), non_blocking=True)
@@ -148,6 +215,14 @@ class TorchVocoder:
             entry.mel[i, :, : lens[i]].copy_(m.transpose(0, 1), non_blocking=True)
         entry.graph.replay()
         return entry.out
+
+    def _warm_stream(self) -> Any:
+        """ONE side stream for every warm-up run: each new stream gets its own cuBLAS workspace (~32 MiB on
+        Hopper), and the pool hands out up to 32 of them. Captures use torch's one default capture stream."""
+        with self._lock:
+            if self._side is None:
+                self._side = torch.cuda.Stream(self.device)  # type: ignore[no-untyped-call]
+            return self._side
 
     def _capture(self, bucket: tuple[int, int]) -> _VocGraph:
         if self.compile:
@@ -165,16 +240,17 @@ class TorchVocoder:
         n_mels = self.vocos.config.input_channels
         mel = torch.zeros(rows, n_mels, frames, device=self.device)
         lens = torch.full((rows,), frames, dtype=torch.long, device=self.device)
-        side = torch.cuda.Stream(self.device)  # type: ignore[no-untyped-call]
+        side = self._warm_stream()
         side.wait_stream(torch.cuda.current_stream(self.device))
         with torch.cuda.stream(side):  # compile / autotune / cuDNN handles outside the capture
             for _ in range(2):
                 self._forward(mel, lens, compile)
-        torch.cuda.current_stream(self.device).wait_stream(side)
-        if self._pool is None:
-            self._pool = torch.cuda.graph_pool_handle()
+        side.synchronize()  # a CPU wait on this thread only: the engine's stream never queues behind a warm-up
+        with self._lock:
+            if self._pool is None:
+                self._pool = torch.cuda.graph_pool_handle()
         graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph, pool=self._pool):
+        with torch.cuda.graph(graph, pool=self._pool, capture_error_mode="thread_local"):
             out = self._forward(mel, lens, compile)
         return _VocGraph(mel=mel, lens=lens, graph=graph, out=out)
 

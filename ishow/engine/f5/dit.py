@@ -433,6 +433,7 @@ class DiT(nn.Module):
         mask: Tensor | None,
         rope: Tensor | None = None,
         bias: Tensor | None = None,
+        runner: Callable[[Tensor, tuple[Modulation, ...], Tensor | None, Tensor], Tensor] | None = None,
     ) -> Tensor:
         """Predict the flow.
 
@@ -454,8 +455,9 @@ class DiT(nn.Module):
         if bias is None and mask is not None:
             bias = key_padding_bias(mask, x.dtype)
         h = self.input_embed(x, cond, text_embed, mask)
-        if self.block_runner is not None:
-            h = self.block_runner(h, mods, bias, rope)
+        runner = runner if runner is not None else self.block_runner
+        if runner is not None:
+            h = runner(h, mods, bias, rope)
         else:
             for block, mod in zip(self.transformer_blocks, mods, strict=True):
                 h = block(h, mod, bias, rope)

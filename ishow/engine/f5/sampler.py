@@ -12,6 +12,7 @@ import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -143,11 +144,13 @@ def run_nfe(
     steps: Sequence[StepConditioning],
     cfg_strength: float,
     masked: bool = True,
+    runner: Any = None,
 ) -> Tensor:
     """The whole NFE loop on device tensors: text embedding once, then Euler steps → [B, N, M] fp32 with the
     reference frames restored and padding zeroed. No host synchronisation: CUDA graphs capture it whole.
 
-    ``masked=False`` (only valid when no row is padded) runs the unmasked fast kernels."""
+    ``masked=False`` (only valid when no row is padded) runs the unmasked fast kernels. ``runner`` (optional)
+    runs the transformer blocks instead of the model's own (see ``DiT.forward``)."""
     dtype = model.proj_out.weight.dtype
     _b, n = inp.shape
     frames = torch.arange(n, device=inp.x0.device)
@@ -169,7 +172,7 @@ def run_nfe(
         xm = x.to(dtype)
         if use_cfg:
             xm = torch.cat([xm, xm])
-        pred = model(xm, cond_m, te, step, fwd_mask, rope=rope, bias=bias).float()
+        pred = model(xm, cond_m, te, step, fwd_mask, rope=rope, bias=bias, runner=runner).float()
         if use_cfg:
             pos, neg = pred.chunk(2, dim=0)
             pred = torch.lerp(neg, pos, 1.0 + cfg_strength)  # pos + (pos − neg)·cfg

@@ -7,6 +7,7 @@ unusable reply raises ``ApiError`` (a ``RemoteError``) or ``ProtocolError`` sayi
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import secrets
 import urllib.parse
@@ -113,13 +114,22 @@ def parse_room(room: str | int) -> int:
     return int(m.group(1))
 
 
+def reply_json(body: bytes, what: str) -> object:
+    """An HTTP reply body as JSON; bad UTF-8, bad JSON, 4300+-digit numbers and absurd nesting → ProtocolError."""
+    try:
+        reply: object = json.loads(body)
+    except (ValueError, RecursionError) as e:
+        raise ProtocolError(f"{what}: expected a JSON body, got {body[:120]!r}") from e
+    return reply
+
+
 def check(reply: object, what: str, *, allow: tuple[int, ...] = ()) -> dict[str, Any]:
     """The ``data`` object of a ``{"code": 0, "data": ...}`` reply."""
     o = f.obj(reply, what)
     code = f.integer(o.get("code"), f"{what}.code")
     if code != 0 and code not in allow:
         msg = o.get("message", o.get("msg", ""))
-        raise ApiError(what, code, msg if isinstance(msg, str) else repr(msg)[:80])
+        raise ApiError(what, code, msg if isinstance(msg, str) else f.show(msg))
     return f.obj(o.get("data"), f"{what}.data")
 
 

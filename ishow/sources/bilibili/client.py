@@ -7,7 +7,6 @@ danmaku token are secrets: they never reach a log line (``api.mask`` shows their
 from __future__ import annotations
 
 import asyncio
-import json
 import random
 import time
 from collections.abc import Callable
@@ -45,11 +44,7 @@ async def get_json(http: aiohttp.ClientSession, url: str, what: str, timeout_s: 
         body = await r.read()
         if r.status != 200:
             raise RemoteError(f"{what}: HTTP {r.status} from {r.url.host}; body {body[:120]!r}")
-    try:
-        reply: object = json.loads(body)
-    except ValueError as e:
-        raise ProtocolError(f"{what}: expected a JSON body, got {body[:120]!r}") from e
-    return reply
+    return api.reply_json(body, what)
 
 
 class BilibiliSource(Source, PacketDelivery):

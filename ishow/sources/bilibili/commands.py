@@ -271,7 +271,7 @@ def decode_command(
     """
     cmd_raw = o.get("cmd")
     if not isinstance(cmd_raw, str):
-        raise ProtocolError(f"command has cmd {cmd_raw!r}; expected a string")
+        raise ProtocolError(f"command has cmd {f.show(cmd_raw)}; expected a string")
     cmd = cmd_raw.split(":", 1)[0]  # "DANMU_MSG:4:0:2:2:2:0" → "DANMU_MSG"
     try:
         if cmd == "DANMU_MSG":

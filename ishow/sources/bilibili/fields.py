@@ -2,15 +2,25 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 from typing import Any
 
 from ishow.errors import ProtocolError
 
+INT_MIN, INT_MAX = -(2**63), 2**64 - 1  # what the platform's int64/uint64 fields can hold
 
-def _show(v: object) -> str:
-    text = repr(v)
+
+def show(v: object) -> str:
+    """A short repr for error messages; never raises (absurdly nested values are only named)."""
+    try:
+        text = repr(v) if not isinstance(v, int) or abs(v) < 10**60 else f"<{v.bit_length()}-bit integer>"
+    except (RecursionError, ValueError):
+        return f"<deeply nested {type(v).__name__}>"
     return text if len(text) <= 80 else text[:77] + "..."
+
+
+_show = show
 
 
 def obj(v: object, path: str) -> dict[str, Any]:
@@ -41,18 +51,21 @@ def text(v: object, path: str, default: str | None = None) -> str:
 
 
 def integer(v: object, path: str, default: int | None = None) -> int:
-    """An integer; integral floats and decimal strings are accepted."""
+    """An integer in the 64-bit range; integral floats and decimal strings are accepted."""
+    out: int | None = None
     if isinstance(v, bool):
-        return int(v)
-    if isinstance(v, int):
-        return v
-    if isinstance(v, float) and math.isfinite(v):
-        return int(v)
-    if isinstance(v, str):
-        try:
-            return int(v.strip())
-        except ValueError:
-            pass
+        out = int(v)
+    elif isinstance(v, int):
+        out = v
+    elif isinstance(v, float) and math.isfinite(v):
+        out = int(v)
+    elif isinstance(v, str) and len(v) <= 40:  # longer digit strings are no 64-bit number (and slow to convert)
+        with contextlib.suppress(ValueError):
+            out = int(v.strip())
+    if out is not None:
+        if not INT_MIN <= out <= INT_MAX:
+            raise ProtocolError(f"{path}: expected a 64-bit integer, got {type(v).__name__} {_show(v)}")
+        return out
     if v is None and default is not None:
         return default
     raise ProtocolError(f"{path}: expected an integer, got {type(v).__name__} {_show(v)}")
@@ -60,10 +73,10 @@ def integer(v: object, path: str, default: int | None = None) -> int:
 
 def number(v: object, path: str, default: float | None = None) -> float:
     if isinstance(v, int | float) and not isinstance(v, bool):
-        f = float(v)
+        f = float(v) if isinstance(v, float) or INT_MIN <= v <= INT_MAX else math.inf  # a huge int: no float
         if math.isfinite(f):
             return f
-    if isinstance(v, str):
+    if isinstance(v, str) and len(v) <= 400:
         try:
             f = float(v.strip())
         except ValueError:

@@ -7,7 +7,6 @@ secret, the 身份码 and the websocket ``auth_body`` are secrets: logs never sh
 from __future__ import annotations
 
 import asyncio
-import json
 import random
 import time
 import uuid
@@ -18,7 +17,7 @@ import aiohttp
 import structlog
 
 from ishow.config.schema import SourceConfig
-from ishow.errors import ConfigError, ProtocolError, RemoteError
+from ishow.errors import ConfigError, RemoteError
 from ishow.sources.base import Emit, Source
 from ishow.sources.bilibili import open_protocol as op
 from ishow.sources.bilibili.api import mask
@@ -120,11 +119,7 @@ class BilibiliOpenSource(Source, PacketDelivery):
             raw = await r.read()
             if r.status != 200:
                 raise RemoteError(f"open platform {path}: HTTP {r.status}; body {raw[:120]!r}")
-        try:
-            reply: object = json.loads(raw)
-            return reply
-        except ValueError as e:
-            raise ProtocolError(f"open platform {path}: expected a JSON body, got {raw[:120]!r}") from e
+        return op.reply_json(raw, path)
 
     async def _start(self, http: aiohttp.ClientSession) -> op.OpenGame:
         game = op.parse_start(await self._post(http, op.START_PATH, op.start_body(self._code, self.app_id)))

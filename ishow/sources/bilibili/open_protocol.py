@@ -99,12 +99,22 @@ class OpenGame:
         )
 
 
+def reply_json(raw: bytes, path: str) -> object:
+    """An open-platform HTTP reply body as JSON; anything else (bad UTF-8, huge or absurdly nested numbers and
+    arrays) raises ``ProtocolError`` naming the path and showing the body's start."""
+    try:
+        reply: object = json.loads(raw)
+    except (ValueError, RecursionError) as e:  # ValueError covers JSONDecodeError, bad UTF-8 and huge ints
+        raise ProtocolError(f"open platform {path}: expected a JSON body, got {raw[:120]!r}") from e
+    return reply
+
+
 def check_reply(reply: object, what: str) -> dict[str, Any]:
     o = f.obj(reply, what)
     code = f.integer(o.get("code"), f"{what}.code")
     if code != 0:
         msg = o.get("message", o.get("msg", ""))
-        raise OpenApiError(what, code, msg if isinstance(msg, str) else repr(msg)[:80])
+        raise OpenApiError(what, code, msg if isinstance(msg, str) else f.show(msg))
     data = o.get("data", {})
     return f.obj(data if data is not None else {}, f"{what}.data")
 
@@ -233,7 +243,7 @@ def decode_open_command(o: dict[str, Any], room: str = "") -> tuple[ChatEvent | 
     """Events of one open-platform command; ``None`` for an unknown cmd. Raises only ``ProtocolError``."""
     cmd = o.get("cmd")
     if not isinstance(cmd, str):
-        raise ProtocolError(f"command has cmd {cmd!r}; expected a string")
+        raise ProtocolError(f"command has cmd {f.show(cmd)}; expected a string")
     if cmd not in KNOWN_OPEN_CMDS:
         return None
     try:

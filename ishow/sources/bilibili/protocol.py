@@ -20,6 +20,7 @@ from typing import Any
 import brotli  # no stubs; used for decompress only
 
 from ishow.errors import ProtocolError
+from ishow.sources.bilibili.fields import show
 
 HEADER = struct.Struct(">IHHII")
 HEADER_LEN = HEADER.size  # 16
@@ -215,7 +216,7 @@ def auth_reply_code(packet: Packet) -> int:
         return AUTH_OK
     code = packet_json(packet).get("code")
     if not isinstance(code, int) or isinstance(code, bool):
-        raise ProtocolError(f"auth reply has code {code!r}; expected an integer")
+        raise ProtocolError(f"auth reply has code {show(code)}; expected an integer")
     return code
 
 

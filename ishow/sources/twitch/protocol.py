@@ -28,6 +28,7 @@ CAPABILITIES = "twitch.tv/tags twitch.tv/commands"
 
 _CHANNEL = re.compile(r"[a-z0-9_]{1,25}")
 _CHEER = re.compile(r"[A-Za-z0-9]*[A-Za-z](\d+)")
+MAX_DIGITS = 18  # integer tags (bits, months, tmi-sent-ts in ms) fit in int64
 _AUTH_FAILURES = ("Login authentication failed", "Improperly formatted auth", "Login unsuccessful", "Invalid NICK")
 
 SUB_NOTICES = frozenset(
@@ -156,6 +157,8 @@ def parse_emotes(tag: str, text: str, line: str = "") -> tuple[Emote, ...]:
             a, dash, b = span.partition("-")
             if not (dash and a.isdigit() and b.isdigit() and a.isascii() and b.isascii()):
                 raise ProtocolError(f"emote range {span[:40]!r} is not 'start-end': {show(line)}")
+            if len(a) > MAX_DIGITS or len(b) > MAX_DIGITS:  # past any line length (and slow to convert)
+                raise ProtocolError(f"emote range {span[:40]!r} is outside the message: {show(line)}")
             start, end = int(a), int(b)
             if not start <= end < len(text):
                 raise ProtocolError(
@@ -179,7 +182,7 @@ def strip_cheers(text: str, bits: int) -> str:
     words, left = [], bits
     for word in text.split():
         m = _CHEER.fullmatch(word)
-        if m and int(m.group(1)) <= left:
+        if m and len(m.group(1)) <= MAX_DIGITS and int(m.group(1)) <= left:  # more digits: more than any bits
             left -= int(m.group(1))
             continue
         words.append(word)
@@ -190,8 +193,10 @@ def _int_tag(msg: IrcMessage, key: str, default: int = 0) -> int:
     value = msg.tags.get(key, "")
     if not value:
         return default
-    if not (value.isascii() and value.isdigit()):
-        raise ProtocolError(f"tag {key}={value[:40]!r} is not a non-negative integer: {show(msg.raw)}")
+    if not (value.isascii() and value.isdigit()) or len(value) > MAX_DIGITS:
+        raise ProtocolError(
+            f"tag {key}={value[:40]!r} is not a non-negative integer of at most {MAX_DIGITS} digits: {show(msg.raw)}"
+        )
     return int(value)
 
 

@@ -13,7 +13,6 @@ skipped by id and the rest (those sent while we were away) are read.
 from __future__ import annotations
 
 import asyncio
-import json
 import random
 from collections import OrderedDict
 from collections.abc import Callable
@@ -163,11 +162,7 @@ class YoutubeSource(Source):
             resp.raise_for_status()
             body = await resp.read()
         self.polls += 1
-        try:
-            data = json.loads(body)
-        except (UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise ProtocolError(f"YouTube get_live_chat answered with something that is not JSON: {e}") from e
-        return p.parse_chat_response(data, room)
+        return p.parse_chat_body(body, room)
 
     def _deliver(self, chunk: p.ChatChunk, emit: Emit) -> None:
         for error in chunk.errors:

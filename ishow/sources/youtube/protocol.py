@@ -9,6 +9,7 @@ chat item does not cost the rest of its response: it is skipped and described in
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import dataclass, replace
 from typing import Any
@@ -116,7 +117,7 @@ def initial_data(html: str) -> dict[str, Any]:
         raise layout_error("ytInitialData")
     try:
         obj, _ = json.JSONDecoder().raw_decode(html, m.end())
-    except json.JSONDecodeError as e:
+    except (ValueError, RecursionError) as e:  # ValueError: JSONDecodeError or a number past 4300 digits
         raise ProtocolError(f"YouTube page layout changed: ytInitialData is not JSON ({e})") from e
     if not isinstance(obj, dict):
         raise ProtocolError(f"YouTube page layout changed: ytInitialData is a {type(obj).__name__}, not an object")
@@ -219,6 +220,8 @@ def parse_amount(text: str) -> tuple[float, str]:
         amount = float(digits)
     except ValueError as e:
         raise ProtocolError(f"purchase amount {text[:40]!r} is not a number") from e
+    if not math.isfinite(amount):  # 400 digits make inf, which would be read aloud as "inf"
+        raise ProtocolError(f"purchase amount {text[:40]!r} is too large")
     currency = _CURRENCY_SYMBOLS.get(symbol, symbol.upper() if re.fullmatch(r"[A-Za-z]{3}", symbol) else symbol)
     return amount, currency
 
@@ -275,7 +278,7 @@ def _event(
         emote_only=emote_only,
     )
     usec = renderer.get("timestampUsec")
-    if isinstance(usec, str) and usec.isascii() and usec.isdigit():
+    if isinstance(usec, str) and usec.isascii() and usec.isdigit() and len(usec) <= 18:  # µs since 1970 fit int64
         return replace(event, timestamp=int(usec) / 1e6)
     return event
 
@@ -374,7 +377,12 @@ def parse_chat_response(obj: Any, room: str) -> ChatChunk:
         )
     token: str | None = None
     timeout_ms: int | None = None
-    for cont in chat.get("continuations") or ():
+    continuations = chat.get("continuations") or []
+    if not isinstance(continuations, list):
+        raise ProtocolError(
+            f"YouTube liveChatContinuation.continuations is a {type(continuations).__name__}, not a list"
+        )
+    for cont in continuations:
         data = next((cont[k] for k in _CONTINUATION_KINDS if isinstance(cont, dict) and k in cont), None)
         if isinstance(data, dict) and isinstance(data.get("continuation"), str):
             token = data["continuation"]
@@ -397,3 +405,12 @@ def parse_chat_response(obj: Any, room: str) -> ChatChunk:
         if event is not None:
             items.append(event)
     return ChatChunk(tuple(items), token, timeout_ms, tuple(errors))
+
+
+def parse_chat_body(body: bytes, room: str) -> ChatChunk:
+    """A get_live_chat HTTP response body → ChatChunk; a body that is not JSON raises ProtocolError."""
+    try:
+        data = json.loads(body)
+    except (ValueError, RecursionError) as e:  # ValueError covers JSONDecodeError, bad UTF-8 and huge ints
+        raise ProtocolError(f"YouTube get_live_chat answered with something that is not JSON: {e}") from e
+    return parse_chat_response(data, room)

@@ -1,0 +1,108 @@
+"""Which (rows, frames) buckets to capture ahead of chat, in what order, and which ready bucket serves a batch.
+
+Pure policy, no torch: :mod:`ishow.engine.accel.graphs` and :mod:`ishow.engine.accel.vocoder_backends` ask
+:func:`cover_bucket` on every batch (nothing is ever captured on a message's path once the engine runs with a
+background warmer), and :class:`ishow.engine.f5_engine.F5Engine` builds its warm-up list with :func:`plan_buckets` from
+the frame counts the configured voices produce for typical chat.
+
+A bucket is ``(rows, frames)``: a batch of ``b`` items of up to ``n`` frames fits a bucket with ``rows >= b`` and
+``frames >= n`` (masks make the padding exact).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+
+Bucket = tuple[int, int]
+
+# The batch sizes captured as CUDA graphs (DiT and vocoder). ``batch.max_items`` may not exceed the largest: a
+# bigger batch would silently run eagerly (config validation refuses it).
+BATCH_BUCKETS: tuple[int, ...] = (1, 2, 4, 8, 16)
+MAX_BATCH_BUCKET = max(BATCH_BUCKETS)
+
+# A ready bucket serves a batch only when it costs at most this many times the batch's own bucket (rows × frames):
+# batch 1 on a batch-2 graph, or 640 frames on a 1024-frame graph, is still faster than the eager path (about 4×
+# slower than a graph at batch 1 on an H100/H200); batch 1 on a batch-16 graph is not.
+MAX_PAD_FACTOR = 4.0
+
+
+def cover_bucket(need: Bucket, ready: Iterable[Bucket], max_pad: float = MAX_PAD_FACTOR) -> Bucket | None:
+    """The ready bucket that serves a batch whose own bucket is ``need``: ``need`` itself when ready, else the
+    smallest ready bucket (by rows × frames, then fewer rows) with at least its rows and frames and at most
+    ``max_pad`` times its area; None when none qualifies (the caller runs eagerly)."""
+    rows, frames = need
+    best: Bucket | None = None
+    for r, f in ready:
+        if r < rows or f < frames or r * f > max_pad * rows * frames:
+            continue
+        if best is None or (r * f, r) < (best[0] * best[1], best[0]):
+            best = (r, f)
+    return best
+
+
+def plan_buckets(
+    lengths: Sequence[int],
+    row_sizes: Sequence[int],
+    frames_of: Callable[[int], int | None],
+    coarse: int,
+) -> list[Bucket]:
+    """:func:`plan_stages`, essential then refinement, as one list."""
+    essential, refine = plan_stages(lengths, row_sizes, frames_of, coarse)
+    return essential + refine
+
+
+def plan_stages(
+    lengths: Sequence[int],
+    row_sizes: Sequence[int],
+    frames_of: Callable[[int], int | None],
+    coarse: int,
+) -> tuple[list[Bucket], list[Bucket]]:
+    """Buckets to capture, most useful first, without duplicates.
+
+    ``lengths``: frame counts of likely messages, most likely first (all configured voices interleaved);
+    ``row_sizes``: the batch sizes the daemon can form (1 and the bucket sizes up to ``batch.max_items``);
+    ``frames_of``: a length's frame bucket (None when too long for any bucket); ``coarse``: the frame step used
+    for batches of more than one row (coarser: fewer captures, the padding is shared by the whole batch).
+
+    Order: (1) batch 1 at every frame bucket, in the order the lengths come; (2) every larger batch size, largest
+    first, at the largest planned frames (so a burst has a graph as soon as possible, padding shorter messages);
+    (3) the remaining coarse frame buckets of the larger batch sizes, smallest batch first.
+    (1) and (2) are essential: with them every planned batch has a graph (its own, or a larger one within
+    ``MAX_PAD_FACTOR``); (3) refines (less padding). Returns (essential, refinement).
+    """
+    fine: list[int] = []
+    for n in lengths:
+        f = frames_of(n)
+        if f is not None and f not in fine:
+            fine.append(f)
+    if not fine:
+        return [], []
+    plan: list[Bucket] = []
+    if 1 in row_sizes:
+        plan.extend((1, f) for f in fine)
+    multi = sorted({r for r in row_sizes if r > 1})
+    coarse_frames: list[int] = []
+    for f in fine:
+        c = -(-f // coarse) * coarse
+        c = c if frames_of(c) == c else f  # past the last bucket: keep the fine one
+        if c not in coarse_frames:
+            coarse_frames.append(c)
+    top = max(coarse_frames)
+    plan.extend((r, top) for r in reversed(multi))
+    for r in multi:
+        plan.extend((r, c) for c in coarse_frames if c != top)
+    n_essential = len(plan) - sum(len(coarse_frames) - 1 for _ in multi)
+    unique: list[Bucket] = []
+    cut = 0
+    for i, b in enumerate(plan):
+        if b not in unique:
+            unique.append(b)
+        if i + 1 == n_essential:
+            cut = len(unique)
+    return unique[:cut], unique[cut:]
+
+
+def likely_lengths(shortest: int, longest: int, step: int) -> list[int]:
+    """Message sizes (e.g. UTF-8 bytes) from ``shortest`` to ``longest``, most likely first: chat is mostly short,
+    so ascending."""
+    return list(range(shortest, longest + 1, max(1, step)))

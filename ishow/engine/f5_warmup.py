@@ -1,0 +1,202 @@
+"""The F5 engine's warm-up plan: which DiT and vocoder buckets to capture after load, most likely first.
+
+Lengths come from the configured voices and the duration rule (:func:`ishow.engine.f5.duration.generated_frames`)
+for chat of ``MIN_GEN_BYTES`` to ``WARM_MAX_BYTES`` UTF-8 bytes; batch sizes from ``batch.max_items``. Each task
+captures one bucket on the warm-up thread (:mod:`ishow.engine.accel.warmer`); the engine thread never captures once
+the plan is installed. Also: the compile cache (inductor/triton kernels under ``engine.compile_cache``), so a
+restart skips the kernel compilation.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ishow.config.voice import VoiceSpec
+from ishow.engine.accel.bucket_plan import BATCH_BUCKETS, Bucket, likely_lengths, plan_stages
+from ishow.engine.accel.warmer import WarmupTask
+from ishow.errors import IshowError
+
+if TYPE_CHECKING:
+    from ishow.engine.f5.sampler import SamplerConfig
+    from ishow.engine.f5_engine import F5Engine
+
+log = logging.getLogger(__name__)
+
+# Chat up to this many UTF-8 bytes (40 CJK characters, ~120 Latin ones) gets its own graphs ahead of time; longer
+# messages run padded on the largest ready bucket, or eagerly, and their bucket is captured on demand.
+WARM_MAX_BYTES = 120
+WARM_STEP_BYTES = 3  # one CJK character
+# Graph-cache headroom beyond the plan, for buckets captured on demand (other nfe_step values, long messages).
+DEMAND_GRAPHS = 16
+
+
+def row_sizes(max_batch: int) -> list[int]:
+    """Batch buckets the daemon can form with ``batch.max_items = max_batch``: up to the bucket holding it."""
+    top = next((b for b in BATCH_BUCKETS if b >= max_batch), BATCH_BUCKETS[-1])
+    return [b for b in BATCH_BUCKETS if b <= top]
+
+
+def use_compile_cache(cache: Path) -> None:
+    """Point inductor's and triton's caches at ``cache`` (unless the environment already chose), and load saved
+    torch.compiler cache artifacts; a restart then loads compiled kernels instead of compiling them."""
+    try:
+        cache.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        log.warning("compile cache %s is not writable (%s); compiling from scratch", cache, e)
+        return
+    os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(cache / "inductor"))
+    os.environ.setdefault("TRITON_CACHE_DIR", str(cache / "triton"))
+    artifacts = cache / "artifacts.bin"
+    if artifacts.is_file():
+        try:
+            import torch.compiler
+
+            torch.compiler.load_cache_artifacts(artifacts.read_bytes())
+        except Exception as e:  # noqa: BLE001 - a stale or foreign cache only costs a compile
+            log.warning("compile cache artifacts %s not loaded (%s: %s)", artifacts, type(e).__name__, e)
+
+
+def after_warmup(cache: Path | None) -> None:
+    """On the warm-up thread once the plan is done: return the warm-up runs' cached blocks (the graphs keep their
+    own pools), log the memory, save the compile cache (``cache`` None: compile off)."""
+    import json
+
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+        mem = {
+            "allocated_mb": round(torch.cuda.memory_allocated() / 2**20),
+            "reserved_mb": round(torch.cuda.memory_reserved() / 2**20),
+            "max_allocated_mb": round(torch.cuda.max_memory_allocated() / 2**20),
+        }
+        log.info("warm-up memory %s", json.dumps(mem))
+    if cache is not None:
+        save_compile_cache(cache)
+
+
+def save_compile_cache(cache: Path) -> None:
+    """Save torch.compiler's cache artifacts (after the warm-up compiled everything)."""
+    try:
+        import torch.compiler
+
+        got = torch.compiler.save_cache_artifacts()
+        if got is not None:
+            tmp = cache / "artifacts.bin.tmp"
+            tmp.write_bytes(got[0])
+            tmp.replace(cache / "artifacts.bin")
+    except Exception as e:  # noqa: BLE001 - the cache is an optimisation
+        log.warning("compile cache artifacts not saved (%s: %s)", type(e).__name__, e)
+
+
+Stages = tuple[list[Bucket], list[Bucket]]
+
+
+def plan(engine: F5Engine, voices: Sequence[VoiceSpec], max_batch: int) -> tuple[Stages, Stages]:
+    """((essential, refinement) DiT buckets, the same for the vocoder) for ``voices`` and batches up to
+    ``max_batch``."""
+    from ishow.engine.accel.graphs import GraphSampler
+    from ishow.engine.accel.vocoder_backends import TorchVocoder
+    from ishow.engine.f5.duration import MIN_GEN_BYTES, generated_frames, utf8_len
+
+    dit_lengths: list[int] = []
+    voc_lengths: list[int] = []
+    prepared = []
+    for v in voices:
+        try:
+            prepared.append((engine.prepared(v), v.speed * engine.config.speed))
+        except IshowError:
+            continue  # logged by the worker; its messages use the fallback
+    for gen_bytes in likely_lengths(MIN_GEN_BYTES, WARM_MAX_BYTES, WARM_STEP_BYTES):
+        for pv, speed in prepared:
+            gen = generated_frames(pv.frames, utf8_len(pv.ref_text), gen_bytes, speed)
+            dit_lengths.append(pv.frames + gen)
+            voc_lengths.append(gen)
+    rows = row_sizes(max_batch)
+    dit: Stages = ([], [])
+    voc: Stages = ([], [])
+    sampler = engine.sampler
+    if isinstance(sampler, GraphSampler) and sampler.use_graphs:
+        b = sampler.buckets
+        dit = plan_stages(dit_lengths, rows, b.frames, 2 * b.frame_multiple)
+    vb = engine.vocoder_backend
+    if isinstance(vb, TorchVocoder) and vb.use_graphs:
+        vbk = vb.buckets
+
+        def voc_frames(n: int) -> int | None:
+            got = vbk.bucket(1, n)
+            return None if got is None else got[1]
+
+        # the vocoder is cheap (256 frames: ~0.35 ms), so batches of 2..max share the largest batch's graphs
+        # (cover_bucket pads up to 4× the area): half the vocoder captures, a faster "ready"
+        voc = plan_stages(voc_lengths, [r for r in rows if r == 1 or r == rows[-1]], voc_frames, 2 * vbk.frame_multiple)
+    return dit, voc
+
+
+def warmup_tasks(engine: F5Engine, voices: Sequence[VoiceSpec], max_batch: int) -> list[WarmupTask]:
+    """Switch the engine to background capture and return the capture tasks (vocoder buckets after the DiT bucket
+    of the same rank, so a batch-1 message has both halves of its path early)."""
+    from ishow.engine.accel.graphs import GraphSampler
+    from ishow.engine.accel.vocoder_backends import TorchVocoder
+    from ishow.engine.f5.sampler import SamplerConfig
+
+    dit, voc = plan(engine, voices, max_batch)
+    sampler, vb = engine.sampler, engine.vocoder_backend
+    config = SamplerConfig(
+        nfe_step=engine.config.nfe_step, cfg_strength=engine.config.cfg_strength, sway_coef=engine.config.sway_coef
+    )
+    tasks: list[WarmupTask] = []
+    n_dit, n_voc = len(dit[0]) + len(dit[1]), len(voc[0]) + len(voc[1])
+    if isinstance(sampler, GraphSampler) and n_dit:
+        sampler.capture_on_miss = False
+        sampler.max_graphs = max(sampler.max_graphs, n_dit + DEMAND_GRAPHS)
+    if isinstance(vb, TorchVocoder) and n_voc:
+        vb.capture_on_miss = False
+        vb.max_graphs = max(vb.max_graphs, n_voc + DEMAND_GRAPHS)
+    for stage, essential in ((0, True), (1, False)):
+        d, v = dit[stage], voc[stage]
+        for i in range(max(len(d), len(v))):
+            if i < len(d) and isinstance(sampler, GraphSampler):
+                tasks.append(_dit_task(sampler, d[i], config, essential))
+            if i < len(v) and isinstance(vb, TorchVocoder):
+                tasks.append(_voc_task(vb, v[i], essential))
+    return tasks
+
+
+def demand_tasks(engine: F5Engine) -> list[WarmupTask]:
+    """Capture tasks for buckets that batches missed, while the caches have room."""
+    from ishow.engine.accel.graphs import GraphSampler
+    from ishow.engine.accel.vocoder_backends import TorchVocoder
+
+    tasks: list[WarmupTask] = []
+    sampler, vb = engine.sampler, engine.vocoder_backend
+    if isinstance(sampler, GraphSampler) and not sampler.capture_on_miss:
+        for bucket, config in sampler.take_misses():
+            if not sampler.full:
+                tasks.append(_dit_task(sampler, bucket, config))
+    if isinstance(vb, TorchVocoder) and not vb.capture_on_miss:
+        for bucket in vb.take_misses():
+            if not vb.full:
+                tasks.append(_voc_task(vb, bucket))
+    return tasks
+
+
+def _dit_task(sampler: object, bucket: Bucket, config: SamplerConfig, essential: bool = True) -> WarmupTask:
+    from ishow.engine.accel.graphs import GraphSampler
+
+    assert isinstance(sampler, GraphSampler)
+    s = sampler
+    label = f"dit {bucket[0]}x{bucket[1]} nfe{config.nfe_step}"
+    return WarmupTask(label, lambda: s.capture_bucket(bucket, config), essential)
+
+
+def _voc_task(vb: object, bucket: Bucket, essential: bool = True) -> WarmupTask:
+    from ishow.engine.accel.vocoder_backends import TorchVocoder
+
+    assert isinstance(vb, TorchVocoder)
+    v = vb
+    return WarmupTask(f"vocoder {bucket[0]}x{bucket[1]}", lambda: v.capture_bucket(bucket), essential)

@@ -1,0 +1,324 @@
+"""Background bucket warm-up: the plan, the choice of a ready bucket, and that a batch never waits for a capture.
+
+The real CUDA capture runs on the GPU machine (``ishow bench --e2e``, tools/gpu_session.sh); here the capture is
+replaced by an eager "graph" (same static buffers, replay = run the NFE loop into the static output), so the
+scheduling code paths are the real ones on CPU.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import torch
+
+from ishow.engine.accel.bucket_plan import cover_bucket, likely_lengths, plan_buckets, plan_stages
+from ishow.engine.accel.graphs import Buckets, GraphSampler, _Captured
+from ishow.engine.accel.warmer import BucketWarmer, WarmupTask
+from ishow.engine.f5.checkpoint import randomize_
+from ishow.engine.f5.dit import TINY, DiT, StepConditioning
+from ishow.engine.f5.sampler import BatchInputs, SampleItem, run_nfe, sample
+from ishow.engine.f5_warmup import row_sizes
+
+# -- pure policy ----------------------------------------------------------------------------------------------
+
+
+def test_cover_bucket_prefers_exact_then_smallest_larger_within_pad_limit() -> None:
+    ready = [(1, 768), (2, 1024), (16, 1024), (1, 1280)]
+    assert cover_bucket((1, 768), ready) == (1, 768)
+    assert cover_bucket((1, 640), ready) == (1, 768)
+    assert cover_bucket((1, 896), ready) == (1, 1280)  # 1280 < 2048 area of (2, 1024)
+    assert cover_bucket((2, 512), ready) == (2, 1024)
+    assert cover_bucket((1, 256), ready) == (1, 768)  # 3× the area
+    assert cover_bucket((1, 256), ready, max_pad=2.0) is None
+    assert cover_bucket((4, 1024), ready) == (16, 1024)  # 4× the area: allowed
+    assert cover_bucket((2, 1024), [(16, 1024)]) is None  # 8×: eager is cheaper
+    assert cover_bucket((1, 2048), ready) is None  # nothing long enough
+    assert cover_bucket((1, 128), []) is None
+
+
+def test_plan_batch1_first_in_arrival_order_then_bursts_at_the_top_then_the_rest() -> None:
+    def frames(n: int) -> int | None:
+        f = -(-n // 128) * 128
+        return f if f <= 1024 else None
+
+    lengths = [700, 650, 780, 900, 1000, 3000]  # 3000: too long for any bucket
+    plan = plan_buckets(lengths, [1, 2, 4, 8], frames, coarse=256)
+    assert plan[:3] == [(1, 768), (1, 896), (1, 1024)]
+    assert plan[3:6] == [(8, 1024), (4, 1024), (2, 1024)]  # largest batch first, at the top length
+    assert sorted(plan[6:]) == [(2, 768), (4, 768), (8, 768)]
+    assert len(plan) == len(set(plan))
+    assert plan_buckets([5000], [1, 2], frames, 256) == []
+    assert plan_buckets([700], [1], frames, 256) == [(1, 768)]
+
+
+def test_plan_stages_essential_covers_every_batch_refinement_the_rest() -> None:
+    def frames(n: int) -> int | None:
+        f = -(-n // 128) * 128
+        return f if f <= 1024 else None
+
+    essential, refine = plan_stages([700, 650, 780, 900, 1000], [1, 2, 4], frames, coarse=256)
+    assert essential == [(1, 768), (1, 896), (1, 1024), (4, 1024), (2, 1024)]
+    assert sorted(refine) == [(2, 768), (4, 768)]
+    # with the essential graphs alone, every batch of up to 4 planned lengths has a graph (maybe padded)
+    for rows in (1, 2, 3, 4):
+        for n in (650, 700, 780, 900, 1000):
+            need = (1 if rows == 1 else 2 if rows == 2 else 4, frames(n) or 0)
+            assert cover_bucket(need, essential) is not None, (rows, n)
+
+
+def test_row_sizes_follow_max_items() -> None:
+    assert row_sizes(1) == [1]
+    assert row_sizes(8) == [1, 2, 4, 8]
+    assert row_sizes(9) == [1, 2, 4, 8, 16]
+    assert likely_lengths(6, 12, 3) == [6, 9, 12]
+
+
+def test_max_items_cannot_exceed_the_largest_bucket() -> None:
+    from ishow.config.load import parse_config
+    from ishow.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"batch.max_items.*1–16"):
+        parse_config("[batch]\nmax_items = 17\n", Path("."))
+    assert parse_config("[batch]\nmax_items = 16\n", Path(".")).batch.max_items == 16
+
+
+# -- the warmer -----------------------------------------------------------------------------------------------
+
+
+def test_warmer_runs_plan_in_background_counts_failures_then_serves_demand() -> None:
+    release = threading.Event()
+    ran: list[str] = []
+
+    def task(name: str, fail: bool = False, gate: threading.Event | None = None) -> WarmupTask:
+        def run() -> dict[str, object]:
+            if gate is not None:
+                assert gate.wait(10)
+            ran.append(name)
+            if fail:
+                raise RuntimeError("capture failed")
+            return {"bucket": name}
+
+        return WarmupTask(name, run)
+
+    demand = [[task("d1")], []]
+    done = threading.Event()
+    w = BucketWarmer(
+        [task("a", gate=release), task("b", fail=True), task("c")],
+        demand=lambda: demand.pop(0) if demand else [],
+        poll_s=0.01,
+        on_plan_done=done.set,
+    )
+    w.start()
+    p = w.progress()
+    assert p.state == "warming" and not p.ready and p.total == 3
+    deadline = time.monotonic() + 5
+    while w.progress().current != "a" and time.monotonic() < deadline:
+        time.sleep(0.005)
+    assert w.progress().current == "a"
+    release.set()
+    assert w.wait_ready(10)
+    p = w.progress()
+    assert p.ready and p.state == "ready" and p.done == 3 and p.failed == 1
+    assert done.wait(5)
+    deadline = time.monotonic() + 5
+    while w.progress().demand_done < 1 and time.monotonic() < deadline:
+        time.sleep(0.005)
+    w.stop(5)
+    assert ran == ["a", "b", "c", "d1"]
+    assert [r.ok for r in w.records] == [True, False, True, True]
+    assert w.progress().as_dict()["ready"] is True
+
+
+def test_warmer_is_ready_after_the_essential_tasks_and_refines_after() -> None:
+    gate = threading.Event()
+    w = BucketWarmer(
+        [
+            WarmupTask("refine", lambda: {"ok": gate.wait(10)}, essential=False),
+            WarmupTask("essential", lambda: {}),
+        ]
+    )
+    w.start()
+    try:
+        assert w.wait_ready(10)  # the refinement task (listed first) runs after the essential one and blocks
+        deadline = time.monotonic() + 10
+        while w.progress().current != "refine" and time.monotonic() < deadline:
+            time.sleep(0.005)
+        p = w.progress()
+        assert p.ready and p.refining and p.current == "refine" and p.done == 1 and p.total == 2
+    finally:
+        gate.set()
+        w.stop(10)
+    p = w.progress()
+    assert p.done == 2 and not p.refining and [r.label for r in w.records] == ["essential", "refine"]
+
+
+def test_warmer_without_tasks_is_ready_and_off() -> None:
+    w = BucketWarmer([])
+    assert w.progress().state == "off" and w.progress().ready and w.wait_ready(0)
+
+
+# -- the sampler's scheduling, with an eager stand-in for the CUDA graph ---------------------------------------
+
+
+class _EagerGraph:
+    """Replays by running the NFE loop on the static inputs into the static output (what a CUDA graph does)."""
+
+    def __init__(self, fn: Callable[[], torch.Tensor], out: torch.Tensor) -> None:
+        self.fn, self.out = fn, out
+
+    def replay(self) -> None:
+        self.out.copy_(self.fn())
+
+
+class _CpuGraphSampler(GraphSampler):
+    def __init__(self, model: DiT, gate: threading.Event | None = None) -> None:
+        super().__init__(model, Buckets(frame_multiple=64, max_frames=512), capture_on_miss=False)
+        self.use_graphs = True  # the scheduling path, with eager "graphs"
+        self.gate = gate
+        self.capturing = threading.Event()
+
+    def _capture(
+        self, host: BatchInputs, ts: list[float], steps: list[StepConditioning], cfg_strength: float
+    ) -> _Captured:
+        self.capturing.set()
+        if self.gate is not None:
+            assert self.gate.wait(20)  # a capture that takes as long as the test wants
+        static = BatchInputs(**{k: getattr(host, k).clone() for k in ("x0", "cond", "text", "seq_lens", "ref_lens")})
+
+        def fn() -> torch.Tensor:
+            return run_nfe(self.model, static, ts, steps, cfg_strength)
+
+        out = fn()
+        self.captures += 1
+        return _Captured(inputs=static, graph=_EagerGraph(fn, out), output=out)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="module")
+def tiny() -> DiT:
+    model = DiT(TINY).eval()
+    randomize_(model, seed=7)
+    return model
+
+
+def items(n: int, frames: int = 90) -> list[SampleItem]:
+    gen = torch.Generator().manual_seed(n)
+    return [
+        SampleItem(torch.randn(30, 100, generator=gen) - 4, tuple(range(1, 12 + i)), frames - i * 3, seed=i)
+        for i in range(n)
+    ]
+
+
+def rel_l2(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a.double() - b.double()).norm() / b.double().norm())
+
+
+def test_nothing_ready_runs_eagerly_and_records_the_miss(tiny: DiT) -> None:
+    gs = _CpuGraphSampler(tiny)
+    got = gs.sample(items(1))
+    assert gs.eager_runs == 1 and gs.replays == 0 and gs.captures == 0
+    (bucket, config), *_ = gs.take_misses()
+    assert bucket == (1, 128) and config.nfe_step == 7
+    assert gs.take_misses() == []
+    assert rel_l2(got[0], sample(tiny, items(1))[0]) < 1e-4
+
+
+def test_ready_larger_bucket_serves_and_equals_eager(tiny: DiT) -> None:
+    gs = _CpuGraphSampler(tiny)
+    gs.capture_bucket((2, 192))
+    assert gs.ready_buckets() == [(2, 192)]
+    got = gs.sample(items(1))  # own bucket (1, 128): not ready; (2, 192) is 3× its area
+    assert gs.replays == 1 and gs.padded_runs == 1 and gs.eager_runs == 0
+    assert rel_l2(got[0], sample(tiny, items(1))[0]) < 1e-4
+    gs.capture_bucket((1, 128))
+    two = gs.sample(items(1))
+    assert gs.replays == 2 and gs.padded_runs == 1  # now its own bucket
+    assert rel_l2(two[0], got[0]) < 1e-5
+    assert gs.capture_bucket((1, 128)) == {"skipped": True}  # never twice
+    assert gs.captures == 2 and [c["bucket"] for c in gs.capture_log] == [[2, 192], [1, 128]]
+
+
+def test_a_batch_never_waits_for_a_capture_in_progress(tiny: DiT) -> None:
+    gate = threading.Event()
+    gs = _CpuGraphSampler(tiny, gate)
+    t = threading.Thread(target=gs.capture_bucket, args=((1, 128),), daemon=True)
+    t.start()
+    try:
+        assert gs.capturing.wait(10)  # the warm-up thread is inside the capture of exactly this bucket
+        done = threading.Event()
+        result: list[list[torch.Tensor]] = []
+
+        def serve() -> None:
+            result.append(gs.sample(items(1)))
+            done.set()
+
+        threading.Thread(target=serve, daemon=True).start()
+        assert done.wait(30), "sample() waited for the capture"
+        assert gs.eager_runs == 1 and gs.ready_buckets() == []
+    finally:
+        gate.set()
+        t.join(20)
+    assert gs.ready_buckets() == [(1, 128)]
+    assert rel_l2(result[0][0], gs.sample(items(1))[0]) < 1e-4
+    assert gs.replays == 1
+
+
+def test_full_cache_takes_no_more_captures(tiny: DiT) -> None:
+    gs = _CpuGraphSampler(tiny)
+    gs.max_graphs = 1
+    gs.capture_bucket((1, 128))
+    assert gs.full and gs.capture_bucket((1, 192)) == {"skipped": True}
+    assert gs.ready_buckets() == [(1, 128)]
+
+
+# -- the worker: serves while warming, reports progress ---------------------------------------------------------
+
+
+async def test_worker_serves_while_warming_and_reports_ready() -> None:
+    import asyncio
+    from collections.abc import Sequence
+
+    import numpy as np
+    import numpy.typing as npt
+
+    from ishow.config.engine import EngineConfig
+    from ishow.engine.base import Engine, SynthRequest, VoiceSpec
+    from ishow.engine.worker import EngineWorker
+
+    gate = threading.Event()
+    asked: list[int] = []
+
+    class Warming(Engine):
+        kind = "f5"
+
+        def load(self) -> None:
+            pass
+
+        def synthesize(self, requests: Sequence[SynthRequest]) -> list[npt.NDArray[np.float32]]:
+            return [np.zeros(240, dtype=np.float32) for _ in requests]
+
+        def warmup_tasks(self, voices: Sequence[VoiceSpec], max_batch: int) -> list[WarmupTask]:
+            asked.append(max_batch)
+            return [WarmupTask("slow capture", lambda: {"ok": gate.wait(20)})]
+
+    engine = Warming()
+    w = EngineWorker(EngineConfig(kind="f5", fallback="none"), (VoiceSpec(id="a"),), lambda k, c: engine, max_batch=4)
+    await asyncio.wait_for(w.start(), 10)  # start() does not wait for the warm-up
+    try:
+        assert asked == [4]
+        state = w.state()
+        assert state["ready"] is False and not w.ready
+        progress = state["warmup"]
+        assert isinstance(progress, dict)
+        assert (progress["state"], progress["ready"], progress["done"], progress["total"]) == ("warming", False, 0, 1)
+        res = await asyncio.wait_for(w.synthesize([w.request("hi", "a")]), 10)  # served during the warm-up
+        assert res[0].audio is not None
+        gate.set()
+        assert w.warmer is not None and await asyncio.to_thread(w.warmer.wait_ready, 10)
+        assert w.ready and w.state()["ready"] is True
+    finally:
+        gate.set()
+        await w.close()
