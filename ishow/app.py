@@ -18,11 +18,13 @@ from typing import Any
 import structlog
 from aiohttp import web
 
+from ishow.audio_buffer import AudioBuffer
+from ishow.audio_format import SAMPLE_RATE
 from ishow.config.schema import Config
 from ishow.daemon_controls import DaemonControls
 from ishow.engine.worker import EngineFactory, EngineWorker, default_engine_factory
 from ishow.errors import StartupError
-from ishow.events import SAMPLE_RATE, Priority
+from ishow.events import Priority
 from ishow.intake import Intake
 from ishow.ledger import Ledger
 from ishow.lifecycle import bind_problem, bound_port, has_listener, install_signal_handlers, supervise
@@ -30,7 +32,7 @@ from ishow.metrics import Metrics
 from ishow.outputs.base import Sink
 from ishow.outputs.obs import ObsHub, ObsSettings
 from ishow.pipeline import Pipeline
-from ishow.player import AudioBuffer, Player
+from ishow.player import Player
 from ishow.policy.gates import ChatGate
 from ishow.reload import ConfigWatcher, live_part, restart_needed
 from ishow.server import build_app

@@ -8,6 +8,7 @@ import dataclasses
 import sys
 from pathlib import Path
 
+from ishow.audio_format import SAMPLE_RATE
 from ishow.config.load import default_config, load_config
 from ishow.config.schema import DEFAULT_CONFIG, Config
 from ishow.errors import ConfigError, IshowError, StartupError
@@ -94,8 +95,8 @@ def cmd_say(args: argparse.Namespace) -> int:
             print(f"error: {result.error}", file=sys.stderr)
             return 1
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        sf.write(args.out, result.audio, 24000, subtype="PCM_16")
-        dur = len(result.audio) / 24000
+        sf.write(args.out, result.audio, SAMPLE_RATE, subtype="PCM_16")
+        dur = len(result.audio) / SAMPLE_RATE
         rms = float(np.sqrt(np.mean(np.square(result.audio, dtype=np.float64)))) if len(result.audio) else 0.0
         print(
             f"wrote {args.out}: {dur:.2f} s, RMS {rms:.4f}, engine {result.engine}, voice {voice}, "

@@ -13,11 +13,12 @@ from collections.abc import Callable, Sequence
 
 from aiohttp import web
 
+from ishow.audio_format import SAMPLE_RATE
 from ishow.config.schema import Config
 from ishow.control_surface import TtsOutcome
 from ishow.engine.worker import EngineWorker
 from ishow.errors import InputError
-from ishow.events import SAMPLE_RATE, Utterance
+from ishow.events import Utterance
 from ishow.intake import Intake
 from ishow.metrics import Metrics
 from ishow.outputs.base import Sink

@@ -36,6 +36,18 @@ class InputError(IshowError):
     """A request carried bad input (empty text, unknown voice, bad option)."""
 
 
+class PayloadTooLargeError(InputError):
+    """The request body is over ``server.max_body_bytes`` (HTTP 413)."""
+
+
+class UnsupportedMediaTypeError(InputError):
+    """A JSON endpoint got a body that is not ``Content-Type: application/json`` (HTTP 415)."""
+
+
+class TooManyRequestsError(InputError):
+    """Too many /api/tts requests at once (HTTP 429 with Retry-After)."""
+
+
 class UnknownVoiceError(InputError):
     def __init__(self, voice: str, known: list[str] | tuple[str, ...]) -> None:
         self.voice = voice

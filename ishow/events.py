@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
-SAMPLE_RATE = 24_000
+from ishow.audio_format import SAMPLE_RATE
 
 
 class EventKind(str, enum.Enum):

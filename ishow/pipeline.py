@@ -15,13 +15,13 @@ from collections.abc import Callable
 
 import structlog
 
+from ishow.audio_buffer import AudioBuffer
 from ishow.batcher import BatchWindow, next_batch
 from ishow.config.schema import Config
 from ishow.engine.worker import EngineWorker
 from ishow.events import Audio, Batch, Priority, Utterance
 from ishow.ledger import Ledger
 from ishow.metrics import Metrics
-from ishow.player import AudioBuffer
 from ishow.synth_stage import SynthStage
 from ishow.utterance_queue import AsyncUtteranceQueue, QueueDrop
 

@@ -26,7 +26,13 @@ from aiohttp import web
 from aiohttp.typedefs import Middleware
 
 from ishow.boundary import control_problem, loads_limited, valid_text
-from ishow.errors import InputError, LocalError
+from ishow.errors import (
+    InputError,
+    LocalError,
+    PayloadTooLargeError,
+    TooManyRequestsError,
+    UnsupportedMediaTypeError,
+)
 from ishow.metrics import CONTENT_TYPE
 from ishow.policy.compose import Dropped, pick_voice, speech_text
 from ishow.policy.filters import clean_text
@@ -45,18 +51,6 @@ TTS_SLOTS: web.AppKey[TtsSlots] = web.AppKey("tts_slots")
 # (batch, length) bucket, so clients cannot pick arbitrary ones
 API_NFE_STEPS = (4, 7, 8, 16, 32)
 TTS_RETRY_AFTER_S = 2
-
-
-class PayloadTooLargeError(InputError):
-    """The request body is over ``server.max_body_bytes`` (HTTP 413)."""
-
-
-class UnsupportedMediaTypeError(InputError):
-    """A JSON endpoint got a body that is not ``Content-Type: application/json`` (HTTP 415)."""
-
-
-class TooManyRequestsError(InputError):
-    """Too many /api/tts requests at once (HTTP 429 with Retry-After)."""
 
 
 class TtsSlots:

@@ -23,14 +23,15 @@ from dataclasses import dataclass
 import numpy as np
 import structlog
 
+from ishow.audio_buffer import AudioBuffer
+from ishow.audio_format import SAMPLE_RATE
 from ishow.engine.base import SynthRequest
 from ishow.engine.chunking import CROSSFADE_S, crossfade_join
 from ishow.engine.worker import EngineWorker, SynthResult, Waveform
 from ishow.errors import IshowError
-from ishow.events import SAMPLE_RATE, Audio, Utterance
+from ishow.events import Audio, Utterance
 from ishow.ledger import Ledger
 from ishow.metrics import Metrics
-from ishow.player import AudioBuffer
 
 log = structlog.get_logger(__name__)
 

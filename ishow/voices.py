@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ishow.audio_format import SAMPLE_RATE
 from ishow.config.load import parse_config
 from ishow.config.schema import Config
 from ishow.errors import ConfigError, VoiceError
@@ -77,7 +78,7 @@ def check_reference(path: Path) -> tuple[np.ndarray, ReferenceInfo]:
         raise VoiceError(f"{path}: no such file")
     reference_seconds(path)
     audio = load_audio(path)
-    seconds = len(audio) / 24000
+    seconds = len(audio) / SAMPLE_RATE
     rms = float(np.sqrt(np.mean(np.square(audio, dtype=np.float64)))) if len(audio) else 0.0
     peak = float(np.max(np.abs(audio))) if len(audio) else 0.0
     if not MIN_SECONDS <= seconds <= MAX_SECONDS:
@@ -112,7 +113,7 @@ def add_voice(config_path: Path, voice_id: str, wav: Path, transcript: str) -> t
     new_text = text.rstrip("\n") + "\n" + block
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp_wav = dest.with_name(dest.name + ".tmp")
-    sf.write(tmp_wav, audio, 24000, subtype="PCM_16", format="WAV")
+    sf.write(tmp_wav, audio, SAMPLE_RATE, subtype="PCM_16", format="WAV")
     try:
         new = parse_config(new_text, root=config_path.parent, origin=str(config_path))  # also checks ref_audio
         _check_only_voice_added(current, new, voice_id, transcript.strip())

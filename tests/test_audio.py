@@ -11,9 +11,8 @@ import pytest
 import soundfile
 import torch
 
+from ishow.audio_format import HOP, SAMPLE_RATE
 from ishow.engine.f5.audio import (
-    HOP_LENGTH,
-    SAMPLE_RATE,
     MelSpectrogram,
     load_audio,
     mel_filterbank,
@@ -66,7 +65,7 @@ def test_filterbank_is_not_area_normalized() -> None:
 @pytest.mark.parametrize("n", [513, 1000, 24_000, 24_001, 24_256])
 def test_mel_shape(n: int) -> None:
     mel = MelSpectrogram()(torch.zeros(3, n))
-    assert mel.shape == (3, 100, 1 + n // HOP_LENGTH)
+    assert mel.shape == (3, 100, 1 + n // HOP)
     assert mel.dtype == torch.float32
 
 

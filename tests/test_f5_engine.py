@@ -16,12 +16,13 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file
 
+from ishow.audio_format import HOP, SAMPLE_RATE
 from ishow.config.engine import EngineConfig
 from ishow.config.voice import VoiceSpec
 from ishow.engine.base import SynthRequest
 from ishow.engine.f5.checkpoint import write_tiny_model
 from ishow.engine.f5.duration import MIN_GEN_BYTES, generated_frames
-from ishow.engine.f5_engine import HOP, SAMPLE_RATE, F5Engine
+from ishow.engine.f5_engine import F5Engine
 from ishow.errors import InputError, OutOfMemoryError, VoiceError
 
 GOLDEN = Path(__file__).parent / "golden"

@@ -255,8 +255,9 @@ def test_ledger_ends_each_message_once_and_logs_paid_drops_at_info() -> None:
 
 
 async def test_player_keeps_a_streamed_message_together_and_drops_its_rest_on_skip() -> None:
+    from ishow.audio_buffer import AudioBuffer
     from ishow.events import Utterance
-    from ishow.player import AudioBuffer, Player
+    from ishow.player import Player
 
     class Recorder(Sink):
         name = "rec"

@@ -19,6 +19,7 @@ import numpy as np
 import numpy.typing as npt
 import soundfile as sf
 
+from ishow.audio_format import SAMPLE_RATE
 from ishow.config.voice import VoiceSpec
 from ishow.engine.base import SynthRequest
 from ishow.engine.espeak import EspeakEngine
@@ -39,7 +40,6 @@ DEFAULT_VOICES: tuple[DefaultVoice, ...] = (
     ),
 )
 
-SAMPLE_RATE = 24_000
 TARGET_RMS = 0.1  # the F5 reference preprocessing raises quieter references to this level anyway
 PEAK_LIMIT = 0.95
 LEAD_S = 0.1  # silence before the speech

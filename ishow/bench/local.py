@@ -27,13 +27,14 @@ from typing import Any
 import numpy as np
 import torch
 
+from ishow.audio_format import HOP, SAMPLE_RATE
 from ishow.bench.measure import HEADER, Row, fmt_row, measure
 from ishow.config.engine import EngineConfig
 from ishow.config.voice import VoiceSpec
 from ishow.engine.base import SynthRequest
 from ishow.engine.f5.dit import DiT
 from ishow.engine.f5.vocos import Vocos, VocosConfig
-from ishow.engine.f5_engine import HOP, SAMPLE_RATE, F5Engine
+from ishow.engine.f5_engine import F5Engine
 
 REF_TEXT = "大家好，欢迎来到我的直播间，今天我们一起聊天玩游戏。"  # ~5 s of speech
 MESSAGE = "这个游戏真的太好玩了，主播加油！"  # ~3 s with the reference above

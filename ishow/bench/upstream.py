@@ -16,12 +16,10 @@ from typing import Any
 
 import torch
 
+from ishow.audio_format import HOP, SAMPLE_RATE
 from ishow.bench.measure import Row, fmt_row, measure
 from ishow.engine.f5.dit import F5TTS_V1_BASE, DiT
 from ishow.engine.f5.vocos import Vocos
-
-HOP = 256
-SR = 24_000
 
 
 def import_upstream() -> tuple[types.ModuleType, types.ModuleType, types.ModuleType]:
@@ -81,7 +79,7 @@ def upstream_rows(
             hop_length=HOP,
             win_length=1024,
             n_mel_channels=100,
-            target_sample_rate=SR,
+            target_sample_rate=SAMPLE_RATE,
             mel_spec_type="vocos",
         ),
         odeint_kwargs=dict(method="euler"),
@@ -90,7 +88,7 @@ def upstream_rows(
     cfm = cfm.to(dtype).to(device).eval()
     up_voc = UpVocos(
         feature_extractor=MelSpectrogramFeatures(
-            sample_rate=SR, n_fft=1024, hop_length=HOP, n_mels=100, padding="center"
+            sample_rate=SAMPLE_RATE, n_fft=1024, hop_length=HOP, n_mels=100, padding="center"
         ),
         backbone=VocosBackbone(input_channels=100, dim=512, intermediate_dim=1536, num_layers=8),
         head=ISTFTHead(dim=512, n_fft=1024, hop_length=HOP, padding="center"),
@@ -110,7 +108,7 @@ def upstream_rows(
         )  # fmt: skip
 
     out_wave = single()[0]
-    secs = len(out_wave) / SR
+    secs = len(out_wave) / SAMPLE_RATE
     rows.append(measure("upstream infer_batch_process b1", 1, single, secs, device, iters, warmup))
     log(_fmt(rows[-1]))
 
@@ -146,11 +144,11 @@ def upstream_rows(
     for b in (4, 16):
         texts = [message] * b
         fn = padded(texts)
-        secs = sum(len(w) for w in fn()) / SR
+        secs = sum(len(w) for w in fn()) / SAMPLE_RATE
         rows.append(measure(f"upstream padded batch {b}", b, fn, secs, device, iters, warmup))
         log(_fmt(rows[-1]))
     fn = padded(list(mix))
-    secs = sum(len(w) for w in fn()) / SR
+    secs = sum(len(w) for w in fn()) / SAMPLE_RATE
     rows.append(measure(f"upstream padded chat mix {len(mix)}", len(mix), fn, secs, device, max(2, iters // 2), 1))
     log(_fmt(rows[-1]))
     return {"rows": rows, "checks": checks}

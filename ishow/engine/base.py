@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, ClassVar
 import numpy as np
 import numpy.typing as npt
 
+from ishow.audio_format import SAMPLE_RATE
 from ishow.config.voice import VoiceSpec
 from ishow.engine.chunking import LengthBudget
 
@@ -37,7 +38,7 @@ class Engine(abc.ABC):
     """Turns batches of text into waveforms. Methods run only on the engine's owning thread."""
 
     kind: ClassVar[str]
-    sample_rate: int = 24_000
+    sample_rate: int = SAMPLE_RATE
 
     @abc.abstractmethod
     def load(self) -> None:

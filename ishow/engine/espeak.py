@@ -30,6 +30,7 @@ import numpy.typing as npt
 import soxr
 import structlog
 
+from ishow.audio_format import SAMPLE_RATE
 from ishow.config.engine import EngineConfig
 from ishow.engine.base import Engine, SynthRequest
 from ishow.errors import EngineError, InputError, ModelLoadError
@@ -326,7 +327,7 @@ class EspeakEngine(Engine):
     """CPU speech with libespeak-ng: intelligible, robotic, instant. Output: float32 mono at 24 kHz."""
 
     kind: ClassVar[str] = "espeak"
-    sample_rate: int = 24_000
+    sample_rate: int = SAMPLE_RATE
 
     def __init__(
         self,

@@ -21,6 +21,7 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
+from ishow.audio_format import HOP, SAMPLE_RATE
 from ishow.config.engine import EngineConfig
 from ishow.config.voice import VoiceSpec
 from ishow.engine.base import Engine, SynthRequest
@@ -38,8 +39,6 @@ if TYPE_CHECKING:
 
 _log = logging.getLogger(__name__)  # stdlib logging: the engine path stays free of daemon deps
 
-HOP = 256
-SAMPLE_RATE = 24_000
 TARGET_RMS = 0.1
 MIN_REF_SECONDS = 0.5
 MAX_REF_SECONDS = 30.0

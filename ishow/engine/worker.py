@@ -27,6 +27,7 @@ import numpy as np
 import numpy.typing as npt
 import structlog
 
+from ishow.audio_format import SAMPLE_RATE
 from ishow.config.engine import EngineConfig
 from ishow.config.voice import VoiceSpec
 from ishow.engine.accel.warmer import BucketWarmer, WarmupProgress, WarmupTask
@@ -44,7 +45,6 @@ from ishow.errors import (
 log = structlog.get_logger(__name__)
 
 MAX_CONSECUTIVE_FAILURES = 3
-SAMPLE_RATE = 24_000
 DEMAND_IDLE_S = 2.0  # on-demand captures wait for this much engine idle time
 Waveform = npt.NDArray[np.float32]
 EngineFactory = Callable[[str, EngineConfig], Engine]

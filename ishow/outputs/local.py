@@ -31,8 +31,9 @@ import numpy as np
 import numpy.typing as npt
 import structlog
 
+from ishow.audio_format import SAMPLE_RATE
 from ishow.errors import ConfigError
-from ishow.events import SAMPLE_RATE, Audio
+from ishow.events import Audio
 from ishow.outputs.base import Sink
 
 log = structlog.get_logger(__name__)

@@ -52,6 +52,7 @@ import structlog
 from aiohttp import WSCloseCode, WSMsgType, web
 
 import ishow
+from ishow.audio_format import SAMPLE_RATE
 from ishow.boundary import loads_limited, valid_text
 from ishow.errors import ConfigError, InputError, LocalError
 from ishow.events import Audio
@@ -300,7 +301,7 @@ class ObsHub(Sink):
             "type": "hello",
             "server": "ishow",
             "version": ishow.__version__,
-            "sample_rate": 24_000,
+            "sample_rate": SAMPLE_RATE,
             "format": WIRE_FORMAT,
             "client": cid,
         }
@@ -463,7 +464,7 @@ class ObsHub(Sink):
         A streamed utterance: the header (with ``"stream": true`` and no sizes) and the first part's chunks; later
         parts are more chunks; the final part ends with ``end``. ``id`` is set on the item that completes it."""
         utt = audio.utterance
-        if audio.sample_rate != 24_000:
+        if audio.sample_rate != SAMPLE_RATE:
             log.warning("obs: unexpected sample rate; sent as is", id=utt.id, sample_rate=audio.sample_rate)
         pcm = audio.pcm16()
         step = self._settings.chunk_bytes

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ishow.audio_format import SAMPLE_RATE
 from ishow.config.engine import EngineConfig
 from ishow.config.voice import VoiceSpec
 from ishow.engine.base import Engine, SynthRequest
@@ -180,7 +181,7 @@ class ReplicaCore:
                     "ms": round((time.perf_counter() - t0) * 1000, 2),
                 }
             )
-        rate = self.engine.sample_rate if self.engine is not None else 24_000
+        rate = self.engine.sample_rate if self.engine is not None else SAMPLE_RATE
         missing = ItemResult(None, "row was not synthesized", "engine")
         return [
             SynthReply(self.replica_id, batch, rate, tuple(missing if x is None else x for x in per_call))

@@ -24,6 +24,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from ishow.audio_format import HOP
 from ishow.engine.accel.mels import pad_mels
 from ishow.engine.accel.onnx_export import INPUT_NAMES, OUTPUT_NAME, file_sha256
 from ishow.errors import EngineError, ModelLoadError
@@ -179,7 +180,7 @@ class TensorRTVocoder:
 
     name = "tensorrt"
 
-    def __init__(self, engine_path: Path, device: torch.device, profile: Profile, hop: int = 256) -> None:
+    def __init__(self, engine_path: Path, device: torch.device, profile: Profile, hop: int = HOP) -> None:
         trt = _trt()
         self.device = device
         self.profile = profile

@@ -30,6 +30,7 @@ from typing import Any, Protocol
 import torch
 from torch import Tensor
 
+from ishow.audio_format import HOP
 from ishow.config.choices import VOCODER_BACKENDS
 from ishow.engine.accel.bucket_plan import BATCH_BUCKETS, MAX_PAD_FACTOR, Bucket, cover_bucket
 from ishow.engine.accel.mels import pad_mels
@@ -260,7 +261,7 @@ class OnnxVocoder:
 
     name = "onnx"
 
-    def __init__(self, onnx_path: Path, hop: int = 256, threads: int = 0) -> None:
+    def __init__(self, onnx_path: Path, hop: int = HOP, threads: int = 0) -> None:
         try:
             import onnxruntime as ort
         except ImportError as e:

@@ -17,11 +17,10 @@ import numpy.typing as npt
 import torch
 from torch import nn
 
+from ishow.audio_format import HOP, SAMPLE_RATE
 from ishow.errors import EngineError, VoiceError
 
-SAMPLE_RATE = 24_000
 N_FFT = 1024
-HOP_LENGTH = 256
 WIN_LENGTH = 1024
 N_MELS = 100
 TARGET_RMS = 0.1
@@ -157,7 +156,7 @@ class MelSpectrogram(nn.Module):
         sample_rate: int = SAMPLE_RATE,
         n_fft: int = N_FFT,
         win_length: int = WIN_LENGTH,
-        hop_length: int = HOP_LENGTH,
+        hop_length: int = HOP,
         n_mels: int = N_MELS,
         log_floor: float = F5_LOG_FLOOR,
         persistent_buffers: bool = False,

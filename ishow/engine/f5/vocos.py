@@ -29,6 +29,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ishow.audio_format import HOP, SAMPLE_RATE
 from ishow.engine.f5.audio import MelSpectrogram
 from ishow.errors import EngineError, ModelLoadError, WeightsMissingError
 
@@ -47,9 +48,9 @@ _HEAD_CLASS = "vocos.heads.ISTFTHead"
 class VocosConfig:
     """Hyper-parameters of a mel Vocos; defaults are vocos-mel-24khz. ``head_padding``: "center" or "same"."""
 
-    sample_rate: int = 24_000
+    sample_rate: int = SAMPLE_RATE
     n_fft: int = 1024
-    hop_length: int = 256
+    hop_length: int = HOP
     n_mels: int = 100
     feature_padding: str = "center"
     input_channels: int = 100
@@ -59,7 +60,7 @@ class VocosConfig:
     layer_scale_init_value: float | None = None  # None → 1 / num_layers (only matters for fresh weights)
     head_dim: int = 512
     head_n_fft: int = 1024
-    head_hop_length: int = 256
+    head_hop_length: int = HOP
     head_padding: str = "center"
 
     def __post_init__(self) -> None:
@@ -152,9 +153,9 @@ class VocosConfig:
         if ls is not None and (not isinstance(ls, (int, float)) or isinstance(ls, bool)):
             raise ModelLoadError(f"{source}: backbone.init_args.layer_scale_init_value must be a number, got {ls!r}")
         return cls(
-            sample_rate=integer("feature_extractor", fe, "sample_rate", 24_000),
+            sample_rate=integer("feature_extractor", fe, "sample_rate", SAMPLE_RATE),
             n_fft=integer("feature_extractor", fe, "n_fft", 1024),
-            hop_length=integer("feature_extractor", fe, "hop_length", 256),
+            hop_length=integer("feature_extractor", fe, "hop_length", HOP),
             n_mels=integer("feature_extractor", fe, "n_mels", 100),
             feature_padding=string("feature_extractor", fe, "padding", "center"),
             input_channels=integer("backbone", bb, "input_channels"),
