@@ -1,16 +1,16 @@
-"""Fused/compilable paths (ishow.engine.f5.fused) equal the reference modules; compiling is CUDA-only and optional."""
+"""Fused/compilable paths (ishow.engine.accel.fused) equal the reference modules; compiling is CUDA-only, optional."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
+from ishow.engine.accel.fused import FastVocos, FusedBlocks, overlap_add, rope
 from ishow.engine.accel.graphs import GraphSampler
 from ishow.engine.accel.mels import pad_mels
 from ishow.engine.accel.vocoder_backends import TorchVocoder, select_vocoder
 from ishow.engine.f5.checkpoint import randomize_
 from ishow.engine.f5.dit import TINY, DiT, apply_rotary_qk
-from ishow.engine.f5.fused import FastVocos, FusedBlocks, overlap_add, rope
 from ishow.engine.f5.vocos import Vocos, VocosConfig
 
 

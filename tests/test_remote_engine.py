@@ -23,9 +23,7 @@ from ishow.config.engine import EngineConfig, RemoteConfig
 from ishow.config.voice import VoiceSpec
 from ishow.engine.base import Engine, SynthRequest
 from ishow.engine.remote import RemoteEngine
-from ishow.engine.worker import EngineWorker
-from ishow.errors import InputError, ProtocolError, ServiceUnavailableError
-from ishow.serve.protocol import (
+from ishow.engine.remote_protocol import (
     Item,
     ItemResult,
     SynthReply,
@@ -36,6 +34,8 @@ from ishow.serve.protocol import (
     encode_reply,
     voice_hash,
 )
+from ishow.engine.worker import EngineWorker
+from ishow.errors import InputError, ProtocolError, ServiceUnavailableError
 from ishow.serve.replica import ReplicaCore, ReplicaSettings
 from tests.conftest import REPO
 

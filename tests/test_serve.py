@@ -29,13 +29,13 @@ import pytest
 
 pytest.importorskip("ray.serve", reason="ray[serve] is not installed: pip install 'ishow[cluster]' to run these")
 
-from ishow.bench.local import REF_TEXT, write_reference
 from ishow.config.engine import EngineConfig, RemoteConfig
 from ishow.config.voice import VoiceSpec
 from ishow.engine.base import SynthRequest
 from ishow.engine.f5.checkpoint import write_tiny_model
 from ishow.engine.f5_engine import F5Engine
 from ishow.engine.remote import RemoteEngine
+from ishow.engine.warm_reference import REF_TEXT, write_reference
 from ishow.engine.worker import EngineWorker
 from tests.conftest import REPO
 

@@ -13,10 +13,10 @@ import pytest
 import structlog
 from aiohttp import web
 
+from ishow.backoff import backoff_delay
 from ishow.config.schema import SourceConfig
 from ishow.errors import ConfigError
 from ishow.events import ChatEvent, Removal
-from ishow.sources.backoff import backoff_delay
 from ishow.sources.registry import create_source
 from ishow.sources.twitch.client import TwitchSource
 

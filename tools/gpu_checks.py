@@ -16,10 +16,11 @@ from pathlib import Path
 
 import torch
 
-from ishow.bench.local import REF_TEXT, make_engine, random_models, write_reference
+from ishow.bench.local import make_engine, random_models
 from ishow.config.engine import EngineConfig
 from ishow.engine.accel.warmer import BucketWarmer
 from ishow.engine.base import SynthRequest, VoiceSpec
+from ishow.engine.warm_reference import REF_TEXT, write_reference
 
 
 def rel_l2(a: torch.Tensor, b: torch.Tensor) -> float:

@@ -35,8 +35,8 @@ from ishow.engine.base import SynthRequest
 from ishow.engine.f5.dit import DiT
 from ishow.engine.f5.vocos import Vocos, VocosConfig
 from ishow.engine.f5_engine import F5Engine
+from ishow.engine.warm_reference import REF_TEXT, write_reference
 
-REF_TEXT = "大家好，欢迎来到我的直播间，今天我们一起聊天玩游戏。"  # ~5 s of speech
 MESSAGE = "这个游戏真的太好玩了，主播加油！"  # ~3 s with the reference above
 MIX = ["666", "哈哈哈哈", "主播好", "hello", "这波操作太秀了", "gg", "今天的直播太好看了，主播加油！", "ok",
        "刚来，错过了什么？", "what game is this?", "下一把一定能赢", "笑死我了哈哈哈", "主播今天状态不错啊",
@@ -61,20 +61,6 @@ def random_models(seed: int = 0, model: str = "F5TTS_v1_Base") -> tuple[DiT, Voc
         vocos = Vocos(vcfg).eval()
     randomize_(dit, seed, std=0.02)
     return dit, vocos
-
-
-def write_reference(path: Path, seconds: float = 5.0) -> Path:
-    """A speech-like 5 s reference: a gliding harmonic tone with a syllable-rate envelope, RMS ≈ 0.1."""
-    import soundfile
-
-    t = np.arange(int(seconds * SAMPLE_RATE)) / SAMPLE_RATE
-    f0 = 160 + 40 * np.sin(2 * np.pi * 0.7 * t)
-    phase = 2 * np.pi * np.cumsum(f0) / SAMPLE_RATE
-    env = 0.55 + 0.45 * np.sin(2 * np.pi * 4 * t)
-    wave = env * sum(np.sin(k * phase) / k for k in range(1, 6))
-    wave = 0.1 * wave / np.sqrt(np.mean(wave**2))
-    soundfile.write(str(path), wave.astype(np.float32), SAMPLE_RATE)
-    return path
 
 
 def make_engine(

@@ -31,10 +31,11 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
-from ishow.bench.local import MIX, REF_TEXT, write_reference
+from ishow.bench.local import MIX
 from ishow.config.engine import EngineConfig, RemoteConfig
 from ishow.config.voice import VoiceSpec
 from ishow.engine.base import Engine, SynthRequest
+from ishow.engine.warm_reference import REF_TEXT, write_reference
 from ishow.errors import ConfigError
 
 LOCAL_MAX_ITEMS = 8  # the daemon's default batch.max_items

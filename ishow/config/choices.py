@@ -17,6 +17,10 @@ DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda")  # and "cuda:N"
 PRECISIONS: tuple[str, ...] = ("auto", "fp32", "fp16")
 ON_SHUTDOWN: tuple[str, ...] = ("finish", "drop")
 VOCODER_BACKENDS: tuple[str, ...] = ("auto", "torch", "torch-compile", "onnx", "tensorrt")
+# The batch sizes captured as CUDA graphs (DiT and vocoder). ``batch.max_items`` may not exceed the largest: a
+# bigger batch would silently run eagerly (config validation refuses it).
+BATCH_BUCKETS: tuple[int, ...] = (1, 2, 4, 8, 16)
+MAX_BATCH_BUCKET = max(BATCH_BUCKETS)
 SOURCE_KINDS: tuple[str, ...] = ("demo", "stdin", "websocket", "bilibili", "bilibili_open", "twitch", "youtube")
 
 

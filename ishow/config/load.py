@@ -22,6 +22,7 @@ from ishow.config.choices import (
     DEVICES,
     ENGINE_FALLBACKS,
     ENGINE_KINDS,
+    MAX_BATCH_BUCKET,
     MODELS,
     ON_SHUTDOWN,
     PRECISIONS,
@@ -35,7 +36,6 @@ from ishow.config.schema import (
     default_platform_templates,
     is_loopback,
 )
-from ishow.engine.accel.bucket_plan import MAX_BATCH_BUCKET
 from ishow.errors import ConfigError
 from ishow.events import EventKind
 

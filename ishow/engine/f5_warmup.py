@@ -13,16 +13,19 @@ import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
+from ishow.config.choices import BATCH_BUCKETS
 from ishow.config.voice import VoiceSpec
-from ishow.engine.accel.bucket_plan import BATCH_BUCKETS, Bucket, likely_lengths, plan_stages
+from ishow.engine.accel.bucket_plan import Bucket, likely_lengths, plan_stages
 from ishow.engine.accel.warmer import WarmupTask
 from ishow.errors import IshowError
 
 if TYPE_CHECKING:
+    from ishow.config.engine import EngineConfig
+    from ishow.engine.accel.graphs import GraphSampler
+    from ishow.engine.accel.vocoder_backends import VocoderBackend
     from ishow.engine.f5.sampler import SamplerConfig
-    from ishow.engine.f5_engine import F5Engine
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +99,30 @@ def save_compile_cache(cache: Path) -> None:
 Stages = tuple[list[Bucket], list[Bucket]]
 
 
-def plan(engine: F5Engine, voices: Sequence[VoiceSpec], max_batch: int) -> tuple[Stages, Stages]:
+class _PreparedVoice(Protocol):
+    @property
+    def frames(self) -> int: ...
+
+    @property
+    def ref_text(self) -> str: ...
+
+
+class WarmableEngine(Protocol):
+    """What warm-up needs of the F5 engine (``ishow.engine.f5_engine.F5Engine`` has it), without importing it."""
+
+    @property
+    def config(self) -> EngineConfig: ...
+
+    @property
+    def sampler(self) -> GraphSampler | None: ...
+
+    @property
+    def vocoder_backend(self) -> VocoderBackend | None: ...
+
+    def prepared(self, voice: VoiceSpec) -> _PreparedVoice: ...
+
+
+def plan(engine: WarmableEngine, voices: Sequence[VoiceSpec], max_batch: int) -> tuple[Stages, Stages]:
     """((essential, refinement) DiT buckets, the same for the vocoder) for ``voices`` and batches up to
     ``max_batch``."""
     from ishow.engine.accel.graphs import GraphSampler
@@ -137,7 +163,7 @@ def plan(engine: F5Engine, voices: Sequence[VoiceSpec], max_batch: int) -> tuple
     return dit, voc
 
 
-def warmup_tasks(engine: F5Engine, voices: Sequence[VoiceSpec], max_batch: int) -> list[WarmupTask]:
+def warmup_tasks(engine: WarmableEngine, voices: Sequence[VoiceSpec], max_batch: int) -> list[WarmupTask]:
     """Switch the engine to background capture and return the capture tasks (vocoder buckets after the DiT bucket
     of the same rank, so a batch-1 message has both halves of its path early)."""
     from ishow.engine.accel.graphs import GraphSampler
@@ -167,7 +193,7 @@ def warmup_tasks(engine: F5Engine, voices: Sequence[VoiceSpec], max_batch: int) 
     return tasks
 
 
-def demand_tasks(engine: F5Engine) -> list[WarmupTask]:
+def demand_tasks(engine: WarmableEngine) -> list[WarmupTask]:
     """Capture tasks for buckets that batches missed, while the caches have room."""
     from ishow.engine.accel.graphs import GraphSampler
     from ishow.engine.accel.vocoder_backends import TorchVocoder

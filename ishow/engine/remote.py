@@ -31,8 +31,7 @@ import structlog
 from ishow.config.engine import EngineConfig
 from ishow.config.voice import VoiceSpec
 from ishow.engine.base import Engine, SynthRequest
-from ishow.errors import InputError, ProtocolError, ServiceUnavailableError, VoiceError
-from ishow.serve.protocol import (
+from ishow.engine.remote_protocol import (
     AUDIO_SUFFIXES,
     CLIENT_HEADER,
     Item,
@@ -41,6 +40,7 @@ from ishow.serve.protocol import (
     decode_reply,
     encode_call,
 )
+from ishow.errors import InputError, ProtocolError, ServiceUnavailableError, VoiceError
 
 log = structlog.get_logger(__name__)
 T = TypeVar("T")

@@ -57,14 +57,12 @@ from ishow.boundary import loads_limited, valid_text
 from ishow.errors import ConfigError, InputError, LocalError
 from ishow.events import Audio
 from ishow.outputs.base import Sink
+from ishow.outputs.obs_frames import WIRE_FORMAT, encode_utterance, scalar_fields
 
 log = structlog.get_logger(__name__)
 
-WIRE_FORMAT = "pcm_s16le"
 MAX_CLIENT_FRAME = 64 * 1024  # page → server frames are tiny JSON reports
 MAX_ID_LEN = 200
-MAX_REPORT_FIELDS = 32
-MAX_REPORT_STR = 200
 MALFORMED_LOG_FIRST = 5  # per client: log the first few malformed frames, then every 100th
 MALFORMED_LOG_EVERY = 100
 REFUSAL_LOG_INTERVAL_S = 60.0
@@ -186,7 +184,7 @@ class ObsHub(Sink):
             self._counters.utterances += 1
         if not self._clients:
             return
-        item = self._encode(audio, seq=self._counters.utterances)
+        item = _Item(*encode_utterance(audio, seq=self._counters.utterances, chunk_bytes=self._settings.chunk_bytes))
         for client in list(self._clients.values()):
             if audio.part > 0 and uid not in client.streams:
                 continue  # connected mid-utterance: it never got this header; it gets the next utterance
@@ -437,7 +435,7 @@ class ObsHub(Sink):
             client.log.debug("obs page played", id=pid)
             self._record_played(pid)
         elif kind in ("state", "hello"):
-            client.last_report = _scalar_fields(data)
+            client.last_report = scalar_fields(data)
         else:
             self._malformed(client, "unknown message type", type=repr(kind)[:40])
 
@@ -458,57 +456,6 @@ class ObsHub(Sink):
         n = client.malformed
         if n <= MALFORMED_LOG_FIRST or n % MALFORMED_LOG_EVERY == 0:
             client.log.warning("obs client sent a malformed frame; ignored", problem=problem, count=n, **context)
-
-    def _encode(self, audio: Audio, *, seq: int) -> _Item:
-        """Header, PCM chunks, end — built once per utterance (PCM conversion is ~1 ms per 10 s of audio).
-        A streamed utterance: the header (with ``"stream": true`` and no sizes) and the first part's chunks; later
-        parts are more chunks; the final part ends with ``end``. ``id`` is set on the item that completes it."""
-        utt = audio.utterance
-        if audio.sample_rate != SAMPLE_RATE:
-            log.warning("obs: unexpected sample rate; sent as is", id=utt.id, sample_rate=audio.sample_rate)
-        pcm = audio.pcm16()
-        step = self._settings.chunk_bytes
-        view = memoryview(pcm)
-        chunks = [bytes(view[i : i + step]) for i in range(0, len(pcm), step)]
-        end = (json.dumps({"type": "end", "id": utt.id}),) if audio.final else ()
-        item_id = utt.id if audio.final else ""
-        if audio.part > 0:
-            return _Item(id=item_id, frames=(*chunks, *end))
-        header: dict[str, object] = {
-            "type": "utterance",
-            "id": valid_text(utt.id),
-            "text": valid_text(utt.text),
-            "user": valid_text(utt.user),
-            "voice": utt.voice,
-            "sample_rate": audio.sample_rate,
-            "format": WIRE_FORMAT,
-            "raw": valid_text(utt.raw),
-            "kind": utt.kind.value,
-            "seq": seq,
-            "samples": len(pcm) // 2,
-            "bytes": len(pcm),
-            "duration": round(audio.duration, 3),
-        }
-        if not audio.final:  # streamed: the size is known only at the end
-            for key in ("samples", "bytes", "duration"):
-                del header[key]
-            header["stream"] = True
-        return _Item(id=item_id, frames=(json.dumps(header, ensure_ascii=False), *chunks, *end))
-
-
-def _scalar_fields(data: dict[str, Any]) -> dict[str, object]:
-    """Keep at most a few short scalar fields of a page report (it is echoed in /healthz)."""
-    out: dict[str, object] = {}
-    for key, value in data.items():
-        if len(out) >= MAX_REPORT_FIELDS:
-            break
-        if not isinstance(key, str) or len(key) > 40:
-            continue
-        if isinstance(value, str):
-            out[valid_text(key)] = valid_text(value[:MAX_REPORT_STR])
-        elif value is None or isinstance(value, (bool, int, float)):
-            out[key] = value
-    return out
 
 
 def _read_page() -> str:

@@ -35,6 +35,7 @@ import numpy as np
 import numpy.typing as npt
 import structlog
 
+from ishow.backoff import backoff_delay, rerun_on_failure
 from ishow.config.schema import ObsWebsocketOutputConfig
 from ishow.events import Audio
 from ishow.outputs.audio_store import AudioStore
@@ -62,7 +63,6 @@ from ishow.outputs.obsws_protocol import (
     ObsProtocolError,
     Response,
 )
-from ishow.sources.backoff import backoff_delay
 
 log = structlog.get_logger(__name__)
 
@@ -179,17 +179,11 @@ class ObsWebsocketSink(Sink):
         }
 
     async def _supervise(self, run: Callable[[], Coroutine[Any, Any, None]], what: str) -> None:
-        """The one catch-all of each task: a bug is logged with context and the task restarts a second later."""
-        while not self._closed:
-            try:
-                await run()
-                return
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                self.counters["task_errors"] += 1
-                log.exception("obs websocket task failed; restarting it", task=what)
-                await asyncio.sleep(1.0)
+        def failed() -> None:
+            self.counters["task_errors"] += 1
+
+        task = f"obs websocket {what} task"
+        await rerun_on_failure(run, task, active=lambda: not self._closed, on_failure=failed, log=log)
 
     # -- timeline --------------------------------------------------------------------------------------------
 

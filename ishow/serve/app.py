@@ -2,7 +2,7 @@
 
 Transport: Ray Serve's HTTP ingress, not Ray handles. A daemon then needs only aiohttp (already a dependency) —
 no ray import, no Ray version lock-step between tens of daemons and the cluster, no Ray ports opened towards
-streamers' machines — and the protocol (``ishow.serve.protocol``: JSON rows in, binary float32 PCM out, a bearer
+streamers' machines — and the protocol (``ishow.engine.remote_protocol``: JSON rows in, binary float32 PCM out, a bearer
 token) can be checked with curl. The price is one HTTP hop through Serve's proxy per daemon batch (measured by
 ``ishow bench --remote``); a daemon batch already carries a 50–100 ms window of one channel, so that hop is paid per
 window, not per message.
@@ -33,8 +33,15 @@ from starlette.responses import JSONResponse, Response
 
 from ishow.config.engine import EngineConfig
 from ishow.config.serve import ServeConfig
+from ishow.engine.remote_protocol import (
+    MAX_BODY_BYTES,
+    PCM_CONTENT_TYPE,
+    SynthCall,
+    SynthReply,
+    decode_call,
+    encode_reply,
+)
 from ishow.errors import ConfigError, ProtocolError
-from ishow.serve.protocol import MAX_BODY_BYTES, PCM_CONTENT_TYPE, SynthCall, SynthReply, decode_call, encode_reply
 from ishow.serve.replica import ReplicaCore, ReplicaSettings
 
 _log = logging.getLogger(__name__)

@@ -24,8 +24,8 @@ from ishow.audio_format import SAMPLE_RATE
 from ishow.config.engine import EngineConfig
 from ishow.config.voice import VoiceSpec
 from ishow.engine.base import Engine, SynthRequest
+from ishow.engine.remote_protocol import ItemResult, SynthCall, SynthReply, VoiceClip
 from ishow.errors import EngineError, InputError, IshowError
-from ishow.serve.protocol import ItemResult, SynthCall, SynthReply, VoiceClip
 
 _log = logging.getLogger(__name__)
 
@@ -86,7 +86,7 @@ class ReplicaCore:
         engine.load()
         self.voices_dir.mkdir(parents=True, exist_ok=True)
         warm = self.voices_dir / "warmup.wav"
-        from ishow.bench.local import REF_TEXT, write_reference
+        from ishow.engine.warm_reference import REF_TEXT, write_reference
 
         write_reference(warm)
         try:

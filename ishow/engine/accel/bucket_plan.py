@@ -15,10 +15,6 @@ from collections.abc import Callable, Iterable, Sequence
 
 Bucket = tuple[int, int]
 
-# The batch sizes captured as CUDA graphs (DiT and vocoder). ``batch.max_items`` may not exceed the largest: a
-# bigger batch would silently run eagerly (config validation refuses it).
-BATCH_BUCKETS: tuple[int, ...] = (1, 2, 4, 8, 16)
-MAX_BATCH_BUCKET = max(BATCH_BUCKETS)
 
 # A ready bucket serves a batch only when it costs at most this many times the batch's own bucket (rows × frames):
 # batch 1 on a batch-2 graph, or 640 frames on a 1024-frame graph, is still faster than the eager path (about 4×

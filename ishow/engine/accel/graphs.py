@@ -32,7 +32,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ishow.engine.accel.bucket_plan import BATCH_BUCKETS, MAX_PAD_FACTOR, Bucket, cover_bucket
+from ishow.config.choices import BATCH_BUCKETS
+from ishow.engine.accel.bucket_plan import MAX_PAD_FACTOR, Bucket, cover_bucket
 from ishow.engine.f5.dit import DiT, StepConditioning
 from ishow.engine.f5.sampler import (
     BatchInputs,
@@ -296,7 +297,7 @@ class GraphSampler:
         self, host: BatchInputs, ts: list[float], steps: list[StepConditioning], cfg_strength: float
     ) -> _Captured:
         if self.compile:
-            from ishow.engine.f5.fused import FusedBlocks
+            from ishow.engine.accel.fused import FusedBlocks
 
             runner = FusedBlocks(self.model, compile=True)
             if runner.compiled:

@@ -405,7 +405,7 @@ class DiT(nn.Module):
         self.norm_out = AdaLayerNormFinal(c.dim)
         self.proj_out = nn.Linear(c.dim, c.mel_dim)
         # Optional replacement of the block loop: (h, modulations, bias, rope table) → h. The graph sampler installs
-        # :class:`ishow.engine.f5.fused.FusedBlocks` (torch.compile'd blocks) while it captures a bucket.
+        # :class:`ishow.engine.accel.fused.FusedBlocks` (torch.compile'd blocks) while it captures a bucket.
         self.block_runner: Callable[[Tensor, tuple[Modulation, ...], Tensor | None, Tensor], Tensor] | None = None
 
     def embed_text(self, text: Tensor, seq_lens: Tensor, n_frames: int, drop_text: bool = False) -> Tensor:

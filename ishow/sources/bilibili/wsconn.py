@@ -15,9 +15,9 @@ from typing import Any, Protocol
 import aiohttp
 import structlog
 
+from ishow.backoff import backoff_delay
 from ishow.errors import ProtocolError, RemoteError
 from ishow.events import ChatEvent, EventKind, Removal
-from ishow.sources.backoff import backoff_delay
 from ishow.sources.base import Emit
 from ishow.sources.bilibili.protocol import (
     AUTH_BAD_TOKEN,

@@ -20,10 +20,10 @@ from typing import Literal
 import aiohttp
 import structlog
 
+from ishow.backoff import backoff_delay
 from ishow.config.schema import SourceConfig
 from ishow.errors import ConfigError, ProtocolError, RemoteError
 from ishow.events import ChatEvent, Removal
-from ishow.sources.backoff import backoff_delay
 from ishow.sources.base import Emit, Source
 from ishow.sources.twitch import protocol as p
 
