@@ -21,8 +21,9 @@ run: venv
 	$(VENV)/bin/ishow run $(ARGS)
 
 lint: venv
-	$(PY) -m ruff check ishow tests
-	$(PY) -m mypy
+	$(PY) -m ruff check ishow tests tools
+	$(PY) -m ruff format --check ishow tests tools
+	$(PY) -m mypy  # strict, over ishow, tests and tools ([tool.mypy] files)
 
 test: lint
 	$(PY) -m pytest -q $(ARGS)

@@ -10,7 +10,7 @@ import struct
 import zlib
 from typing import Any
 
-import brotli  # type: ignore[import-untyped]
+import brotli
 
 
 def pkt(op: int, body: bytes = b"", ver: int = 0, seq: int = 0) -> bytes:

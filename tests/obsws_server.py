@@ -186,7 +186,8 @@ class FakeObs:
                 return 600, "Unable to find a scene item by that ID in the specified scene.", None
             if not isinstance(enabled, bool):
                 return 300, "Your request is missing the `sceneItemEnabled` field.", None
-            self.item_enabled[(str(data["sceneName"]), int(item_id))] = enabled
+            assert isinstance(item_id, int)  # it equals one of the scene's (int) ids
+            self.item_enabled[(str(data["sceneName"]), item_id)] = enabled
             return 100, "", None
         input_requests = ("GetInputSettings", "SetInputSettings", "GetInputVolume", "SetInputVolume")
         if rtype not in (*input_requests, "TriggerMediaInputAction"):

@@ -29,6 +29,7 @@ from ishow.errors import ConfigError
 from ishow.events import ChatEvent, EventKind, Removal
 from ishow.sources.bilibili import api
 from ishow.sources.bilibili.client import BilibiliSource
+from ishow.sources.bilibili.commands import CommandDecoder
 from ishow.sources.bilibili.open_client import BilibiliOpenSource
 from ishow.sources.bilibili.wsconn import Timeouts
 from ishow.sources.registry import create_source
@@ -322,6 +323,7 @@ async def test_bad_frames_are_survived(bili: Callable[..., Awaitable[FakeBilibil
         await stop(task)
     assert out.texts() == ["垃圾之前", "还活着"]
     assert (src.stats.bad_frames, src.stats.bad_commands, src.stats.sessions) == (3 + 1, 2, 1)
+    assert isinstance(src.decoder, CommandDecoder)
     assert src.decoder.unknown == {"BRAND_NEW_CMD": 1} and len(server.conns) == 1
 
 

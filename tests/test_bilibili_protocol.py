@@ -11,7 +11,7 @@ import struct
 import urllib.parse
 import zlib
 
-import brotli  # type: ignore[import-untyped]
+import brotli
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st

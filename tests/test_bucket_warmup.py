@@ -285,7 +285,8 @@ async def test_worker_serves_while_warming_and_reports_ready() -> None:
     import numpy.typing as npt
 
     from ishow.config.engine import EngineConfig
-    from ishow.engine.base import Engine, SynthRequest, VoiceSpec
+    from ishow.config.voice import VoiceSpec
+    from ishow.engine.base import Engine, SynthRequest
     from ishow.engine.worker import EngineWorker
 
     gate = threading.Event()

@@ -48,7 +48,7 @@ async def test_pause_queue_remove_mute_clear_resume(start_daemon: Any) -> None:
         assert [r["id"] for r in snap["items"]] == [ids[0], ids[3]] and "troll" in snap["muted"]
         # resume: exactly the two remaining utterances arrive, in order
         await post(http, f"{u}/api/control", {"action": "resume"})
-        got = []
+        got: list[str] = []
         while len(got) < 2:
             msg = await asyncio.wait_for(ws.receive(), 30)
             if msg.type == aiohttp.WSMsgType.TEXT and json.loads(msg.data)["type"] == "utterance":
@@ -84,7 +84,7 @@ async def test_realtime_pacing_and_skip(start_daemon: Any) -> None:
         assert snap["items"][0]["id"] == first["id"]
         _, body = await post(http, f"{u}/api/control", {"action": "skip"})
         assert body["skipped"] == first["id"]
-        seen = []
+        seen: list[dict[str, Any]] = []
         while not any(f.get("type") == "utterance" for f in seen):
             msg = await asyncio.wait_for(ws.receive(), 10)
             if msg.type == aiohttp.WSMsgType.TEXT:
@@ -109,12 +109,12 @@ async def test_moderator_removals_drop_queued_chat(start_daemon: Any) -> None:
     chat("cat", "m4", "hello four")
     chat("dan", "m5", "hello five", platform="bilibili")
     for _ in range(100):  # wait until the batch settled into the buffer (bounded)
-        if all(r["state"] in ("ready", "queued") for r in d.controls.snapshot()["items"]):  # type: ignore[union-attr]
+        if all(r["state"] in ("ready", "queued") for r in d.controls.snapshot()["items"]):
             break
         await asyncio.sleep(0.02)
     d.intake.ingest(Removal("twitch", msg_id="m1"))  # CLEARMSG
     d.intake.ingest(Removal("twitch", user_id="bob"))  # CLEARCHAT of one user
-    left = [r["raw"] for r in d.controls.snapshot()["items"]]  # type: ignore[union-attr]
+    left = [r["raw"] for r in d.controls.snapshot()["items"]]
     assert left == ["hello four", "hello five"]
     d.intake.ingest(Removal("twitch"))  # CLEARCHAT: everything from that platform
-    assert [r["raw"] for r in d.controls.snapshot()["items"]] == ["hello five"]  # type: ignore[union-attr]
+    assert [r["raw"] for r in d.controls.snapshot()["items"]] == ["hello five"]

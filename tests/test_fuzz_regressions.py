@@ -64,10 +64,10 @@ def test_guard_num_huge_int() -> None:
 def test_danmaku_timestamp_huge_int() -> None:
     """OverflowError at ishow/sources/bilibili/commands.py _danmaku (ts_ms / 1000.0)."""
     obj = bf.danmu()
-    obj["info"][0][4] = HUGE  # type: ignore[index]
+    obj["info"][0][4] = HUGE
     with pytest.raises(ProtocolError, match=r"DANMU_MSG.info\[0\]\[4\]: expected a 64-bit integer"):
         web(obj)
-    obj["info"][0][4] = 2**64 - 1  # type: ignore[index]  # the largest accepted still decodes
+    obj["info"][0][4] = 2**64 - 1  # the largest accepted still decodes
     (event,) = web(obj)
     assert isinstance(event, ChatEvent) and event.text == "主播好"
 

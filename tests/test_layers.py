@@ -101,7 +101,6 @@ def imports_of(module: str) -> Iterator[Import]:
     hidden = _type_checking_nodes(tree)
     package = module if path.name == "__init__.py" else module.rpartition(".")[0]
     for node in ast.walk(tree):
-        names: list[str] = []
         if isinstance(node, ast.Import):
             names = [a.name for a in node.names]
         elif isinstance(node, ast.ImportFrom):
@@ -110,6 +109,8 @@ def imports_of(module: str) -> Iterator[Import]:
                 anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
                 base = ".".join([*anchor, base] if base else anchor)
             names = [f"{base}.{a.name}" for a in node.names]
+        else:
+            continue
         for name in names:
             target = resolve(name)
             if target is not None and target != module:
@@ -225,3 +226,33 @@ def test_no_module_over_500_lines() -> None:
         str(p.relative_to(REPO)): n for p in files if (n := len(p.read_text(encoding="utf-8").splitlines())) > MAX_LINES
     }
     assert big == {}, f"split these by job (≤ {MAX_LINES} lines each): {big}"
+
+
+# Imported by the package but not runtime dependencies: the extras in pyproject.toml, and upstream f5_tts/vocos
+# that ``ishow bench`` times when they happen to be installed.
+OPTIONAL_IMPORTS = {"ray": "cluster", "starlette": "cluster", "onnxruntime": "onnx", "tensorrt": "tensorrt"}
+NOT_DEPENDENCIES = {"f5_tts", "vocos"}
+IMPORT_NAMES = {"pyyaml": "yaml", "prometheus-client": "prometheus_client", "espeakng-loader": "espeakng_loader"}
+
+
+def test_runtime_dependencies_are_what_the_runtime_imports() -> None:
+    import re
+    import sys
+    import tomllib
+
+    project = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    declared = {
+        IMPORT_NAMES.get(name, name.replace("-", "_"))
+        for name in (re.split(r"[<>=!~\[; ]", spec, maxsplit=1)[0].lower() for spec in project["dependencies"])
+    }
+    imported: set[str] = set()
+    for path in MODULES.values():
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                imported.update(a.name.split(".")[0] for a in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                imported.add(node.module.split(".")[0])
+    third_party = imported - set(sys.stdlib_module_names) - {"ishow"} - NOT_DEPENDENCIES
+    for name, extra in OPTIONAL_IMPORTS.items():
+        assert name in third_party and extra in project["optional-dependencies"], (name, extra)
+    assert declared == third_party - set(OPTIONAL_IMPORTS)

@@ -102,16 +102,16 @@ async def test_cancelled_ids_do_not_leak_when_synthesis_raises(start_daemon: Any
         await release.wait()
         raise RuntimeError("executor gone")
 
-    daemon.worker.synthesize = broken  # type: ignore[method-assign]
+    daemon.worker.synthesize = broken
     a = daemon.intake.submit_text("a", "first message")
     b = daemon.intake.submit_text("b", "second message")
     await asyncio.wait_for(entered.wait(), 10)
-    assert daemon.controls.remove(b.id)  # type: ignore[union-attr]
+    assert daemon.controls.remove(b.id)
     release.set()
     await until(lambda: not daemon.pipeline.busy and not daemon.ledger.still_open(), "the batch to fail")
     assert daemon.pipeline.cancelled == set()
     assert daemon.ledger.dropped_counts == {"removed": 1, "synth_failed": 1}
-    assert a.id not in daemon.pipeline.cancelled  # type: ignore[union-attr]
+    assert a.id not in daemon.pipeline.cancelled
 
 
 async def test_supervisor_restarts_a_failed_task_with_backoff(monkeypatch: pytest.MonkeyPatch) -> None:

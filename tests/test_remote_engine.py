@@ -90,6 +90,7 @@ def test_reply_is_exact_float32_pcm_and_checked() -> None:
     body = encode_reply(reply)
     got = decode_reply(body, 3)
     assert got.replica == "r1" and got.batch == 7 and got.sample_rate == 24000
+    assert got.items[0].audio is not None
     assert np.array_equal(got.items[0].audio, a) and got.items[1].error == "empty text"
     with pytest.raises(ProtocolError, match="expected 2"):
         decode_reply(body, 2)
@@ -109,7 +110,7 @@ class CountingEngine(Engine):
     def load(self) -> None:
         pass
 
-    def synthesize(self, requests: Sequence[SynthRequest]) -> list[np.ndarray]:  # type: ignore[type-arg]
+    def synthesize(self, requests: Sequence[SynthRequest]) -> list[np.ndarray]:
         if any(not r.text.strip() for r in requests):
             raise InputError("empty text")
         self.calls.append(len(requests))

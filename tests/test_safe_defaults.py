@@ -78,8 +78,8 @@ def test_every_torch_load_uses_weights_only() -> None:
                 calls.append((file.name, node))
     assert calls, "no torch.load found: the scan is broken"
     for name, node in calls:
-        kw = {k.arg: k.value for k in node.keywords}
-        assert isinstance(kw.get("weights_only"), ast.Constant) and kw["weights_only"].value is True, name
+        weights_only = {k.arg: k.value for k in node.keywords}.get("weights_only")
+        assert isinstance(weights_only, ast.Constant) and weights_only.value is True, name
 
 
 class Payload:

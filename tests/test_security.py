@@ -189,8 +189,8 @@ async def test_websocket_upgrades_need_a_same_or_allowed_origin(start_daemon: An
             with pytest.raises(aiohttp.WSServerHandshakeError) as e:
                 await http.ws_connect(f"{rd.url}{path}", origin=origin)
             assert e.value.status == 403, origin
-        for origin in (None, rd.url):
-            async with http.ws_connect(f"{rd.url}{path}", origin=origin) as ws:
+        for allowed in (None, rd.url):
+            async with http.ws_connect(f"{rd.url}{path}", origin=allowed) as ws:
                 assert not ws.closed
     if rd.daemon.obs is not None:
         assert rd.daemon.obs.state()["refused_clients"] == 0  # refused origins never reached the hub

@@ -9,7 +9,7 @@ import dataclasses
 import json
 import re
 import threading
-from typing import Any
+from typing import Any, cast
 
 import aiohttp
 import pytest
@@ -116,7 +116,7 @@ async def test_paid_flood_is_bounded_counted_and_the_daemon_stays_responsive(sta
                 async with http.get(f"{rd.url}/healthz") as r:  # answered in the middle of the flood
                     assert r.status == 200
                 most_queued, most_paid = max(most_queued, len(daemon.queue)), max(most_paid, daemon.queue.paid)
-        await wait_until(lambda: bridge.frames == n, "all frames handled")  # type: ignore[attr-defined]
+        await wait_until(lambda: bridge.frames == n, "all frames handled")
         assert counter(daemon.metrics.messages, platform="websocket") == n
         most_queued, most_paid = max(most_queued, len(daemon.queue)), max(most_paid, daemon.queue.paid)
         assert most_paid <= max_paid and most_queued <= max_size + max_paid
@@ -146,7 +146,7 @@ async def test_untrusted_input_cannot_buy_priority_or_speak_for_a_platform(start
         for i in range(2000):
             frame = {"user": f"u{i}", "text": f"pay {i}", "kind": "super_chat", "amount": 999, "moderator": True}
             await ws.send_str(json.dumps(frame))
-        await wait_until(lambda: tool.frames == 2000, "frames handled")  # type: ignore[attr-defined]
+        await wait_until(lambda: tool.frames == 2000, "frames handled")
         assert daemon.queue.paid == 0 and len(daemon.queue) <= daemon.cfg.queue.max_size
         assert {u.kind.value for u in daemon.queue.snapshot()} == {"danmaku"}
         assert {u.priority.name for u in daemon.queue.snapshot()} == {"NORMAL"}
@@ -207,7 +207,7 @@ async def test_api_tts_is_a_bounded_side_door_behind_live_chat(start_daemon: Any
         order.extend(r.text for r in requests)
         return real(requests)
 
-    worker._synthesize_sync = recording  # type: ignore[method-assign]
+    worker._synthesize_sync = recording
     gate = threading.Event()
     blocker = worker._pool.submit(gate.wait, 60)  # the engine thread is busy until the gate opens
     async with aiohttp.ClientSession() as http:
@@ -301,8 +301,12 @@ async def test_obs_page_reports_with_hostile_json_are_ignored_and_the_page_stays
             await ws.send_str(frame)
         await ws.send_str('{"type": "played", "id": "p\\ud800"}')
         await ws.send_str('{"type": "state", "page": "obs\\udfff"}')
-        await wait_until(lambda: hub.state()["client_info"][0]["last_report"] is not None, "state report")
-        info = hub.state()["client_info"][0]
+
+        def client_info() -> dict[str, Any]:
+            return cast(list[dict[str, Any]], hub.state()["client_info"])[0]
+
+        await wait_until(lambda: client_info()["last_report"] is not None, "state report")
+        info = client_info()
         assert info["malformed"] == 2 and info["played"] == ["p\ufffd"]
         assert info["last_report"] == {"type": "state", "page": "obs\ufffd"}
         await hub.play(make_audio("after-1", 2400))

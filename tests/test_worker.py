@@ -180,7 +180,7 @@ def test_model_loaded_reads_the_engine_once() -> None:
     class Racing(EngineWorker):
         reads = 0
 
-        @property  # type: ignore[override]
+        @property
         def primary(self) -> Engine | None:
             Racing.reads += 1
             return ToneEngine() if Racing.reads % 2 == 1 else None

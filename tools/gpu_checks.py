@@ -18,8 +18,9 @@ import torch
 
 from ishow.bench.local import make_engine, random_models
 from ishow.config.engine import EngineConfig
+from ishow.config.voice import VoiceSpec
 from ishow.engine.accel.warmer import BucketWarmer
-from ishow.engine.base import SynthRequest, VoiceSpec
+from ishow.engine.base import SynthRequest
 from ishow.engine.warm_reference import REF_TEXT, write_reference
 
 

@@ -9,6 +9,7 @@ delete, duplicate and splice, and insert tokens that parsers trip on (surrogates
 
 from __future__ import annotations
 
+import builtins
 import json
 import random
 from collections.abc import Callable
@@ -223,7 +224,7 @@ class Mutator:
             data = self._bytes_once(data)
         return data
 
-    def _bytes_once(self, data: bytes) -> bytes:
+    def _bytes_once(self, data: builtins.bytes) -> builtins.bytes:  # `bytes` here is the method above
         r = self.rng
         n = len(data)
         op = r.randrange(9)

@@ -79,7 +79,8 @@ def where(exc: BaseException) -> str:
     """The innermost frame of ``exc`` inside ``ishow/`` (else the innermost frame at all)."""
     frames = traceback.extract_tb(exc.__traceback__)
     inside = [f for f in frames if f.filename.startswith(PROJECT)]
-    f = (inside or frames or [None])[-1]
+    candidates = inside or list(frames)
+    f = candidates[-1] if candidates else None
     if f is None:
         return "?"
     return f"{os.path.relpath(f.filename, ROOT)}:{f.lineno} {f.name}"

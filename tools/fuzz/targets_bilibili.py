@@ -13,7 +13,7 @@ import json
 import zlib
 from typing import Any
 
-import brotli  # type: ignore[import-untyped]
+import brotli
 
 from ishow.errors import ProtocolError
 from ishow.sources.bilibili import api
