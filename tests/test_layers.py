@@ -256,3 +256,19 @@ def test_runtime_dependencies_are_what_the_runtime_imports() -> None:
     for name, extra in OPTIONAL_IMPORTS.items():
         assert name in third_party and extra in project["optional-dependencies"], (name, extra)
     assert declared == third_party - set(OPTIONAL_IMPORTS)
+
+
+def test_architecture_md_states_these_rules() -> None:
+    """ARCHITECTURE.md's layer table is this test's LAYERS (same layers, same order, same modules), and short."""
+    import re
+
+    text = (REPO / "ARCHITECTURE.md").read_text(encoding="utf-8")
+    assert len(text.splitlines()) < 150
+    section = text.split("## Layers", 1)[1].split("\n## ", 1)[0]
+    table = []
+    for line in section.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 2 and cells[0] not in ("layer", "") and not cells[0].startswith("-"):
+            names = re.findall(r"`([^`]+)`", cells[1])
+            table.append((cells[0], tuple(n if n == "ishow" else f"ishow.{n}" for n in names if n != "ishow.")))
+    assert table == [(name, prefixes) for name, prefixes in LAYERS]
