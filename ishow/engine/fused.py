@@ -154,6 +154,11 @@ def key_lens(bias: Tensor) -> Tensor:
     return (bias[:, 0, 0, :] == 0).sum(dim=-1, dtype=torch.int32)
 
 
+def row_starts(b: int, n: int, device: torch.device) -> Tensor:
+    """int32 [B + 1]: 0, N, 2N, … (each padded row is one varlen sequence)."""
+    return torch.arange(0, (b + 1) * n, n, device=device, dtype=torch.int32)
+
+
 def varlen_usable(q: Tensor) -> bool:
     """Whether :func:`attend` can run ``q`` [B, H, N, Dh] through the flash kernel's varlen entry point."""
     return (
@@ -167,13 +172,13 @@ def varlen_usable(q: Tensor) -> bool:
     )
 
 
-def flash_varlen(q: Tensor, k: Tensor, v: Tensor, lens: Tensor) -> Tensor:
+def flash_varlen(q: Tensor, k: Tensor, v: Tensor, lens: Tensor, cu: Tensor | None = None) -> Tensor:
     """Key-padded attention without a mask: q, k, v [B, H, N, Dh] (keys of row b valid on their first ``lens[b]``
     frames) → [B, H, N, Dh]. The rows go to the flash kernel as B sequences of N frames (``cu_seqlens`` 0, N, 2N, …)
     with ``seqused_k = lens``: row b's queries see only its first lens[b] keys, exactly what the −inf bias did, but
-    padding keys are never read. Device tensors only, so CUDA graphs capture it."""
+    padding keys are never read. Device tensors only, so CUDA graphs capture it. ``cu``: :func:`row_starts`."""
     b, h, n, d = q.shape
-    cu = torch.arange(0, (b + 1) * n, n, device=q.device, dtype=torch.int32)
+    cu = row_starts(b, n, q.device) if cu is None else cu
 
     def packed(t: Tensor) -> Tensor:
         return t.transpose(1, 2).reshape(b * n, h, d)
@@ -184,14 +189,16 @@ def flash_varlen(q: Tensor, k: Tensor, v: Tensor, lens: Tensor) -> Tensor:
     return out.view(b, n, h, d).transpose(1, 2)
 
 
-def attend(q: Tensor, k: Tensor, v: Tensor, bias: Tensor | None, lens: Tensor | None) -> Tensor:
+def attend(
+    q: Tensor, k: Tensor, v: Tensor, bias: Tensor | None, lens: Tensor | None, cu: Tensor | None = None
+) -> Tensor:
     """SDPA of q, k, v [B, H, N, Dh]: no mask at all when no row is padded (flash), the varlen flash call when
     ``lens`` (:func:`key_lens` of ``bias``) is given and usable, else the additive bias (memory-efficient kernel)."""
     if bias is None:
         return F.scaled_dot_product_attention(q, k, v)
     if lens is not None and varlen_usable(q):
         try:
-            return flash_varlen(q, k, v, lens)
+            return flash_varlen(q, k, v, lens, cu)
         except RuntimeError as e:  # an older torch without seqused_k, or a GPU the kernel does not support
             _VARLEN_BROKEN.append(f"{type(e).__name__}: {e}")
             log.warning("varlen flash attention failed (%s); using the key padding mask", _VARLEN_BROKEN[0])
@@ -222,6 +229,7 @@ class FusedBlocks:
             mark_dynamic(cos, 0)
             mark_dynamic(sin, 0)
         lens = key_lens(bias) if bias is not None and not self.legacy else None
+        cu = row_starts(h.shape[0], h.shape[1], h.device) if lens is not None else None
         blocks: list[Any] = list(self.model.transformer_blocks)
         qkv: tuple[Tensor, Tensor, Tensor] | None = None
         for i, (block, mod) in enumerate(zip(blocks, mods, strict=True)):
@@ -233,7 +241,7 @@ class FusedBlocks:
                     mark_dynamic(h, 0, 1)
                 qkv = self.pre(h, shift, scale1p, w, b, cos, sin, attn.heads)
             q, k, v = qkv
-            out = attend(q, k, v, bias, lens)
+            out = attend(q, k, v, bias, lens, cu)
             if self.compiled:
                 mark_dynamic(h, 0, 1)
                 mark_dynamic(out, 0, 2)
