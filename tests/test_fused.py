@@ -204,7 +204,8 @@ def test_fused_blocks_varlen_path_equals_masked_path(tiny: DiT, monkeypatch: pyt
     mask = torch.arange(40)[None] < lens[:, None]
     te = tiny.embed_text(torch.randint(1, 2545, (3, 20), generator=gen), lens, 40)
     step = tiny.step_conditioning(0.7)
-    new, old = FusedBlocks(tiny, compile=False, legacy=False), FusedBlocks(tiny, compile=False, legacy=True)
+    new = FusedBlocks(tiny, compile=False, varlen=True, merge=True)
+    old = FusedBlocks(tiny, compile=False, varlen=False, merge=False)
     with torch.no_grad():
         ref = tiny(x, cond, te, step, mask)
         got_new = tiny(x, cond, te, step, mask, runner=new)
@@ -240,10 +241,32 @@ def test_varlen_failure_falls_back_to_the_mask(tiny: DiT, monkeypatch: pytest.Mo
     assert fused._VARLEN_BROKEN and "seqused_k" in fused._VARLEN_BROKEN[0]
 
 
-def test_legacy_kernels_env(tiny: DiT, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_kernel_switches_env(tiny: DiT, monkeypatch: pytest.MonkeyPatch) -> None:
     from ishow.engine.fused import KERNELS_ENV
 
-    monkeypatch.setenv(KERNELS_ENV, "legacy")
-    assert FusedBlocks(tiny, compile=False).legacy
+    def switches() -> tuple[bool, bool]:
+        runner = FusedBlocks(tiny, compile=False)
+        return runner.varlen, runner.merge
+
+    for value, want in (("legacy", (False, False)), ("masked", (False, True)), ("unfused", (True, False)),
+                        ("masked, unfused", (False, False)), ("", (True, True))):  # fmt: skip
+        monkeypatch.setenv(KERNELS_ENV, value)
+        assert switches() == want
     monkeypatch.delenv(KERNELS_ENV)
-    assert not FusedBlocks(tiny, compile=False).legacy
+    assert switches() == (True, True)
+    monkeypatch.setenv(KERNELS_ENV, "flash")
+    with pytest.raises(ValueError, match="expected masked, unfused"):
+        FusedBlocks(tiny, compile=False)
+
+
+def test_merged_and_unmerged_block_boundaries_agree(tiny: DiT) -> None:
+    gen = torch.Generator().manual_seed(9)
+    lens = torch.tensor([33, 12])
+    x, cond = torch.randn(2, 33, 100, generator=gen), torch.randn(2, 33, 100, generator=gen)
+    mask = torch.arange(33)[None] < lens[:, None]
+    te = tiny.embed_text(torch.randint(1, 2545, (2, 20), generator=gen), lens, 33)
+    step = tiny.step_conditioning(0.2)
+    with torch.no_grad():
+        merged = tiny(x, cond, te, step, mask, runner=FusedBlocks(tiny, compile=False, varlen=False, merge=True))
+        apart = tiny(x, cond, te, step, mask, runner=FusedBlocks(tiny, compile=False, varlen=False, merge=False))
+    torch.testing.assert_close(merged, apart, rtol=0, atol=1e-6)

@@ -139,14 +139,21 @@ def attn_out_ff_in(
     return x, q, k, v
 
 
-# ``ISHOW_DIT_KERNELS=legacy`` selects the previous kernels (masked SDPA on the memory-efficient kernel, block halves
-# compiled apart) so the bench can measure before/after in one run.
+# ``ISHOW_DIT_KERNELS`` turns this file's newer kernels off, to measure each one (comma-separated): ``masked`` (key
+# padding bias on the memory-efficient kernel instead of the varlen flash call), ``unfused`` (each block's tail compiled
+# apart from the next block's head), ``legacy`` (both: the kernels before issue 14's item 4).
 KERNELS_ENV = "ISHOW_DIT_KERNELS"
 _VARLEN_BROKEN: list[str] = []  # the first failure of the varlen flash call (then every call takes the mask)
 
 
-def legacy_kernels() -> bool:
-    return os.environ.get(KERNELS_ENV, "").strip().lower() == "legacy"
+def kernel_switches() -> tuple[bool, bool]:
+    """(varlen attention, merged block boundaries) as ``ISHOW_DIT_KERNELS`` leaves them."""
+    off = {w.strip().lower() for w in os.environ.get(KERNELS_ENV, "").split(",") if w.strip()}
+    unknown = off - {"masked", "unfused", "legacy"}
+    if unknown:
+        raise ValueError(f"{KERNELS_ENV}={os.environ[KERNELS_ENV]!r}: expected masked, unfused and/or legacy")
+    legacy = "legacy" in off
+    return not (legacy or "masked" in off), not (legacy or "unfused" in off)
 
 
 def key_lens(bias: Tensor) -> Tensor:
@@ -208,16 +215,19 @@ def attend(
 class FusedBlocks:
     """Runs ``model``'s transformer blocks through :func:`attn_in` / :func:`attend` / :func:`attn_out_ff_in` /
     :func:`attn_out_ff`, compiled when ``compile`` (and torch.compile is available), eagerly otherwise. Install as
-    ``model.block_runner``. ``legacy`` (default: ``ISHOW_DIT_KERNELS=legacy``) keeps the previous kernels: masked
-    SDPA, and each block's tail compiled apart from the next block's head."""
+    ``model.block_runner``. ``varlen=False`` passes the key padding bias to SDPA (memory-efficient kernel),
+    ``merge=False`` compiles each block's tail apart from the next block's head: the kernels before; both default to
+    :func:`kernel_switches`."""
 
-    def __init__(self, model: DiT, compile: bool = True, legacy: bool | None = None) -> None:
+    def __init__(self, model: DiT, compile: bool = True, varlen: bool | None = None, merge: bool | None = None) -> None:
         self.model = model
-        self.legacy = legacy_kernels() if legacy is None else legacy
+        env_varlen, env_merge = kernel_switches()
+        self.varlen = env_varlen if varlen is None else varlen
+        self.merge = env_merge if merge is None else merge
         pre = compiled("dit.attn_in", attn_in) if compile else None
         post = compiled("dit.attn_out_ff", attn_out_ff) if compile else None
-        mid = compiled("dit.attn_out_ff_in", attn_out_ff_in) if compile and not self.legacy else None
-        self.compiled = pre is not None and post is not None and (self.legacy or mid is not None)
+        mid = compiled("dit.attn_out_ff_in", attn_out_ff_in) if compile and self.merge else None
+        self.compiled = pre is not None and post is not None and (not self.merge or mid is not None)
         self.pre: Callable[..., Any] = pre if self.compiled and pre is not None else attn_in
         self.post: Callable[..., Any] = post if self.compiled and post is not None else attn_out_ff
         self.mid: Callable[..., Any] = mid if self.compiled and mid is not None else attn_out_ff_in
@@ -228,7 +238,7 @@ class FusedBlocks:
         if self.compiled:
             mark_dynamic(cos, 0)
             mark_dynamic(sin, 0)
-        lens = key_lens(bias) if bias is not None and not self.legacy else None
+        lens = key_lens(bias) if bias is not None and self.varlen else None
         cu = row_starts(h.shape[0], h.shape[1], h.device) if lens is not None else None
         blocks: list[Any] = list(self.model.transformer_blocks)
         qkv: tuple[Tensor, Tensor, Tensor] | None = None
@@ -249,7 +259,7 @@ class FusedBlocks:
             o = attn.to_out[0]
             tail = (h, out, gate, shift_mlp, scale_mlp1p, gate_mlp, o.weight, o.bias, ff1.weight, ff1.bias,
                     ff2.weight, ff2.bias)  # fmt: skip
-            if self.legacy or i + 1 == len(blocks):
+            if not self.merge or i + 1 == len(blocks):
                 h, qkv = self.post(*tail), None
             else:
                 nxt = blocks[i + 1].attn
