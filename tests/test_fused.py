@@ -125,3 +125,149 @@ def test_compiled_fp16_vocoder_close_to_fp32_on_cuda(vocos: Vocos) -> None:
     for a, b in zip(fast.decode(ms), ref.decode(ms), strict=True):
         assert a.shape == b.shape and rel_l2(a, b) < 1e-2
     assert fast.name == "torch-compile", fast.compile_error
+
+
+def _varlen_contract(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    cu_q: torch.Tensor,
+    cu_k: torch.Tensor,
+    max_q: int,
+    max_k: int,
+    dropout: float,
+    causal: bool,
+    debug: bool,
+    *,
+    seqused_k: torch.Tensor,
+) -> tuple[torch.Tensor, ...]:
+    """The flash varlen entry point's documented contract, on the CPU in fp64: sequence i has queries
+    cu_q[i]:cu_q[i+1] and keys cu_k[i]:cu_k[i] + seqused_k[i]; q/k/v are packed [total, H, Dh]."""
+    assert q.dim() == 3 and dropout == 0.0 and not causal and not debug
+    assert seqused_k.dtype == torch.int32 and cu_q.dtype == torch.int32
+    out = torch.full_like(q, float("nan"))
+    for i in range(cu_q.numel() - 1):
+        qs, qe, ks = int(cu_q[i]), int(cu_q[i + 1]), int(cu_k[i])
+        assert qe - qs <= max_q and int(cu_k[i + 1]) - ks <= max_k
+        ke = ks + int(seqused_k[i])
+        qi, ki, vi = (t.double().transpose(0, 1) for t in (q[qs:qe], k[ks:ke], v[ks:ke]))  # [H, n, Dh]
+        att = torch.softmax(qi @ ki.transpose(-1, -2) / q.shape[-1] ** 0.5, dim=-1)
+        out[qs:qe] = (att @ vi).transpose(0, 1).to(q.dtype)
+    return out, out, out, out, out
+
+
+def test_key_lens_of_padding_bias() -> None:
+    from ishow.engine.accel.fused import key_lens
+    from ishow.engine.f5.dit import key_padding_bias
+
+    lens = torch.tensor([40, 25, 1, 33])
+    mask = torch.arange(40)[None] < lens[:, None]
+    got = key_lens(key_padding_bias(mask, torch.float16))
+    assert got.dtype == torch.int32
+    assert got.tolist() == lens.tolist()
+
+
+def test_varlen_packing_equals_masked_sdpa(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The varlen call (B rows of N frames, seqused_k = key lengths) gives what the −inf key bias gives, on every
+    valid query row, for mixed lengths, and for padded query rows too (they see the same valid keys)."""
+    from ishow.engine.accel.fused import flash_varlen, key_lens
+    from ishow.engine.f5.dit import key_padding_bias
+
+    monkeypatch.setattr(torch.ops.aten, "_flash_attention_forward", _varlen_contract)
+    gen = torch.Generator().manual_seed(5)
+    b, h, n, d = 3, 2, 24, 16
+    qkv = torch.randn(b, n, 3, h, d, generator=gen, dtype=torch.float64)
+    q, k, v = (qkv[:, :, i].transpose(1, 2) for i in range(3))  # strided views, like the real callers
+    mask = torch.arange(n)[None] < torch.tensor([24, 9, 1])[:, None]
+    bias = key_padding_bias(mask, torch.float64)
+    want = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=bias)
+    got = flash_varlen(q, k, v, key_lens(bias))
+    assert got.shape == want.shape
+    torch.testing.assert_close(got, want, rtol=0, atol=1e-12)
+
+
+def test_fused_blocks_varlen_path_equals_masked_path(tiny: DiT, monkeypatch: pytest.MonkeyPatch) -> None:
+    """FusedBlocks with the varlen attention (the CUDA path, here through its contract) equals the legacy masked
+    runner and the module loop, for a padded mixed-length batch; without padding no mask is passed at all."""
+    import ishow.engine.accel.fused as fused
+
+    calls: list[torch.Tensor] = []
+
+    def contract(*args: object, **kw: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        calls.append(kw["seqused_k"])
+        return _varlen_contract(*args, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(torch.ops.aten, "_flash_attention_forward", contract)
+    monkeypatch.setattr(fused, "varlen_usable", lambda q: True)
+    gen = torch.Generator().manual_seed(6)
+    lens = torch.tensor([40, 25, 7])
+    x, cond = torch.randn(3, 40, 100, generator=gen), torch.randn(3, 40, 100, generator=gen)
+    mask = torch.arange(40)[None] < lens[:, None]
+    te = tiny.embed_text(torch.randint(1, 2545, (3, 20), generator=gen), lens, 40)
+    step = tiny.step_conditioning(0.7)
+    new = FusedBlocks(tiny, compile=False, varlen=True, merge=True)
+    old = FusedBlocks(tiny, compile=False, varlen=False, merge=False)
+    with torch.no_grad():
+        ref = tiny(x, cond, te, step, mask)
+        got_new = tiny(x, cond, te, step, mask, runner=new)
+        assert len(calls) == TINY.depth and all(c.tolist() == lens.tolist() for c in calls)
+        got_old = tiny(x, cond, te, step, mask, runner=old)
+        assert len(calls) == TINY.depth  # legacy: the mask, never the varlen call
+        full = torch.ones(3, 40, dtype=torch.bool)
+        unmasked = tiny(x, cond, te, step, None, runner=new)  # no row padded: no bias, plain SDPA (flash)
+        masked_full = tiny(x, cond, te, step, full, runner=old)
+    assert len(calls) == TINY.depth
+    assert rel_l2(got_new, ref) < 1e-6 and rel_l2(got_old, ref) < 1e-6
+    assert rel_l2(unmasked, masked_full) < 1e-6
+
+
+def test_varlen_failure_falls_back_to_the_mask(tiny: DiT, monkeypatch: pytest.MonkeyPatch) -> None:
+    import ishow.engine.accel.fused as fused
+
+    def broken(*args: object, **kw: object) -> None:
+        raise RuntimeError("seqused_k is not supported")
+
+    monkeypatch.setattr(torch.ops.aten, "_flash_attention_forward", broken)
+    monkeypatch.setattr(fused, "varlen_usable", lambda q: not fused._VARLEN_BROKEN)
+    monkeypatch.setattr(fused, "_VARLEN_BROKEN", [])
+    gen = torch.Generator().manual_seed(8)
+    q, k, v = (torch.randn(2, 2, 12, 16, generator=gen) for _ in range(3))
+    mask = torch.arange(12)[None] < torch.tensor([12, 5])[:, None]
+    from ishow.engine.f5.dit import key_padding_bias
+
+    bias = key_padding_bias(mask, torch.float32)
+    got = fused.attend(q, k, v, bias, fused.key_lens(bias))
+    want = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=bias)
+    torch.testing.assert_close(got, want, rtol=0, atol=0)
+    assert fused._VARLEN_BROKEN and "seqused_k" in fused._VARLEN_BROKEN[0]
+
+
+def test_kernel_switches_env(tiny: DiT, monkeypatch: pytest.MonkeyPatch) -> None:
+    from ishow.engine.accel.fused import KERNELS_ENV
+
+    def switches() -> tuple[bool, bool]:
+        runner = FusedBlocks(tiny, compile=False)
+        return runner.varlen, runner.merge
+
+    for value, want in (("legacy", (False, False)), ("masked", (False, True)), ("unfused", (True, False)),
+                        ("masked, unfused", (False, False)), ("", (True, True))):  # fmt: skip
+        monkeypatch.setenv(KERNELS_ENV, value)
+        assert switches() == want
+    monkeypatch.delenv(KERNELS_ENV)
+    assert switches() == (True, True)
+    monkeypatch.setenv(KERNELS_ENV, "flash")
+    with pytest.raises(ValueError, match="expected masked, unfused"):
+        FusedBlocks(tiny, compile=False)
+
+
+def test_merged_and_unmerged_block_boundaries_agree(tiny: DiT) -> None:
+    gen = torch.Generator().manual_seed(9)
+    lens = torch.tensor([33, 12])
+    x, cond = torch.randn(2, 33, 100, generator=gen), torch.randn(2, 33, 100, generator=gen)
+    mask = torch.arange(33)[None] < lens[:, None]
+    te = tiny.embed_text(torch.randint(1, 2545, (2, 20), generator=gen), lens, 33)
+    step = tiny.step_conditioning(0.2)
+    with torch.no_grad():
+        merged = tiny(x, cond, te, step, mask, runner=FusedBlocks(tiny, compile=False, varlen=False, merge=True))
+        apart = tiny(x, cond, te, step, mask, runner=FusedBlocks(tiny, compile=False, varlen=False, merge=False))
+    torch.testing.assert_close(merged, apart, rtol=0, atol=1e-6)

@@ -231,6 +231,7 @@ async def test_obs_goes_away_mid_utterance_volume_restored_on_reconnect(start_da
         since = len(obs.log)
         await obs.start(port)  # OBS is back
         await until(lambda: obs.inputs["Music"].volume_db == -6.0, "volume restored", timeout=30)
+        await until(lambda: len(obs.requests(since)) >= 2, "the caption cleared after it", timeout=30)
     assert obs.requests(since)[:2] == [
         ("SetInputVolume", {"inputName": "Music", "inputVolumeDb": -6.0}),
         ("SetInputSettings", {"inputName": "TTS Caption", "inputSettings": {"text": ""}, "overlay": True}),

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -110,17 +111,126 @@ def attn_out_ff(
     return torch.addcmul(x, gate_mlp, F.linear(h, w2, b2))
 
 
-class FusedBlocks:
-    """Runs ``model``'s transformer blocks through :func:`attn_in` / SDPA / :func:`attn_out_ff`, compiled when
-    ``compile`` (and torch.compile is available), eagerly otherwise. Install as ``model.block_runner``."""
+def attn_out_ff_in(
+    x: Tensor,
+    attn: Tensor,
+    gate: Tensor,
+    shift_mlp: Tensor,
+    scale_mlp1p: Tensor,
+    gate_mlp: Tensor,
+    w_o: Tensor,
+    b_o: Tensor,
+    w1: Tensor,
+    b1: Tensor,
+    w2: Tensor,
+    b2: Tensor,
+    shift: Tensor,
+    scale1p: Tensor,
+    w_qkv: Tensor,
+    b_qkv: Tensor,
+    cos: Tensor,
+    sin: Tensor,
+    heads: int,
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """:func:`attn_out_ff` of one block then :func:`attn_in` of the next, as ONE compiled graph, so the FF's gated
+    residual add is fused into the next block's modulated LayerNorm (one kernel, x read once) → x, q, k, v."""
+    x = attn_out_ff(x, attn, gate, shift_mlp, scale_mlp1p, gate_mlp, w_o, b_o, w1, b1, w2, b2)
+    q, k, v = attn_in(x, shift, scale1p, w_qkv, b_qkv, cos, sin, heads)
+    return x, q, k, v
 
-    def __init__(self, model: DiT, compile: bool = True) -> None:
+
+# ``ISHOW_DIT_KERNELS`` turns this file's newer kernels off, to measure each one (comma-separated): ``masked`` (key
+# padding bias on the memory-efficient kernel instead of the varlen flash call), ``unfused`` (each block's tail compiled
+# apart from the next block's head), ``legacy`` (both: the kernels before issue 14's item 4).
+KERNELS_ENV = "ISHOW_DIT_KERNELS"
+_VARLEN_BROKEN: list[str] = []  # the first failure of the varlen flash call (then every call takes the mask)
+
+
+def kernel_switches() -> tuple[bool, bool]:
+    """(varlen attention, merged block boundaries) as ``ISHOW_DIT_KERNELS`` leaves them."""
+    off = {w.strip().lower() for w in os.environ.get(KERNELS_ENV, "").split(",") if w.strip()}
+    unknown = off - {"masked", "unfused", "legacy"}
+    if unknown:
+        raise ValueError(f"{KERNELS_ENV}={os.environ[KERNELS_ENV]!r}: expected masked, unfused and/or legacy")
+    legacy = "legacy" in off
+    return not (legacy or "masked" in off), not (legacy or "unfused" in off)
+
+
+def key_lens(bias: Tensor) -> Tensor:
+    """bias: the key padding bias [B, 1, 1, N] (0 valid, −inf padding; valid keys are a prefix) → int32 [B]."""
+    return (bias[:, 0, 0, :] == 0).sum(dim=-1, dtype=torch.int32)
+
+
+def row_starts(b: int, n: int, device: torch.device) -> Tensor:
+    """int32 [B + 1]: 0, N, 2N, … (each padded row is one varlen sequence)."""
+    return torch.arange(0, (b + 1) * n, n, device=device, dtype=torch.int32)
+
+
+def varlen_usable(q: Tensor) -> bool:
+    """Whether :func:`attend` can run ``q`` [B, H, N, Dh] through the flash kernel's varlen entry point."""
+    return (
+        not _VARLEN_BROKEN
+        and q.is_cuda
+        and q.dtype in (torch.float16, torch.bfloat16)
+        and q.shape[-1] % 8 == 0
+        and q.shape[-1] <= 256
+        and torch.backends.cuda.flash_sdp_enabled()  # type: ignore[no-untyped-call]
+        and torch.backends.cuda.is_flash_attention_available()
+    )
+
+
+def flash_varlen(q: Tensor, k: Tensor, v: Tensor, lens: Tensor, cu: Tensor | None = None) -> Tensor:
+    """Key-padded attention without a mask: q, k, v [B, H, N, Dh] (keys of row b valid on their first ``lens[b]``
+    frames) → [B, H, N, Dh]. The rows go to the flash kernel as B sequences of N frames (``cu_seqlens`` 0, N, 2N, …)
+    with ``seqused_k = lens``: row b's queries see only its first lens[b] keys, exactly what the −inf bias did, but
+    padding keys are never read. Device tensors only, so CUDA graphs capture it. ``cu``: :func:`row_starts`."""
+    b, h, n, d = q.shape
+    cu = row_starts(b, n, q.device) if cu is None else cu
+
+    def packed(t: Tensor) -> Tensor:
+        return t.transpose(1, 2).reshape(b * n, h, d)
+
+    out: Tensor = torch.ops.aten._flash_attention_forward(
+        packed(q), packed(k), packed(v), cu, cu, n, n, 0.0, False, False, seqused_k=lens
+    )[0]
+    return out.view(b, n, h, d).transpose(1, 2)
+
+
+def attend(
+    q: Tensor, k: Tensor, v: Tensor, bias: Tensor | None, lens: Tensor | None, cu: Tensor | None = None
+) -> Tensor:
+    """SDPA of q, k, v [B, H, N, Dh]: no mask at all when no row is padded (flash), the varlen flash call when
+    ``lens`` (:func:`key_lens` of ``bias``) is given and usable, else the additive bias (memory-efficient kernel)."""
+    if bias is None:
+        return F.scaled_dot_product_attention(q, k, v)
+    if lens is not None and varlen_usable(q):
+        try:
+            return flash_varlen(q, k, v, lens, cu)
+        except RuntimeError as e:  # an older torch without seqused_k, or a GPU the kernel does not support
+            _VARLEN_BROKEN.append(f"{type(e).__name__}: {e}")
+            log.warning("varlen flash attention failed (%s); using the key padding mask", _VARLEN_BROKEN[0])
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
+
+
+class FusedBlocks:
+    """Runs ``model``'s transformer blocks through :func:`attn_in` / :func:`attend` / :func:`attn_out_ff_in` /
+    :func:`attn_out_ff`, compiled when ``compile`` (and torch.compile is available), eagerly otherwise. Install as
+    ``model.block_runner``. ``varlen=False`` passes the key padding bias to SDPA (memory-efficient kernel),
+    ``merge=False`` compiles each block's tail apart from the next block's head: the kernels before; both default to
+    :func:`kernel_switches`."""
+
+    def __init__(self, model: DiT, compile: bool = True, varlen: bool | None = None, merge: bool | None = None) -> None:
         self.model = model
+        env_varlen, env_merge = kernel_switches()
+        self.varlen = env_varlen if varlen is None else varlen
+        self.merge = env_merge if merge is None else merge
         pre = compiled("dit.attn_in", attn_in) if compile else None
         post = compiled("dit.attn_out_ff", attn_out_ff) if compile else None
-        self.compiled = pre is not None and post is not None
-        self.pre: Callable[..., Any] = pre if pre is not None and post is not None else attn_in
-        self.post: Callable[..., Any] = post if pre is not None and post is not None else attn_out_ff
+        mid = compiled("dit.attn_out_ff_in", attn_out_ff_in) if compile and self.merge else None
+        self.compiled = pre is not None and post is not None and (not self.merge or mid is not None)
+        self.pre: Callable[..., Any] = pre if self.compiled and pre is not None else attn_in
+        self.post: Callable[..., Any] = post if self.compiled and post is not None else attn_out_ff
+        self.mid: Callable[..., Any] = mid if self.compiled and mid is not None else attn_out_ff_in
 
     def __call__(self, h: Tensor, mods: tuple[Modulation, ...], bias: Tensor | None, rope_table: Tensor) -> Tensor:
         ri = torch.view_as_real(rope_table)  # [N, Dh/2, 2] fp32
@@ -128,21 +238,35 @@ class FusedBlocks:
         if self.compiled:
             mark_dynamic(cos, 0)
             mark_dynamic(sin, 0)
+        lens = key_lens(bias) if bias is not None and self.varlen else None
+        cu = row_starts(h.shape[0], h.shape[1], h.device) if lens is not None else None
         blocks: list[Any] = list(self.model.transformer_blocks)
-        for block, mod in zip(blocks, mods, strict=True):
+        qkv: tuple[Tensor, Tensor, Tensor] | None = None
+        for i, (block, mod) in enumerate(zip(blocks, mods, strict=True)):
             shift, scale1p, gate, shift_mlp, scale_mlp1p, gate_mlp = mod
             attn = block.attn
-            w, b = attn._qkv_params()
+            if qkv is None:
+                w, b = attn._qkv_params()
+                if self.compiled:
+                    mark_dynamic(h, 0, 1)
+                qkv = self.pre(h, shift, scale1p, w, b, cos, sin, attn.heads)
+            q, k, v = qkv
+            out = attend(q, k, v, bias, lens, cu)
             if self.compiled:
                 mark_dynamic(h, 0, 1)
-            q, k, v = self.pre(h, shift, scale1p, w, b, cos, sin, attn.heads)
-            out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
-            if self.compiled:
                 mark_dynamic(out, 0, 2)
             ff1, ff2 = block.ff.ff[0][0], block.ff.ff[2]  # upstream's key layout
             o = attn.to_out[0]
-            h = self.post(h, out, gate, shift_mlp, scale_mlp1p, gate_mlp, o.weight, o.bias, ff1.weight, ff1.bias,
-                          ff2.weight, ff2.bias)  # fmt: skip
+            tail = (h, out, gate, shift_mlp, scale_mlp1p, gate_mlp, o.weight, o.bias, ff1.weight, ff1.bias,
+                    ff2.weight, ff2.bias)  # fmt: skip
+            if not self.merge or i + 1 == len(blocks):
+                h, qkv = self.post(*tail), None
+            else:
+                nxt = blocks[i + 1].attn
+                w, b = nxt._qkv_params()
+                nshift, nscale1p = mods[i + 1][0], mods[i + 1][1]
+                h, q, k, v = self.mid(*tail, nshift, nscale1p, w, b, cos, sin, nxt.heads)
+                qkv = (q, k, v)
         return h
 
 
