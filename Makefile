@@ -6,21 +6,28 @@ PY := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.13.0
 ARGS ?=
 
-.PHONY: run test lint venv clean
+.PHONY: run test lint venv dev clean
 
+# `make run` installs only what the daemon needs; `make test` adds the dev tools and the optional cluster extra
+# (Ray Serve, for `ishow serve` and its tests) on top of the same virtualenv.
 venv: $(VENV)/.installed
+dev: $(VENV)/.dev-installed
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q $(TORCH_SPEC)
+	$(PY) -m pip install -q -e .
+	touch $@
+
+$(VENV)/.dev-installed: $(VENV)/.installed
 	$(PY) -m pip install -q -e '.[dev,cluster]'
 	touch $@
 
 run: venv
 	$(VENV)/bin/ishow run $(ARGS)
 
-lint: venv
+lint: dev
 	$(PY) -m ruff check ishow tests tools
 	$(PY) -m ruff format --check ishow tests tools
 	$(PY) -m mypy  # strict, over ishow, tests and tools ([tool.mypy] files)
