@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -17,20 +18,31 @@ async def rerun_on_failure(
     run: Callable[[], Coroutine[Any, Any, None]],
     what: str,
     *,
-    active: Callable[[], bool],
-    on_failure: Callable[[], None],
     log: Any,
-    pause_s: float = 1.0,
+    active: Callable[[], bool] = lambda: True,
+    on_failure: Callable[[], None] | None = None,
+    pause_s: tuple[float, float] = (1.0, 1.0),
+    calm_s: float = 60.0,
 ) -> None:
-    """The one catch-all of a background task: a bug is logged with context (``"<what> failed; restarting it"``)
-    and the task restarts ``pause_s`` later, while ``active()``; it ends when ``run`` returns."""
+    """The one catch-all of a background task: a bug is logged with context (``"<what> failed; restarting it"``,
+    with ``retry_in_s`` and ``restarts``) and the task restarts after a pause, while ``active()``; it ends when
+    ``run`` returns. The pause starts at ``pause_s[0]`` and doubles up to ``pause_s[1]`` while failures follow
+    each other; a run that lasted ``calm_s`` starts the pauses over."""
+    delay = pause_s[0]
+    restarts = 0
     while active():
+        started = time.monotonic()
         try:
             await run()
             return
         except asyncio.CancelledError:
             raise
         except Exception:
-            on_failure()
-            log.exception(f"{what} failed; restarting it")
-            await asyncio.sleep(pause_s)
+            if time.monotonic() - started > calm_s:  # it ran fine for a while: start over with a short pause
+                delay = pause_s[0]
+            restarts += 1
+            if on_failure is not None:
+                on_failure()
+            log.exception(f"{what} failed; restarting it", retry_in_s=delay, restarts=restarts)
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, pause_s[1])

@@ -5,13 +5,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
-import time
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 import structlog
 from aiohttp import web
 
+from ishow.backoff import rerun_on_failure
 from ishow.outputs.base import Sink
 
 log = structlog.get_logger(__name__)
@@ -21,22 +21,7 @@ SUPERVISOR_BACKOFF_S = (1.0, 60.0)  # first and longest pause before a failed ba
 
 async def supervise(run: Callable[[], Coroutine[Any, Any, None]], what: str) -> None:
     """Run a background task; when it fails, log it and start it again after a growing pause."""
-    delay = SUPERVISOR_BACKOFF_S[0]
-    restarts = 0
-    while True:
-        started = time.monotonic()
-        try:
-            await run()
-            return
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            if time.monotonic() - started > 60.0:  # it ran fine for a while: start over with a short pause
-                delay = SUPERVISOR_BACKOFF_S[0]
-            restarts += 1
-            log.exception(f"{what} failed; restarting it", retry_in_s=delay, restarts=restarts)
-        await asyncio.sleep(delay)
-        delay = min(delay * 2, SUPERVISOR_BACKOFF_S[1])
+    await rerun_on_failure(run, what, log=log, pause_s=SUPERVISOR_BACKOFF_S)
 
 
 def has_listener(sinks: Sequence[Sink]) -> bool:
