@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from ishow.engine.accel.bucket_plan import cover_bucket, likely_lengths, plan_buckets, plan_stages
+from ishow.engine.accel.bucket_plan import Bucket, MissLog, cover_bucket, likely_lengths, plan_buckets, plan_stages
 from ishow.engine.accel.graphs import Buckets, GraphSampler, _Captured
 from ishow.engine.accel.warmer import BucketWarmer, WarmupTask
 from ishow.engine.f5.checkpoint import randomize_
@@ -323,3 +323,13 @@ async def test_worker_serves_while_warming_and_reports_ready() -> None:
     finally:
         gate.set()
         await w.close()
+
+
+def test_miss_log_keeps_the_newest_misses_in_order_and_empties_on_take() -> None:
+    misses: MissLog[Bucket] = MissLog(limit=3)
+    for key in [(1, 256), (2, 256), (1, 256), (4, 256), (8, 256)]:
+        misses.add(key)
+    misses.discard((4, 256))
+    misses.discard((16, 256))  # never missed: nothing happens
+    assert misses.take() == [(2, 256), (8, 256)]  # a repeat keeps its place; past 3, (1, 256) went
+    assert misses.take() == []

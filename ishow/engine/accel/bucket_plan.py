@@ -11,9 +11,14 @@ A bucket is ``(rows, frames)``: a batch of ``b`` items of up to ``n`` frames fit
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Iterable, Sequence
+from typing import Generic, TypeVar
 
 Bucket = tuple[int, int]
+K = TypeVar("K", bound=Hashable)
+
+MAX_MISSES = 64  # bucket keys remembered for the warmer between two of its looks (the oldest go first)
 
 
 # A ready bucket serves a batch only when it costs at most this many times the batch's own bucket (rows × frames):
@@ -34,6 +39,29 @@ def cover_bucket(need: Bucket, ready: Iterable[Bucket], max_pad: float = MAX_PAD
         if best is None or (r * f, r) < (best[0] * best[1], best[0]):
             best = (r, f)
     return best
+
+
+class MissLog(Generic[K]):
+    """Bucket keys that batches asked for and did not find captured, oldest first, at most ``limit`` (the oldest
+    are forgotten first); the warmer takes them to capture later. Not thread-safe: the owner's lock guards it."""
+
+    def __init__(self, limit: int = MAX_MISSES) -> None:
+        self.limit = limit
+        self._keys: OrderedDict[K, None] = OrderedDict()
+
+    def add(self, key: K) -> None:
+        self._keys[key] = None
+        while len(self._keys) > self.limit:
+            self._keys.popitem(last=False)
+
+    def discard(self, key: K) -> None:
+        self._keys.pop(key, None)
+
+    def take(self) -> list[K]:
+        """Every remembered key, oldest first; the log is empty afterwards."""
+        out = list(self._keys)
+        self._keys.clear()
+        return out
 
 
 def plan_buckets(

@@ -24,7 +24,6 @@ from __future__ import annotations
 import collections
 import logging
 import threading
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -33,7 +32,8 @@ import torch
 from torch import Tensor
 
 from ishow.config.choices import BATCH_BUCKETS
-from ishow.engine.accel.bucket_plan import MAX_PAD_FACTOR, Bucket, cover_bucket
+from ishow.engine.accel.bucket_plan import MAX_PAD_FACTOR, Bucket, MissLog, cover_bucket
+from ishow.engine.accel.capture_cost import timed_capture
 from ishow.engine.f5.dit import DiT, StepConditioning
 from ishow.engine.f5.sampler import (
     BatchInputs,
@@ -82,7 +82,6 @@ class _Captured:
 
 _ConfigKey = tuple[int, float, float | None, bool]
 DEFAULT_CONFIG = SamplerConfig()
-MAX_MISSES = 64
 
 
 def config_key(config: SamplerConfig) -> _ConfigKey:
@@ -113,7 +112,7 @@ class GraphSampler:
         # guards the graph table, the step cache and the misses: the warm-up thread captures while the engine
         # thread samples (each graph is replayed only by the engine thread)
         self._lock = threading.RLock()
-        self._misses: collections.OrderedDict[tuple[object, ...], None] = collections.OrderedDict()
+        self._misses: MissLog[tuple[object, ...]] = MissLog()
         self.capture_log: list[dict[str, object]] = []  # one entry per capture: bucket, seconds, memory
         self.buckets = buckets
         self.max_graphs = max_graphs
@@ -153,8 +152,7 @@ class GraphSampler:
     def take_misses(self) -> list[tuple[Bucket, SamplerConfig]]:
         """Buckets batches asked for and did not find captured since the last call (oldest first), emptied."""
         with self._lock:
-            keys = list(self._misses)
-            self._misses.clear()
+            keys = self._misses.take()
         out: list[tuple[Bucket, SamplerConfig]] = []
         for k in keys:
             rows, frames, nfe, cfg, sway, epss = k
@@ -177,18 +175,10 @@ class GraphSampler:
                 return {"skipped": True}
         ts, steps = self._conditioning(config)
         host = dummy_inputs(bucket[0], bucket[1], self.model.config.mel_dim)
-        cuda = self.device.type == "cuda"
-        mem0 = torch.cuda.memory_reserved(self.device) if cuda else 0
-        t0 = time.perf_counter()
-        entry = self._capture(host, ts, steps, config.cfg_strength)
-        info: dict[str, object] = {
-            "bucket": list(bucket),
-            "seconds": round(time.perf_counter() - t0, 3),
-            "reserved_mb": round((torch.cuda.memory_reserved(self.device) - mem0) / 2**20, 1) if cuda else 0.0,
-        }
+        entry, info = timed_capture(self.device, bucket, lambda: self._capture(host, ts, steps, config.cfg_strength))
         with self._lock:
             self._graphs[key] = entry
-            self._misses.pop(key, None)
+            self._misses.discard(key)
             self.capture_log.append(info)
         return info
 
@@ -276,9 +266,7 @@ class GraphSampler:
         with self._lock:
             if key in self._graphs:
                 return bucket
-            self._misses[key] = None
-            while len(self._misses) > MAX_MISSES:
-                self._misses.popitem(last=False)
+            self._misses.add(key)
             ready = [(int(k[0]), int(k[1])) for k in self._graphs if k[2:] == ck]  # type: ignore[call-overload]
         use = cover_bucket(bucket, ready, self.max_pad)
         if use is not None:

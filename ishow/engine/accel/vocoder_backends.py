@@ -21,7 +21,6 @@ import collections
 import logging
 import tempfile
 import threading
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +31,8 @@ from torch import Tensor
 
 from ishow.audio_format import HOP
 from ishow.config.choices import BATCH_BUCKETS, VOCODER_BACKENDS
-from ishow.engine.accel.bucket_plan import MAX_PAD_FACTOR, Bucket, cover_bucket
+from ishow.engine.accel.bucket_plan import MAX_PAD_FACTOR, Bucket, MissLog, cover_bucket
+from ishow.engine.accel.capture_cost import timed_capture
 from ishow.engine.accel.mels import pad_mels
 from ishow.engine.f5.vocos import Vocos
 from ishow.errors import ConfigError, IshowError, ModelLoadError
@@ -88,7 +88,7 @@ class TorchVocoder:
         self.vocos = vocos.eval()
         self.capture_on_miss = capture_on_miss
         self._lock = threading.RLock()  # the graph table: captured on the warm-up thread, replayed on the engine's
-        self._misses: collections.OrderedDict[Bucket, None] = collections.OrderedDict()
+        self._misses: MissLog[Bucket] = MissLog()
         self.capture_log: list[dict[str, object]] = []
         self.padded_runs = 0
         self.device = vocos.backbone.embed.weight.device
@@ -155,9 +155,7 @@ class TorchVocoder:
 
     def take_misses(self) -> list[Bucket]:
         with self._lock:
-            out = list(self._misses)
-            self._misses.clear()
-        return out
+            return self._misses.take()
 
     @property
     def full(self) -> bool:
@@ -170,18 +168,10 @@ class TorchVocoder:
         with self._lock:
             if bucket in self._graphs or len(self._graphs) >= self.max_graphs or not self.use_graphs:
                 return {"skipped": True}
-        cuda = self.device.type == "cuda"
-        mem0 = torch.cuda.memory_reserved(self.device) if cuda else 0
-        t0 = time.perf_counter()
-        entry = self._capture(bucket)
-        info: dict[str, object] = {
-            "bucket": list(bucket),
-            "seconds": round(time.perf_counter() - t0, 3),
-            "reserved_mb": round((torch.cuda.memory_reserved(self.device) - mem0) / 2**20, 1) if cuda else 0.0,
-        }
+        entry, info = timed_capture(self.device, bucket, lambda: self._capture(bucket))
         with self._lock:
             self._graphs[bucket] = entry
-            self._misses.pop(bucket, None)
+            self._misses.discard(bucket)
             self.capture_log.append(info)
         return info
 
@@ -189,9 +179,7 @@ class TorchVocoder:
         with self._lock:
             if bucket in self._graphs:
                 return bucket
-            self._misses[bucket] = None
-            while len(self._misses) > 64:
-                self._misses.popitem(last=False)
+            self._misses.add(bucket)
             ready = list(self._graphs)
         use = cover_bucket(bucket, ready, MAX_PAD_FACTOR)
         if use is not None:
