@@ -9,6 +9,7 @@ from __future__ import annotations
 import abc
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
@@ -17,6 +18,7 @@ import numpy.typing as npt
 from ishow.audio_format import SAMPLE_RATE
 from ishow.config.voice import VoiceSpec
 from ishow.engine.chunking import LengthBudget
+from ishow.errors import VoiceError
 
 if TYPE_CHECKING:
     from ishow.engine.accel.warmer import WarmupTask
@@ -77,3 +79,18 @@ class Engine(abc.ABC):
     def describe(self) -> dict[str, object]:
         """Facts for /healthz (device, precision...)."""
         return {"kind": self.kind}
+
+
+def reference_key(voice: VoiceSpec, who: str) -> tuple[Path, tuple[str, int, int, str]]:
+    """The reference recording of a cloning ``voice`` and a cache key that changes with its file (path, mtime,
+    size) or transcript. Raises ``VoiceError`` naming what is missing or unreadable (``who``: the engine)."""
+    if voice.ref_audio is None:
+        raise VoiceError(f"voice {voice.id!r} has no ref_audio; {who} clones a reference recording")
+    if not voice.ref_text.strip():
+        raise VoiceError(f"voice {voice.id!r} has no ref_text; {who} needs the reference's transcript")
+    path = Path(voice.ref_audio)
+    try:
+        st = path.stat()
+    except OSError as e:
+        raise VoiceError(f"voice {voice.id!r}: reference audio {str(path)!r} is not readable: {e}") from e
+    return path, (str(path.resolve()), st.st_mtime_ns, st.st_size, voice.ref_text)

@@ -24,7 +24,7 @@ import torch
 from ishow.audio_format import HOP, SAMPLE_RATE
 from ishow.config.engine import EngineConfig
 from ishow.config.voice import VoiceSpec
-from ishow.engine.base import Engine, SynthRequest
+from ishow.engine.base import Engine, SynthRequest, reference_key
 from ishow.engine.chunking import LengthBudget
 from ishow.engine.f5.duration import generated_frames, ref_text_for_prompt, utf8_len
 from ishow.engine.f5.sampler import SampleItem, SamplerConfig
@@ -210,16 +210,7 @@ class F5Engine(Engine):
         from ishow.engine.f5.audio import load_audio, rms_normalize
 
         self._require_loaded()
-        if voice.ref_audio is None:
-            raise VoiceError(f"voice {voice.id!r} has no ref_audio; the f5 engine clones a reference recording")
-        if not voice.ref_text.strip():
-            raise VoiceError(f"voice {voice.id!r} has no ref_text; the f5 engine needs the reference's transcript")
-        path = Path(voice.ref_audio)
-        try:
-            st = path.stat()
-        except OSError as e:
-            raise VoiceError(f"voice {voice.id!r}: reference audio {str(path)!r} is not readable: {e}") from e
-        key = (str(path.resolve()), st.st_mtime_ns, st.st_size, voice.ref_text)
+        path, key = reference_key(voice, "the f5 engine")
         cached = self._voices.get(voice.id)
         if cached is not None and cached.key == key:
             return cached

@@ -20,7 +20,6 @@ import os
 import socket
 import threading
 from collections.abc import Coroutine, Sequence
-from pathlib import Path
 from typing import Any, TypeVar
 
 import aiohttp
@@ -30,7 +29,7 @@ import structlog
 
 from ishow.config.engine import EngineConfig
 from ishow.config.voice import VoiceSpec
-from ishow.engine.base import Engine, SynthRequest
+from ishow.engine.base import Engine, SynthRequest, reference_key
 from ishow.engine.remote_protocol import (
     AUDIO_SUFFIXES,
     CLIENT_HEADER,
@@ -172,16 +171,7 @@ class RemoteEngine(Engine):
         self._clip(voice)
 
     def _clip(self, voice: VoiceSpec) -> tuple[VoiceClip, str]:
-        if voice.ref_audio is None:
-            raise VoiceError(f"voice {voice.id!r} has no ref_audio; the remote f5 service clones a reference recording")
-        if not voice.ref_text.strip():
-            raise VoiceError(f"voice {voice.id!r} has no ref_text; the remote f5 service needs the transcript")
-        path = Path(voice.ref_audio)
-        try:
-            st = path.stat()
-        except OSError as e:
-            raise VoiceError(f"voice {voice.id!r}: reference audio {str(path)!r} is not readable: {e}") from e
-        key = (str(path), st.st_mtime_ns, st.st_size, voice.ref_text)
+        path, key = reference_key(voice, "the remote f5 service")
         cached = self._clips.get(voice.id)
         if cached is not None and cached[0] == key:
             return cached[1], cached[2]
