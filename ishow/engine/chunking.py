@@ -51,33 +51,21 @@ class ChunkPlan:
         return cls(target=target, first=first)
 
 
+_BOUNDARIES = (_SENTENCE, _CLAUSE, _WORD)  # strongest first
+
+
 def _pieces(pattern: re.Pattern[str], text: str) -> list[str]:
     return [m.group(0) for m in pattern.finditer(text) if m.group(0)]
 
 
-def _atoms(text: str, limit: int) -> list[str]:
-    """``text`` cut into pieces of at most ``limit`` bytes at the strongest boundaries that allow it."""
+def _atoms(text: str, limit: int, level: int = 0) -> list[str]:
+    """``text`` cut into pieces of at most ``limit`` bytes at the strongest boundaries that allow it: sentences,
+    then clauses, then words, then characters."""
+    if level == len(_BOUNDARIES):
+        return _pack(list(text), limit)
     out: list[str] = []
-    for sentence in _pieces(_SENTENCE, text):
-        if utf8_len(sentence) <= limit:
-            out.append(sentence)
-            continue
-        for clause in _pieces(_CLAUSE, sentence):
-            if utf8_len(clause) <= limit:
-                out.append(clause)
-                continue
-            for word in _pieces(_WORD, clause):
-                if utf8_len(word) <= limit:
-                    out.append(word)
-                    continue
-                piece = ""
-                for ch in word:
-                    if piece and utf8_len(piece + ch) > limit:
-                        out.append(piece)
-                        piece = ""
-                    piece += ch
-                if piece:
-                    out.append(piece)
+    for piece in _pieces(_BOUNDARIES[level], text):
+        out.extend([piece] if utf8_len(piece) <= limit else _atoms(piece, limit, level + 1))
     return out
 
 
