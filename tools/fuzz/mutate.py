@@ -313,3 +313,17 @@ def tweak_bytes(m: Mutator, data: bytes) -> bytes:
 
 def tweak_text(m: Mutator, data: str) -> str:
     return m.text(data, 1)
+
+
+def json_keys(*seeds: Any) -> tuple[str, ...]:
+    """Every object key anywhere in the JSON values ``seeds``, sorted (the names a mutation may drop or invent)."""
+    out: set[str] = set()
+    stack = list(seeds)
+    while stack:
+        v = stack.pop()
+        if isinstance(v, dict):
+            out.update(v)
+            stack.extend(v.values())
+        elif isinstance(v, list):
+            stack.extend(v)
+    return tuple(sorted(out))

@@ -30,7 +30,7 @@ from ishow.sources.bilibili.protocol import (
     popularity,
 )
 from tests import bilibili_frames as bf
-from tools.fuzz.mutate import Mutator, dumps, pooled, tweak_bytes
+from tools.fuzz.mutate import Mutator, dumps, json_keys, pooled, tweak_bytes
 from tools.fuzz.runner import Target
 
 
@@ -144,25 +144,8 @@ START_REPLY: dict[str, Any] = {
 REPLIES: tuple[dict[str, Any], ...] = (START_REPLY, {"code": 0, "message": "0", "data": {}}, {"code": 7003, "msg": "x"})
 
 
-def _keys(*seeds: Any) -> tuple[str, ...]:
-    out: set[str] = set()
-
-    def walk(v: Any) -> None:
-        if isinstance(v, dict):
-            out.update(v)
-            for x in v.values():
-                walk(x)
-        elif isinstance(v, list):
-            for x in v:
-                walk(x)
-
-    for s in seeds:
-        walk(s)
-    return tuple(sorted(out))
-
-
-WEB_KEYS = _keys(*WEB_COMMANDS)
-OPEN_KEYS = _keys(*OPEN_COMMANDS, *REPLIES)
+WEB_KEYS = json_keys(*WEB_COMMANDS)
+OPEN_KEYS = json_keys(*OPEN_COMMANDS, *REPLIES)
 
 
 # ---------------------------------------------------------------------------------------------- web: packets
@@ -303,7 +286,7 @@ API_REPLIES: tuple[dict[str, Any], ...] = (
     {"code": 0, "data": {"token": "T0K", "host_list": [
         {"host": "a.chat.bilibili.com", "port": 2243, "wss_port": 443, "ws_port": 2244}]}},
 )  # fmt: skip
-API_KEYS = _keys(*API_REPLIES)
+API_KEYS = json_keys(*API_REPLIES)
 
 
 def api_reply(m: Mutator) -> bytes:

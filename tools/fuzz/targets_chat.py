@@ -15,7 +15,7 @@ from ishow.sources.twitch import protocol as tw
 from ishow.sources.youtube import protocol as yt
 from tests import test_twitch_protocol as twt
 from tests import test_youtube as ytt
-from tools.fuzz.mutate import Mutator, dumps, pooled, surrogate_bytes, tweak_bytes
+from tools.fuzz.mutate import Mutator, dumps, json_keys, pooled, surrogate_bytes, tweak_bytes
 from tools.fuzz.runner import Target
 
 # ---------------------------------------------------------------------------------------------- Twitch
@@ -138,20 +138,7 @@ PAGE_DATA: tuple[dict[str, Any], ...] = (
 )
 
 
-def _keys(*seeds: Any) -> tuple[str, ...]:
-    out: set[str] = set()
-    stack = list(seeds)
-    while stack:
-        v = stack.pop()
-        if isinstance(v, dict):
-            out.update(v)
-            stack.extend(v.values())
-        elif isinstance(v, list):
-            stack.extend(v)
-    return tuple(sorted(out))
-
-
-YT_KEYS = _keys(*RESPONSES, *PAGE_DATA)
+YT_KEYS = json_keys(*RESPONSES, *PAGE_DATA)
 
 
 def chat_value(m: Mutator) -> Any:

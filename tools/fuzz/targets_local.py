@@ -24,7 +24,7 @@ from ishow.policy.compose import speech_text
 from ishow.policy.filters import clean_text
 from ishow.server import field_str, json_object
 from ishow.sources.wsinput import parse_frame
-from tools.fuzz.mutate import Mutator, dumps, pooled, surrogate_bytes, tweak_bytes, tweak_text
+from tools.fuzz.mutate import Mutator, dumps, json_keys, pooled, surrogate_bytes, tweak_bytes, tweak_text
 from tools.fuzz.runner import ROOT, Target
 
 # ---------------------------------------------------------------------------------------------- websocket input
@@ -163,21 +163,8 @@ def run_config(raw: bytes) -> None:
     parse_config(text, root=_ROOT_DIR, origin="fuzz.toml")
 
 
-def _config_keys() -> tuple[str, ...]:
-    out: set[str] = set()
-    stack: list[Any] = [DEFAULT]
-    while stack:
-        v = stack.pop()
-        if isinstance(v, dict):
-            out.update(v)
-            stack.extend(v.values())
-        elif isinstance(v, list):
-            stack.extend(v)
-    return tuple(sorted(out))
-
-
 TARGETS = [
     Target("wsinput.frame", "wsinput", pooled(ws_frame, tweak_text), run_ws_frame, (InputError,), WS_KEYS),
     Target("http.body", "http", pooled(http_body, tweak_bytes), run_http_body, (InputError,), HTTP_KEYS),
-    Target("config.toml", "config", pooled(config_file, tweak_bytes), run_config, (ConfigError,), _config_keys()),
+    Target("config.toml", "config", pooled(config_file, tweak_bytes), run_config, (ConfigError,), json_keys(DEFAULT)),
 ]
