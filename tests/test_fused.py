@@ -256,7 +256,7 @@ def test_kernel_switches_env(tiny: DiT, monkeypatch: pytest.MonkeyPatch) -> None
     monkeypatch.delenv(KERNELS_ENV)
     assert switches() == (True, True)
     monkeypatch.setenv(KERNELS_ENV, "flash")
-    with pytest.raises(ValueError, match="expected masked, unfused"):
+    with pytest.raises(ValueError, match="expected a comma-separated list of masked, cudnn-attn, unfused"):
         FusedBlocks(tiny, compile=False)
 
 
@@ -271,3 +271,15 @@ def test_merged_and_unmerged_block_boundaries_agree(tiny: DiT) -> None:
         merged = tiny(x, cond, te, step, mask, runner=FusedBlocks(tiny, compile=False, varlen=False, merge=True))
         apart = tiny(x, cond, te, step, mask, runner=FusedBlocks(tiny, compile=False, varlen=False, merge=False))
     torch.testing.assert_close(merged, apart, rtol=0, atol=1e-6)
+
+
+def test_ff_in_gelu_epilogue_is_the_tanh_gelu() -> None:
+    from ishow.engine.accel.fused import ff_in
+
+    gen = torch.Generator().manual_seed(4)
+    x, w, b = torch.randn(2, 9, 16, generator=gen), torch.randn(24, 16, generator=gen), torch.randn(24, generator=gen)
+    want = torch.nn.functional.gelu(torch.nn.functional.linear(x, w, b), approximate="tanh")
+    torch.testing.assert_close(ff_in(x, w, b, gelu_epilogue=True), want)  # CPU: the plain pair
+    if torch.cuda.is_available():  # cuBLASLt's GELU epilogue is the tanh form
+        got = ff_in(x.cuda().half(), w.cuda().half(), b.cuda().half(), gelu_epilogue=True)
+        torch.testing.assert_close(got.float().cpu(), want, rtol=2e-2, atol=2e-2)

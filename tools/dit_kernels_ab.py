@@ -1,25 +1,32 @@
-"""A/B of the DiT kernel switches (``ISHOW_DIT_KERNELS``) on the graphed, compiled sampler alone.
+"""A/B of the DiT kernel switches (``ISHOW_DIT_KERNELS``, :mod:`ishow.engine.accel.kernel_choice`) on the graphed,
+compiled sampler alone, plus a launch-shape sweep of the Triton conv position kernel.
 
-For each setting (legacy, masked, unfused, both new kernels) a fresh :class:`GraphSampler` captures a batch-1 bucket
-(768 frames, 18 of them padding, like the bench's message) and a batch-16 bucket of mixed lengths (1792 frames),
-then times graph replays (median of ``--reps``) and compares the mel with the legacy setting's. One device call:
-``python3 tools/dit_kernels_ab.py``; ``--device cpu --model tiny`` is a smoke run (eager, not timed meaningfully)."""
+For each setting a fresh :class:`GraphSampler` captures a batch-1 bucket (750 frames in 768, like the bench's
+message), a batch-16 bucket of equal lengths (16 × 750, the bench's batch 16) and one of mixed lengths (1792
+frames), times graph replays (median of ``--reps``) and compares each mel with the eager fp32 sampler (the accuracy
+gate, ≤ 1e-2). One device call: ``python3 tools/dit_kernels_ab.py [--settings legacy,,cudnn-conv]``; ``--device cpu
+--model tiny`` is a smoke run (eager, not timed meaningfully)."""
 
 from __future__ import annotations
 
 import argparse
+import copy
 import os
 import statistics
 import time
+from collections.abc import Callable
+from functools import partial
+from typing import Any
 
 import torch
 
 from ishow.bench.local import random_models, rel_l2
-from ishow.engine.accel.fused import KERNELS_ENV
+from ishow.engine.accel.conv_pos import ConvPos, Tile
 from ishow.engine.accel.graphs import GraphSampler
-from ishow.engine.f5.sampler import SampleItem
+from ishow.engine.accel.kernel_choice import KERNELS_ENV
+from ishow.engine.f5.sampler import SampleItem, SamplerConfig, sample
 
-SETTINGS = ("legacy", "masked", "unfused", "")
+SETTINGS = ("legacy", "", "cudnn-conv", "gelu-apart", "cudnn-attn", "masked", "unfused")
 
 
 def items(n: int, durations: list[int], mel_dim: int, seed: int) -> list[SampleItem]:
@@ -33,47 +40,104 @@ def items(n: int, durations: list[int], mel_dim: int, seed: int) -> list[SampleI
     return out
 
 
-def timed(sampler: GraphSampler, batch: list[SampleItem], reps: int, device: torch.device) -> float:
+def timed(fn: Callable[[], Any], reps: int, device: torch.device) -> float:
     times = []
     for _ in range(reps):
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         t0 = time.perf_counter()
-        sampler.sample(batch)
+        fn()
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         times.append((time.perf_counter() - t0) * 1000)
     return statistics.median(times)
 
 
+def graph_us(fn: Callable[[], Any], reps: int = 20) -> float:
+    """GPU µs per call of ``fn`` captured ``reps`` times in one CUDA graph (median of 5 replays)."""
+    side = torch.cuda.Stream()  # type: ignore[no-untyped-call]
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        fn()
+        fn()
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        for _ in range(reps):
+            fn()
+    out = []
+    for _ in range(5):
+        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)  # type: ignore[no-untyped-call]
+        a.record()
+        graph.replay()
+        b.record()
+        torch.cuda.synchronize()
+        out.append(a.elapsed_time(b) * 1000 / reps)
+    return float(statistics.median(out))
+
+
+def with_residual(module: Any, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    out: torch.Tensor = module(x, mask) + x
+    return out
+
+
+def conv_sweep(dit: Any, device: torch.device) -> None:
+    """The conv position embedding alone: cuDNN module vs the Triton kernel at each launch shape."""
+    module = dit.input_embed.conv_pos_embed
+    print("conv position embedding + residual, GPU µs per call (in a CUDA graph); error vs the module")
+    for bsz, n, real in ((2, 768, 750), (32, 768, 750), (32, 1792, 1700)):
+        gen = torch.Generator().manual_seed(bsz + n)
+        x = (torch.randn(bsz, n, 1024, generator=gen) * 0.5).to(device, torch.float16)
+        mask = (torch.arange(n)[None] < torch.full((bsz,), real)[:, None]).to(device)
+        with torch.inference_mode():
+            want = module(x, mask) + x
+            base = graph_us(partial(with_residual, module, x, mask))
+            print(f"  B{bsz} N{n}: cuDNN {base:8.1f} us")
+            for tile in (Tile(32, 2, 3), Tile(32, 4, 3), Tile(64, 4, 2), Tile(64, 4, 3), Tile(64, 4, 4),
+                         Tile(64, 8, 3), Tile(128, 4, 3), Tile(128, 8, 3), Tile(128, 8, 4)):  # fmt: skip
+                runner = ConvPos(module, tile)
+                got = runner(x, mask)
+                err = rel_l2(got.float(), want.float())
+                us = graph_us(partial(runner, x, mask))
+                print(f"    {tile}: {us:8.1f} us ({base / us:4.1f}x)  rel L2 {err:.2e}")
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--device", default="cuda")
     p.add_argument("--model", default="F5TTS_v1_Base")
-    p.add_argument("--reps", type=int, default=30)
+    p.add_argument("--reps", type=int, default=20)
+    p.add_argument("--settings", default=",".join(s or "new" for s in SETTINGS))
+    p.add_argument("--no-sweep", action="store_true")
     args = p.parse_args()
     device = torch.device(args.device)
     dtype = torch.float16 if device.type == "cuda" else torch.float32
-    dit, _ = random_models(model=args.model)
-    dit = dit.to(device, dtype)
+    dit32, _ = random_models(model=args.model)
+    dit32 = dit32.to(device)
+    dit = copy.deepcopy(dit32).to(device, dtype)
     mel = dit.config.mel_dim
-    b1 = items(1, [750], mel, 1)
-    b16 = items(16, [1700 - 75 * i for i in range(16)], mel, 2)
-    ref: dict[str, list[torch.Tensor]] = {}
-    print(f"{'setting':16} {'b1 ms':>8} {'b16 ms':>8} {'b1 vs legacy':>13} {'b16 vs legacy':>14}")
-    for setting in SETTINGS:
-        os.environ[KERNELS_ENV] = setting
+    batches = {"b1": items(1, [750], mel, 1), "b16": items(16, [750] * 16, mel, 3),
+               "mix16": items(16, [1700 - 75 * i for i in range(16)], mel, 2)}  # fmt: skip
+    if device.type == "cuda" and not args.no_sweep:
+        conv_sweep(dit, device)
+    with torch.inference_mode():
+        ref = {k: [m.float().cpu() for m in sample(dit32, b, SamplerConfig())] for k, b in batches.items()}
+    del dit32
+    print(f"{'setting':24} {'b1 ms':>8} {'b16 ms':>8} {'mix16 ms':>9}  rel L2 vs eager fp32 (b1/b16/mix16)")
+    for setting in [s if s != "new" else "" for s in args.settings.split(",")]:
+        os.environ[KERNELS_ENV] = setting.replace("+", ",")
+        t0 = time.perf_counter()
         sampler = GraphSampler(dit, compile=device.type == "cuda", use_graphs=device.type == "cuda")
-        row = []
-        errs = []
-        for name, batch in (("b1", b1), ("b16", b16)):
+        row, errs = [], []
+        for name, batch in batches.items():
             with torch.inference_mode():
                 got = [m.float().cpu() for m in sampler.sample(batch)]
-                row.append(timed(sampler, batch, args.reps if name == "b1" else max(3, args.reps // 3), device))
-            ref.setdefault(name, got)
+                reps = args.reps if name == "b1" else max(3, args.reps // 3)
+                row.append(timed(partial(sampler.sample, batch), reps, device))
             errs.append(max(rel_l2(a, b) for a, b in zip(got, ref[name], strict=True)))
-        label = setting or "new (both)"
-        print(f"{label:16} {row[0]:8.2f} {row[1]:8.2f} {errs[0]:13.2e} {errs[1]:14.2e}  compiled={sampler.compile}")
+        label = setting or "new (default)"
+        print(f"{label:24} {row[0]:8.2f} {row[1]:8.2f} {row[2]:9.2f}  {errs[0]:.2e} {errs[1]:.2e} {errs[2]:.2e}"
+              f"  compiled={sampler.compile} ({time.perf_counter() - t0:.0f} s)", flush=True)  # fmt: skip
         del sampler
     os.environ.pop(KERNELS_ENV, None)
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import copy
 import logging
-import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -28,7 +27,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ishow.engine.accel.kernel_choice import KERNELS_ENV, Kernels, from_env
 from ishow.engine.f5.vocos import LOG_MAG_MAX, Vocos
+
+__all__ = ["KERNELS_ENV", "FastVocos", "FusedBlocks", "attend", "compiled", "kernel_switches"]
 
 if TYPE_CHECKING:
     from ishow.engine.f5.dit import DiT, Modulation
@@ -90,6 +92,16 @@ def attn_in(
     return q, k, qkv[:, :, 2].transpose(1, 2)
 
 
+def ff_in(x: Tensor, w1: Tensor, b1: Tensor, gelu_epilogue: bool) -> Tensor:
+    """GELU(tanh)(x·w1ᵀ + b1). ``gelu_epilogue`` on CUDA: one cuBLASLt GEMM with the bias + GELU epilogue (its GELU
+    is the tanh form) instead of a GEMM and a pointwise kernel that reads and writes the [rows, 2·D] result again."""
+    if gelu_epilogue and x.is_cuda:
+        flat = x.reshape(-1, x.shape[-1])
+        out = torch._addmm_activation(b1, flat, w1.t(), use_gelu=True)
+        return out.view(*x.shape[:-1], w1.shape[0])
+    return F.gelu(F.linear(x, w1, b1), approximate="tanh")
+
+
 def attn_out_ff(
     x: Tensor,
     attn: Tensor,
@@ -103,11 +115,12 @@ def attn_out_ff(
     b1: Tensor,
     w2: Tensor,
     b2: Tensor,
+    gelu_epilogue: bool = False,
 ) -> Tensor:
     """attn: SDPA output [B, H, N, Dh] → out projection, gated residual, modulated LayerNorm, FF (GELU tanh), gated
     residual: the rest of a DiT block → [B, N, D]."""
     x = torch.addcmul(x, gate, F.linear(attn.transpose(1, 2).flatten(2), w_o, b_o))
-    h = F.gelu(F.linear(_modulate(x, scale_mlp1p, shift_mlp), w1, b1), approximate="tanh")
+    h = ff_in(_modulate(x, scale_mlp1p, shift_mlp), w1, b1, gelu_epilogue)
     return torch.addcmul(x, gate_mlp, F.linear(h, w2, b2))
 
 
@@ -131,29 +144,24 @@ def attn_out_ff_in(
     cos: Tensor,
     sin: Tensor,
     heads: int,
+    gelu_epilogue: bool = False,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """:func:`attn_out_ff` of one block then :func:`attn_in` of the next, as ONE compiled graph, so the FF's gated
     residual add is fused into the next block's modulated LayerNorm (one kernel, x read once) → x, q, k, v."""
-    x = attn_out_ff(x, attn, gate, shift_mlp, scale_mlp1p, gate_mlp, w_o, b_o, w1, b1, w2, b2)
+    x = attn_out_ff(x, attn, gate, shift_mlp, scale_mlp1p, gate_mlp, w_o, b_o, w1, b1, w2, b2, gelu_epilogue)
     q, k, v = attn_in(x, shift, scale1p, w_qkv, b_qkv, cos, sin, heads)
     return x, q, k, v
 
 
-# ``ISHOW_DIT_KERNELS`` turns this file's newer kernels off, to measure each one (comma-separated): ``masked`` (key
-# padding bias on the memory-efficient kernel instead of the varlen flash call), ``unfused`` (each block's tail compiled
-# apart from the next block's head), ``legacy`` (both: the kernels before issue 14's item 4).
-KERNELS_ENV = "ISHOW_DIT_KERNELS"
 _VARLEN_BROKEN: list[str] = []  # the first failure of the varlen flash call (then every call takes the mask)
+_CUDNN_BROKEN: list[str] = []  # likewise for cuDNN attention
 
 
 def kernel_switches() -> tuple[bool, bool]:
-    """(varlen attention, merged block boundaries) as ``ISHOW_DIT_KERNELS`` leaves them."""
-    off = {w.strip().lower() for w in os.environ.get(KERNELS_ENV, "").split(",") if w.strip()}
-    unknown = off - {"masked", "unfused", "legacy"}
-    if unknown:
-        raise ValueError(f"{KERNELS_ENV}={os.environ[KERNELS_ENV]!r}: expected masked, unfused and/or legacy")
-    legacy = "legacy" in off
-    return not (legacy or "masked" in off), not (legacy or "unfused" in off)
+    """(varlen attention, merged block boundaries) as ``ISHOW_DIT_KERNELS`` leaves them (see
+    :mod:`ishow.engine.accel.kernel_choice`)."""
+    k = from_env()
+    return k.attention == "varlen", k.merge
 
 
 def key_lens(bias: Tensor) -> Tensor:
@@ -197,33 +205,58 @@ def flash_varlen(q: Tensor, k: Tensor, v: Tensor, lens: Tensor, cu: Tensor | Non
 
 
 def attend(
-    q: Tensor, k: Tensor, v: Tensor, bias: Tensor | None, lens: Tensor | None, cu: Tensor | None = None
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    bias: Tensor | None,
+    lens: Tensor | None,
+    cu: Tensor | None = None,
+    mode: str = "varlen",
 ) -> Tensor:
-    """SDPA of q, k, v [B, H, N, Dh]: no mask at all when no row is padded (flash), the varlen flash call when
-    ``lens`` (:func:`key_lens` of ``bias``) is given and usable, else the additive bias (memory-efficient kernel)."""
+    """SDPA of q, k, v [B, H, N, Dh]: no mask at all when no row is padded (flash). Padded rows (``bias``, and
+    ``lens`` = :func:`key_lens` of it): ``mode`` "varlen" the flash kernel's varlen call, "cudnn" cuDNN's fused
+    kernel with the bias, "masked" (and the fallback of both) the memory-efficient kernel with the bias."""
     if bias is None:
         return F.scaled_dot_product_attention(q, k, v)
-    if lens is not None and varlen_usable(q):
+    if mode == "varlen" and lens is not None and varlen_usable(q):
         try:
             return flash_varlen(q, k, v, lens, cu)
         except RuntimeError as e:  # an older torch without seqused_k, or a GPU the kernel does not support
             _VARLEN_BROKEN.append(f"{type(e).__name__}: {e}")
             log.warning("varlen flash attention failed (%s); using the key padding mask", _VARLEN_BROKEN[0])
+    if mode == "cudnn" and q.is_cuda and not _CUDNN_BROKEN:
+        from torch.nn.attention import SDPBackend, sdpa_kernel
+
+        try:
+            with sdpa_kernel(SDPBackend.CUDNN_ATTENTION):
+                return F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
+        except RuntimeError as e:  # no cuDNN attention for these shapes / this GPU
+            _CUDNN_BROKEN.append(f"{type(e).__name__}: {e}")
+            log.warning("cuDNN attention failed (%s); using the key padding mask", _CUDNN_BROKEN[0])
     return F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
 
 
 class FusedBlocks:
     """Runs ``model``'s transformer blocks through :func:`attn_in` / :func:`attend` / :func:`attn_out_ff_in` /
     :func:`attn_out_ff`, compiled when ``compile`` (and torch.compile is available), eagerly otherwise. Install as
-    ``model.block_runner``. ``varlen=False`` passes the key padding bias to SDPA (memory-efficient kernel),
-    ``merge=False`` compiles each block's tail apart from the next block's head: the kernels before; both default to
-    :func:`kernel_switches`."""
+    ``model.block_runner``. ``kernels`` (default: :func:`ishow.engine.accel.kernel_choice.from_env`) picks the
+    attention kernel for padded rows, merged block boundaries and the GELU epilogue; ``varlen=True/False`` and
+    ``merge=`` override the first two (varlen vs the key padding bias on the memory-efficient kernel)."""
 
-    def __init__(self, model: DiT, compile: bool = True, varlen: bool | None = None, merge: bool | None = None) -> None:
+    def __init__(
+        self,
+        model: DiT,
+        compile: bool = True,
+        varlen: bool | None = None,
+        merge: bool | None = None,
+        kernels: Kernels | None = None,
+    ) -> None:
         self.model = model
-        env_varlen, env_merge = kernel_switches()
-        self.varlen = env_varlen if varlen is None else varlen
-        self.merge = env_merge if merge is None else merge
+        k = kernels if kernels is not None else from_env()
+        self.attention = k.attention if varlen is None else ("varlen" if varlen else "masked")
+        self.varlen = self.attention == "varlen"
+        self.merge = k.merge if merge is None else merge
+        self.gelu_epilogue = k.gelu_epilogue
         pre = compiled("dit.attn_in", attn_in) if compile else None
         post = compiled("dit.attn_out_ff", attn_out_ff) if compile else None
         mid = compiled("dit.attn_out_ff_in", attn_out_ff_in) if compile and self.merge else None
@@ -251,7 +284,7 @@ class FusedBlocks:
                     mark_dynamic(h, 0, 1)
                 qkv = self.pre(h, shift, scale1p, w, b, cos, sin, attn.heads)
             q, k, v = qkv
-            out = attend(q, k, v, bias, lens, cu)
+            out = attend(q, k, v, bias, lens, cu, self.attention)
             if self.compiled:
                 mark_dynamic(h, 0, 1)
                 mark_dynamic(out, 0, 2)
@@ -260,12 +293,13 @@ class FusedBlocks:
             tail = (h, out, gate, shift_mlp, scale_mlp1p, gate_mlp, o.weight, o.bias, ff1.weight, ff1.bias,
                     ff2.weight, ff2.bias)  # fmt: skip
             if not self.merge or i + 1 == len(blocks):
-                h, qkv = self.post(*tail), None
+                h, qkv = self.post(*tail, gelu_epilogue=self.gelu_epilogue), None
             else:
                 nxt = blocks[i + 1].attn
                 w, b = nxt._qkv_params()
                 nshift, nscale1p = mods[i + 1][0], mods[i + 1][1]
-                h, q, k, v = self.mid(*tail, nshift, nscale1p, w, b, cos, sin, nxt.heads)
+                h, q, k, v = self.mid(*tail, nshift, nscale1p, w, b, cos, sin, nxt.heads,
+                                      gelu_epilogue=self.gelu_epilogue)  # fmt: skip
                 qkv = (q, k, v)
         return h
 

@@ -34,6 +34,8 @@ from torch import Tensor
 from ishow.config.choices import BATCH_BUCKETS
 from ishow.engine.accel.bucket_plan import MAX_PAD_FACTOR, Bucket, MissLog, cover_bucket
 from ishow.engine.accel.capture_cost import timed_capture
+from ishow.engine.accel.conv_pos import ConvPos
+from ishow.engine.accel.kernel_choice import from_env
 from ishow.engine.f5.dit import DiT, StepConditioning
 from ishow.engine.f5.sampler import (
     BatchInputs,
@@ -131,6 +133,8 @@ class GraphSampler:
         self.replays = 0
         self.eager_runs = 0
         self.padded_runs = 0  # batches served by a ready larger bucket (their own was not captured yet)
+        # the conv position embedding as Triton kernels (CUDA fp16/bf16; elsewhere ConvPos runs the module itself)
+        self.conv_pos = ConvPos(model.input_embed.conv_pos_embed) if from_env().triton_conv else None
 
     # -- caches --------------------------------------------------------------------------------------------
     def _conditioning(self, config: SamplerConfig) -> tuple[list[float], list[StepConditioning]]:
@@ -232,7 +236,7 @@ class GraphSampler:
             masked = len(set(durs)) > 1
         self.eager_runs += 1
         inp = _to_device(host, self.device)
-        return run_nfe(self.model, inp, ts, steps, config.cfg_strength, masked=masked)[:b, :n]
+        return run_nfe(self.model, inp, ts, steps, config.cfg_strength, masked=masked, pos=self.conv_pos)[:b, :n]
 
     def _replay(
         self,
@@ -313,14 +317,14 @@ class GraphSampler:
         side.wait_stream(torch.cuda.current_stream(self.device))  # the inputs were copied on this thread's stream
         with torch.cuda.stream(side):  # warm up cuBLAS/cuDNN handles and compile outside the capture; every Euler
             # step runs the same kernels on the same shapes, so one step warms them all (7× less warm-up time)
-            run_nfe(self.model, static, ts[:2], steps[:1], cfg_strength, runner=runner)
+            run_nfe(self.model, static, ts[:2], steps[:1], cfg_strength, runner=runner, pos=self.conv_pos)
         side.synchronize()  # a CPU wait on this thread only: the engine's stream never queues behind a warm-up
         with self._lock:
             if self._pool is None:
                 self._pool = torch.cuda.graph_pool_handle()
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph, pool=self._pool, capture_error_mode="thread_local"):
-            output = run_nfe(self.model, static, ts, steps, cfg_strength, runner=runner)
+            output = run_nfe(self.model, static, ts, steps, cfg_strength, runner=runner, pos=self.conv_pos)
         self.captures += 1
         return _Captured(inputs=static, graph=graph, output=output)
 

@@ -174,6 +174,10 @@ class ConvPositionEmbedding(nn.Module):
         return _masked(h.transpose(1, 2), mask)
 
 
+# Optional replacement of the conv position embedding plus its residual: (h [B, N, D], mask [B, N] or None) → h.
+PosRunner = Callable[[Tensor, Tensor | None], Tensor]
+
+
 class InputEmbedding(nn.Module):
     """Linear(cat(x, cond, text)) plus the conv position embedding: [B, N, 2M+Dt] → [B, N, D]."""
 
@@ -182,8 +186,13 @@ class InputEmbedding(nn.Module):
         self.proj = nn.Linear(mel_dim * 2 + text_dim, out_dim)
         self.conv_pos_embed = ConvPositionEmbedding(out_dim)
 
-    def forward(self, x: Tensor, cond: Tensor, text_embed: Tensor, mask: Tensor | None) -> Tensor:
+    def forward(
+        self, x: Tensor, cond: Tensor, text_embed: Tensor, mask: Tensor | None, pos: PosRunner | None = None
+    ) -> Tensor:
+        """``pos`` (optional) replaces ``conv_pos_embed(h, mask) + h`` by the same function (GPU kernels)."""
         h: Tensor = self.proj(torch.cat((x, cond, text_embed), dim=-1))
+        if pos is not None:
+            return pos(h, mask)
         out: Tensor = self.conv_pos_embed(h, mask) + h
         return out
 
@@ -434,6 +443,7 @@ class DiT(nn.Module):
         rope: Tensor | None = None,
         bias: Tensor | None = None,
         runner: Callable[[Tensor, tuple[Modulation, ...], Tensor | None, Tensor], Tensor] | None = None,
+        pos: PosRunner | None = None,
     ) -> Tensor:
         """Predict the flow.
 
@@ -442,7 +452,8 @@ class DiT(nn.Module):
         time embedding is computed in fp32, and fp16 times are off by up to 2.4e-4, i.e. 0.24 rad at t·1000) or a
         :class:`StepConditioning` shared by all rows, mask: [B, N] bool valid frames, or None when no row is padded
         (lets SDPA use its fastest kernel). ``rope`` (:meth:`RotaryEmbedding.table` of N) and ``bias``
-        (:func:`key_padding_bias` of mask) may be passed precomputed → [B, N, M], padded frames zero.
+        (:func:`key_padding_bias` of mask) may be passed precomputed → [B, N, M], padded frames zero. ``runner``
+        replaces the block loop and ``pos`` the conv position embedding (both: the same function, faster kernels).
         """
         if isinstance(time, StepConditioning):
             mods, final = time.blocks, time.final
@@ -454,7 +465,7 @@ class DiT(nn.Module):
             rope = self.rotary_embed.table(x.shape[1])
         if bias is None and mask is not None:
             bias = key_padding_bias(mask, x.dtype)
-        h = self.input_embed(x, cond, text_embed, mask)
+        h = self.input_embed(x, cond, text_embed, mask, pos)
         runner = runner if runner is not None else self.block_runner
         if runner is not None:
             h = runner(h, mods, bias, rope)

@@ -145,12 +145,14 @@ def run_nfe(
     cfg_strength: float,
     masked: bool = True,
     runner: Any = None,
+    pos: Any = None,
 ) -> Tensor:
     """The whole NFE loop on device tensors: text embedding once, then Euler steps → [B, N, M] fp32 with the
     reference frames restored and padding zeroed. No host synchronisation: CUDA graphs capture it whole.
 
     ``masked=False`` (only valid when no row is padded) runs the unmasked fast kernels. ``runner`` (optional)
-    runs the transformer blocks instead of the model's own (see ``DiT.forward``)."""
+    runs the transformer blocks instead of the model's own and ``pos`` the conv position embedding (see
+    ``DiT.forward``)."""
     dtype = model.proj_out.weight.dtype
     _b, n = inp.shape
     frames = torch.arange(n, device=inp.x0.device)
@@ -172,10 +174,10 @@ def run_nfe(
         xm = x.to(dtype)
         if use_cfg:
             xm = torch.cat([xm, xm])
-        pred = model(xm, cond_m, te, step, fwd_mask, rope=rope, bias=bias, runner=runner).float()
+        pred = model(xm, cond_m, te, step, fwd_mask, rope=rope, bias=bias, runner=runner, pos=pos).float()
         if use_cfg:
-            pos, neg = pred.chunk(2, dim=0)
-            pred = torch.lerp(neg, pos, 1.0 + cfg_strength)  # pos + (pos − neg)·cfg
+            cond_pred, uncond_pred = pred.chunk(2, dim=0)
+            pred = torch.lerp(uncond_pred, cond_pred, 1.0 + cfg_strength)  # cond + (cond − uncond)·cfg
         x = torch.add(x, pred, alpha=t1 - t0)
     ref_keep = (frames.unsqueeze(0) < inp.ref_lens.unsqueeze(1)).unsqueeze(-1)
     out = torch.where(ref_keep, inp.cond, x)

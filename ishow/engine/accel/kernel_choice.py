@@ -1,0 +1,55 @@
+"""Which DiT kernels the GPU path uses, and the ``ISHOW_DIT_KERNELS`` switch that turns each newer one off (to
+measure it alone: ``tools/dit_kernels_ab.py``, ``ishow bench``).
+
+``ISHOW_DIT_KERNELS`` is a comma-separated list of:
+
+* ``masked``: padded attention on the memory-efficient kernel with the −inf key bias (instead of the flash
+  kernel's varlen entry with per-row key lengths);
+* ``cudnn-attn``: padded attention on cuDNN's fused kernel with the key bias;
+* ``unfused``: each block's tail compiled apart from the next block's head (the FF residual not fused into the
+  next LayerNorm);
+* ``cudnn-conv``: the conv position embedding on cuDNN (16 per-group kernels plus transposes) instead of the
+  Triton kernel of :mod:`ishow.engine.accel.conv_pos`;
+* ``gelu-apart``: the FF's GELU as its own kernel instead of the first FF GEMM's epilogue (cuBLASLt);
+* ``legacy``: all of the above but ``cudnn-attn`` (the kernels before issue 14's item 4).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+KERNELS_ENV = "ISHOW_DIT_KERNELS"
+WORDS = ("masked", "cudnn-attn", "unfused", "cudnn-conv", "gelu-apart", "legacy")
+ATTENTION = ("varlen", "masked", "cudnn")
+
+
+@dataclass(frozen=True)
+class Kernels:
+    attention: str = "varlen"  # one of ATTENTION, for padded rows (unpadded rows always take SDPA's flash kernel)
+    merge: bool = True
+    triton_conv: bool = True
+    gelu_epilogue: bool = True
+
+    def __post_init__(self) -> None:
+        if self.attention not in ATTENTION:
+            raise ValueError(f"attention must be one of {', '.join(ATTENTION)}, got {self.attention!r}")
+
+
+LEGACY = Kernels(attention="masked", merge=False, triton_conv=False, gelu_epilogue=False)
+
+
+def from_env() -> Kernels:
+    """The kernels ``ISHOW_DIT_KERNELS`` asks for (the defaults when unset); a clear error for an unknown word."""
+    raw = os.environ.get(KERNELS_ENV, "")
+    off = {w.strip().lower() for w in raw.split(",") if w.strip()}
+    unknown = off - set(WORDS)
+    if unknown:
+        raise ValueError(f"{KERNELS_ENV}={raw!r}: expected a comma-separated list of {', '.join(WORDS)}")
+    if {"masked", "cudnn-attn"} <= off:
+        raise ValueError(f"{KERNELS_ENV}={raw!r}: masked and cudnn-attn both choose the attention kernel")
+    if "legacy" in off:
+        return LEGACY if "cudnn-attn" not in off else Kernels("cudnn", False, False, False)
+    attention = "masked" if "masked" in off else "cudnn" if "cudnn-attn" in off else "varlen"
+    return Kernels(attention=attention, merge="unfused" not in off, triton_conv="cudnn-conv" not in off,
+                   gelu_epilogue="gelu-apart" not in off)  # fmt: skip

@@ -1,0 +1,43 @@
+"""ISHOW_DIT_KERNELS: each word turns one newer DiT kernel off; unknown words are a clear error."""
+
+from __future__ import annotations
+
+import pytest
+
+from ishow.engine.accel.kernel_choice import KERNELS_ENV, LEGACY, Kernels, from_env
+
+
+@pytest.mark.parametrize(
+    ("value", "want"),
+    [
+        ("", Kernels()),
+        ("masked", Kernels(attention="masked")),
+        ("cudnn-attn", Kernels(attention="cudnn")),
+        ("unfused", Kernels(merge=False)),
+        ("cudnn-conv", Kernels(triton_conv=False)),
+        ("gelu-apart", Kernels(gelu_epilogue=False)),
+        (" Cudnn-Conv , gelu-apart ", Kernels(triton_conv=False, gelu_epilogue=False)),
+        ("legacy", LEGACY),
+        ("legacy,cudnn-attn", Kernels("cudnn", False, False, False)),
+    ],
+)
+def test_words(monkeypatch: pytest.MonkeyPatch, value: str, want: Kernels) -> None:
+    monkeypatch.setenv(KERNELS_ENV, value)
+    assert from_env() == want
+
+
+def test_defaults_without_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(KERNELS_ENV, raising=False)
+    assert from_env() == Kernels(attention="varlen", merge=True, triton_conv=True, gelu_epilogue=True)
+
+
+@pytest.mark.parametrize(("value", "match"), [("flash", "comma-separated list"), ("masked,cudnn-attn", "both")])
+def test_bad_values(monkeypatch: pytest.MonkeyPatch, value: str, match: str) -> None:
+    monkeypatch.setenv(KERNELS_ENV, value)
+    with pytest.raises(ValueError, match=match):
+        from_env()
+
+
+def test_attention_is_checked() -> None:
+    with pytest.raises(ValueError, match="attention must be one of"):
+        Kernels(attention="flex")
