@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ishow.engine.accel.fused import FastVocos, FusedBlocks, overlap_add, rope
+from ishow.engine.accel.fast_vocos import FastVocos, overlap_add
+from ishow.engine.accel.fused import FusedBlocks, rope
 from ishow.engine.accel.graphs import GraphSampler
 from ishow.engine.accel.mels import pad_mels
 from ishow.engine.accel.vocoder_backends import TorchVocoder, select_vocoder
@@ -283,3 +284,27 @@ def test_ff_in_gelu_epilogue_is_the_tanh_gelu() -> None:
     if torch.cuda.is_available():  # cuBLASLt's GELU epilogue is the tanh form
         got = ff_in(x.cuda().half(), w.cuda().half(), b.cuda().half(), gelu_epilogue=True)
         torch.testing.assert_close(got.float().cpu(), want, rtol=2e-2, atol=2e-2)
+
+
+def test_fused_channels_last_vocos_equals_the_per_stage_path(vocos: Vocos) -> None:
+    gen = torch.Generator().manual_seed(5)
+    ms = [torch.randn(t, 100, generator=gen) * 1.5 - 4 for t in (37, 64, 1, 5)]
+    mel, mask = pad_mels(ms, 4, 70, torch.device("cpu"))
+    mel[1, :, 64:] = float("inf")
+    lens = mask.sum(dim=1).long()
+    fused, apart = FastVocos(vocos, fused=True), FastVocos(vocos, fused=False)
+    with torch.no_grad():
+        got, want = fused(mel, lens), apart(mel, lens)
+    assert got.shape == want.shape and torch.isfinite(got).all()
+    for i, t in enumerate(lens.tolist()):
+        n = (t - 1) * fused.hop
+        torch.testing.assert_close(got[i, :n], want[i, :n], rtol=1e-5, atol=1e-5)
+
+
+def test_depthwise_cl_equals_conv1d() -> None:
+    from ishow.engine.accel.fast_vocos import depthwise_cl
+
+    gen = torch.Generator().manual_seed(6)
+    x, w, b = torch.randn(2, 30, 8, generator=gen), torch.randn(8, 1, 7, generator=gen), torch.randn(8, generator=gen)
+    want = torch.nn.functional.conv1d(x.transpose(1, 2), w, b, padding=3, groups=8).transpose(1, 2)
+    torch.testing.assert_close(depthwise_cl(x, w, b), want, rtol=1e-5, atol=1e-5)

@@ -1,14 +1,14 @@
-"""Fused GPU paths: the DiT blocks and the Vocos vocoder as pure tensor functions for ``torch.compile`` (inductor).
+"""Fused GPU paths: the DiT blocks as pure tensor functions for ``torch.compile`` (inductor).
 
-Everything here computes the same functions as :mod:`ishow.engine.f5.dit` and :mod:`ishow.engine.f5.vocos`, written so
-that inductor can fuse the elementwise chains around the GEMMs (modulated LayerNorm, RoPE in fp32 registers, bias +
-GELU, gated residuals, the vocoder's mask/LayerNorm/GELU/layer-scale and its exp/cos/sin head) while the GEMMs,
-convolutions and attention stay on cuBLAS/cuDNN. The compiled callables are captured inside our own per-bucket CUDA
-graphs (:mod:`ishow.engine.accel.graphs`, :class:`ishow.engine.accel.vocoder_backends.TorchVocoder`): compile once
-(the first warm-up run of a bucket, on a side stream), then every replay is one graph launch.
+Everything here computes the same functions as :mod:`ishow.engine.f5.dit`, written so that inductor can fuse the
+elementwise chains around the GEMMs (modulated LayerNorm, RoPE in fp32 registers, gated residuals) while the GEMMs
+(the first FF GEMM with its GELU as a cuBLASLt epilogue) and attention stay on cuBLAS/flash. The compiled callables
+are captured inside our own per-bucket CUDA graphs (:mod:`ishow.engine.accel.graphs`): compile once (the first
+warm-up run of a bucket, on a side stream), then every replay is one graph launch. The vocoder's counterpart is
+:mod:`ishow.engine.accel.fast_vocos`.
 
-* The functions take weights as arguments, so the 22 DiT blocks (and the 8 ConvNeXt blocks) share ONE compiled
-  graph; batch and frame dims are marked dynamic, so new buckets do not recompile.
+* The functions take weights as arguments, so the 22 DiT blocks share ONE compiled graph; batch and frame dims are
+  marked dynamic, so new buckets do not recompile.
 * Compiling is optional and CUDA-only: the functions run eagerly anywhere (CPU tests check them against the
   reference modules), and :func:`compiled` returns ``None`` when ``torch.compile`` is unavailable, so callers keep
   the plain path. Nothing is compiled at import.
@@ -18,19 +18,17 @@ Shapes: ``B`` batch, ``N``/``T`` frames, ``D``/``C`` channels, ``H`` heads, ``Dh
 
 from __future__ import annotations
 
-import copy
 import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
 from ishow.engine.accel.kernel_choice import KERNELS_ENV, Kernels, from_env
-from ishow.engine.f5.vocos import LOG_MAG_MAX, Vocos
 
-__all__ = ["KERNELS_ENV", "FastVocos", "FusedBlocks", "attend", "compiled", "kernel_switches"]
+__all__ = ["KERNELS_ENV", "FusedBlocks", "attend", "compiled", "kernel_switches"]
 
 if TYPE_CHECKING:
     from ishow.engine.f5.dit import DiT, Modulation
@@ -42,7 +40,8 @@ _COMPILED: dict[str, Callable[..., Any]] = {}
 
 def compiled(name: str, fn: Callable[..., Any]) -> Callable[..., Any] | None:
     """``torch.compile(fn)`` (inductor, default mode: no CUDA graphs of its own, we capture it in ours), cached per
-    process under ``name``; None when torch.compile is unavailable."""
+    process under ``name``; None when torch.compile is unavailable. (``max-autotune-no-cudagraphs`` was measured
+    slower on an H200: batch 1 +7 %, batch 16 +23 %, and a 3× longer first compile.)"""
     got = _COMPILED.get(name)
     if got is None:
         try:
@@ -302,139 +301,3 @@ class FusedBlocks:
                                       gelu_epilogue=self.gelu_epilogue)  # fmt: skip
                 qkv = (q, k, v)
         return h
-
-
-# -- Vocos ------------------------------------------------------------------------------------------------------
-
-
-def vocos_embed(mel: Tensor, mask: Tensor, w: Tensor, b: Tensor, ln_w: Tensor, ln_b: Tensor) -> Tensor:
-    """mel [B, n_mels, T] (anything finite or not on padding), mask [B, 1, T] bool → embedded, normed, masked
-    [B, C, T] in the weights' dtype."""
-    mel = torch.where(mask, mel.to(w.dtype), 0.0)
-    x = F.conv1d(mel, w, b, padding=w.shape[-1] // 2)
-    x = F.layer_norm(x.transpose(1, 2), (x.shape[1],), ln_w, ln_b, 1e-6).transpose(1, 2)
-    return x * mask
-
-
-def vocos_block(
-    x: Tensor,
-    mask: Tensor,
-    dw_w: Tensor,
-    dw_b: Tensor,
-    ln_w: Tensor,
-    ln_b: Tensor,
-    w1: Tensor,
-    b1: Tensor,
-    w2: Tensor,
-    b2: Tensor,
-    gamma: Tensor,
-) -> Tensor:
-    """One ConvNeXt block on masked x [B, C, T] → masked [B, C, T] (``gamma`` all ones when the block has none)."""
-    h = F.conv1d(x, dw_w, dw_b, padding=dw_w.shape[-1] // 2, groups=x.shape[1]).transpose(1, 2)
-    h = F.layer_norm(h, (h.shape[-1],), ln_w, ln_b, 1e-6)
-    h = F.linear(F.gelu(F.linear(h, w1, b1)), w2, b2) * gamma
-    return (x + h.transpose(1, 2)) * mask
-
-
-def overlap_add(frames: Tensor, hop: int) -> Tensor:
-    """frames [B, T, W] with W a multiple of hop → [B, (T - 1)·hop + W], frame t added at t·hop (R = W/hop pads)."""
-    b, t, w = frames.shape
-    r = w // hop
-    parts = frames.reshape(b, t, r, hop)
-    out = F.pad(parts[:, :, 0], (0, 0, 0, r - 1))
-    for j in range(1, r):
-        out = out + F.pad(parts[:, :, j], (0, 0, j, r - 1 - j))
-    return out.flatten(1)
-
-
-def vocos_head(
-    x: Tensor,
-    maskf: Tensor,
-    ln_w: Tensor,
-    ln_b: Tensor,
-    w_out: Tensor,
-    b_out: Tensor,
-    basis: Tensor,
-    win_sq: Tensor,
-    hop: int,
-) -> Tensor:
-    """x [B, C, T] → final LayerNorm (backbone dtype), then in fp32: Linear to log-magnitude/phase,
-    ``exp(min(logmag, log 100))``, the windowed inverse real DFT as one GEMM with ``basis`` [n_fft + 2, n_fft] and
-    the overlap-add, normalised by each item's own window envelope (``maskf`` [B, T] fp32) → [B, (T - 1)·hop]: equal
-    to ``torch.istft(center=True)`` of each item alone on its first (T_i − 1)·hop samples."""
-    h = F.layer_norm(x.transpose(1, 2), (x.shape[1],), ln_w, ln_b, 1e-6)
-    h = F.linear(h.float(), w_out, b_out)  # [B, T, n_fft + 2]
-    log_mag, phase = h.chunk(2, dim=-1)
-    mag = torch.exp(torch.clamp(log_mag, max=LOG_MAG_MAX)) * maskf.unsqueeze(-1)
-    coeffs = torch.cat((mag * torch.cos(phase), mag * torch.sin(phase)), dim=-1)
-    n_fft = basis.shape[1]
-    y = overlap_add(coeffs @ basis, hop)
-    env = overlap_add(maskf.unsqueeze(-1) * win_sq, hop)
-    start = n_fft // 2
-    total = y.shape[1]
-    return y[:, start : total - start] / env[:, start : total - start].clamp_min(1e-11)
-
-
-class FastVocos(nn.Module):
-    """Vocos for the GPU path: backbone in ``dtype`` (fp16 on CUDA), head (exp/ISTFT) in fp32, the ISTFT as one GEMM
-    plus an overlap-add (no complex tensors, so inductor can fuse it), each stage optionally compiled.
-
-    ``forward(mel [B, n_mels, T], lens [B] long)`` → waveform [B, (T - 1)·hop] fp32; item i is valid on its first
-    (lens_i − 1)·hop samples. Values of ``mel`` past ``lens`` are ignored (even non-finite ones)."""
-
-    basis: Tensor
-    win_sq: Tensor
-
-    def __init__(self, vocos: Vocos, dtype: torch.dtype = torch.float32, compile: bool = False) -> None:
-        super().__init__()
-        from ishow.engine.accel.onnx_export import istft_basis
-
-        cfg = vocos.config
-        if cfg.head_padding != "center" or cfg.head_n_fft % cfg.head_hop_length:
-            raise ValueError("FastVocos needs head padding 'center' and n_fft a multiple of hop (vocos-mel-24khz)")
-        device = vocos.backbone.embed.weight.device
-        self.backbone = copy.deepcopy(vocos.backbone).to(device=device, dtype=dtype).eval()
-        self.out = copy.deepcopy(vocos.head.out).to(device=device, dtype=torch.float32).eval()
-        window = vocos.head.istft.window.detach().to("cpu", torch.float32)
-        self.register_buffer("basis", istft_basis(cfg.head_n_fft, window)[:, 0].to(device))
-        self.register_buffer("win_sq", window.square().to(device))
-        self.hop = cfg.head_hop_length
-        self.dtype = dtype
-        parts = (
-            compiled("vocos.embed", vocos_embed),
-            compiled("vocos.block", vocos_block),
-            compiled("vocos.head", vocos_head),
-        ) if compile else (None, None, None)  # fmt: skip
-        self.compiled = all(p is not None for p in parts)
-        self._embed: Callable[..., Any] = parts[0] if self.compiled else vocos_embed  # type: ignore[assignment]
-        self._block: Callable[..., Any] = parts[1] if self.compiled else vocos_block  # type: ignore[assignment]
-        self._head: Callable[..., Any] = parts[2] if self.compiled else vocos_head  # type: ignore[assignment]
-        self._blocks: list[Any] = list(self.backbone.convnext)
-        self._ones = {i: torch.ones_like(blk.pwconv2.bias) for i, blk in enumerate(self._blocks) if blk.gamma is None}
-
-    def forward(self, mel: Tensor, lens: Tensor) -> Tensor:
-        t = mel.shape[-1]
-        maskb = torch.arange(t, device=mel.device).unsqueeze(0) < lens.to(mel.device).unsqueeze(1)  # [B, T]
-        maskf = maskb.to(torch.float32)
-        mask = maskb.unsqueeze(1)
-        if self.compiled:
-            for tensor in (mel, maskf, mask):
-                mark_dynamic(tensor, 0, tensor.dim() - 1)
-        bb = self.backbone
-        x = self._embed(mel, mask, bb.embed.weight, bb.embed.bias, bb.norm.weight, bb.norm.bias)
-        maskd = mask.to(x.dtype)
-        if self.compiled:
-            mark_dynamic(maskd, 0, 2)
-        for i, blk in enumerate(self._blocks):
-            if self.compiled:
-                mark_dynamic(x, 0, 2)
-            gamma = blk.gamma if blk.gamma is not None else self._ones[i]
-            x = self._block(x, maskd, blk.dwconv.weight, blk.dwconv.bias, blk.norm.weight, blk.norm.bias,
-                            blk.pwconv1.weight, blk.pwconv1.bias, blk.pwconv2.weight, blk.pwconv2.bias,
-                            gamma)  # fmt: skip
-        if self.compiled:
-            mark_dynamic(x, 0, 2)
-        fl = bb.final_layer_norm
-        out: Tensor = self._head(x, maskf, fl.weight, fl.bias, self.out.weight, self.out.bias, self.basis,
-                                 self.win_sq, self.hop)  # fmt: skip
-        return out

@@ -11,6 +11,8 @@ measure it alone: ``tools/dit_kernels_ab.py``, ``ishow bench``).
 * ``cudnn-conv``: the conv position embedding on cuDNN (16 per-group kernels plus transposes) instead of the
   Triton kernel of :mod:`ishow.engine.accel.conv_pos`;
 * ``gelu-apart``: the FF's GELU as its own kernel instead of the first FF GEMM's epilogue (cuBLASLt);
+* ``vocos-apart``: the vocoder's stages compiled apart (embed, each block, head) instead of its whole backbone as
+  one channels-last graph (:mod:`ishow.engine.accel.fast_vocos`);
 * ``legacy``: all of the above but ``cudnn-attn`` (the kernels before issue 14's item 4).
 """
 
@@ -20,7 +22,7 @@ import os
 from dataclasses import dataclass
 
 KERNELS_ENV = "ISHOW_DIT_KERNELS"
-WORDS = ("masked", "cudnn-attn", "unfused", "cudnn-conv", "gelu-apart", "legacy")
+WORDS = ("masked", "cudnn-attn", "unfused", "cudnn-conv", "gelu-apart", "vocos-apart", "legacy")
 ATTENTION = ("varlen", "masked", "cudnn")
 
 
@@ -30,13 +32,14 @@ class Kernels:
     merge: bool = True
     triton_conv: bool = True
     gelu_epilogue: bool = True
+    vocos_fused: bool = True
 
     def __post_init__(self) -> None:
         if self.attention not in ATTENTION:
             raise ValueError(f"attention must be one of {', '.join(ATTENTION)}, got {self.attention!r}")
 
 
-LEGACY = Kernels(attention="masked", merge=False, triton_conv=False, gelu_epilogue=False)
+LEGACY = Kernels(attention="masked", merge=False, triton_conv=False, gelu_epilogue=False, vocos_fused=False)
 
 
 def from_env() -> Kernels:
@@ -49,7 +52,7 @@ def from_env() -> Kernels:
     if {"masked", "cudnn-attn"} <= off:
         raise ValueError(f"{KERNELS_ENV}={raw!r}: masked and cudnn-attn both choose the attention kernel")
     if "legacy" in off:
-        return LEGACY if "cudnn-attn" not in off else Kernels("cudnn", False, False, False)
+        return LEGACY if "cudnn-attn" not in off else Kernels("cudnn", False, False, False, False)
     attention = "masked" if "masked" in off else "cudnn" if "cudnn-attn" in off else "varlen"
     return Kernels(attention=attention, merge="unfused" not in off, triton_conv="cudnn-conv" not in off,
-                   gelu_epilogue="gelu-apart" not in off)  # fmt: skip
+                   gelu_epilogue="gelu-apart" not in off, vocos_fused="vocos-apart" not in off)  # fmt: skip

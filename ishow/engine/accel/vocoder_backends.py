@@ -3,7 +3,8 @@
 * ``torch``: our Vocos with frame masks (a padded batch decodes exactly like its items alone); on CUDA each
   (batch, frames) bucket is captured once into a CUDA graph (``torch-graph``), on CPU it runs plainly.
 * ``torch-compile``: the same on CUDA, fp16 backbone + fp32 head through ``torch.compile`` (inductor) captured in
-  the per-bucket graphs (:class:`ishow.engine.accel.fused.FastVocos`); falls back to ``torch-graph`` if compiling fails.
+  the per-bucket graphs (:class:`ishow.engine.accel.fast_vocos.FastVocos`); falls back to ``torch-graph`` if
+  compiling fails.
 * ``onnx``: the exported graph (:mod:`ishow.engine.accel.onnx_export`) on onnxruntime's CPU provider.
 * ``tensorrt``: an fp16 engine built from that graph (:mod:`ishow.engine.accel.trt`), bound to torch tensors.
 
@@ -72,7 +73,7 @@ class TorchVocoder:
     """Our Vocos, batched with frame masks; CUDA-graphed per bucket on CUDA when ``use_graphs``.
 
     ``half`` (CUDA only) runs the ConvNeXt backbone in fp16 with the head (exp/ISTFT) in fp32, and ``compile``
-    (CUDA graphs only) runs it through ``torch.compile`` (:class:`ishow.engine.accel.fused.FastVocos`) inside the
+    (CUDA graphs only) runs it through ``torch.compile`` (:class:`ishow.engine.accel.fast_vocos.FastVocos`) inside the
     graphs; a failed compilation is logged and the bucket is captured uncompiled."""
 
     def __init__(
@@ -112,7 +113,7 @@ class TorchVocoder:
         self.name = "torch" if not self.use_graphs else ("torch-compile" if self.compile else "torch-graph")
 
     def _fast_model(self, compile: bool) -> Any:
-        from ishow.engine.accel.fused import FastVocos
+        from ishow.engine.accel.fast_vocos import FastVocos
 
         dtype = torch.float16 if self.half else torch.float32
         if compile:

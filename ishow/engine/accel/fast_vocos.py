@@ -1,0 +1,227 @@
+"""The Vocos vocoder for the GPU path as pure tensor functions for ``torch.compile`` (inductor), captured inside
+:class:`ishow.engine.accel.vocoder_backends.TorchVocoder`'s per-bucket CUDA graphs.
+
+Two compiled forms of the same function as :class:`ishow.engine.f5.vocos.Vocos` (with frame masks, so a padded batch
+decodes exactly like its items alone):
+
+* the whole backbone as ONE compiled graph over channels-last activations [B, T, C] (:func:`vocos_backbone`): each
+  depthwise conv is written as its 7 shifted multiply-adds, so inductor fuses it with the previous block's masked
+  residual and this block's LayerNorm into one kernel, and no transpose is left between blocks: ~4 kernels per
+  ConvNeXt block instead of ~9 (the default);
+* the previous per-stage functions (:func:`vocos_embed`, :func:`vocos_block`, one compiled graph shared by the 8
+  blocks), kept for ``ISHOW_DIT_KERNELS=vocos-apart`` (A/B) and as the reference of the first.
+
+The head (final LayerNorm, Linear to log-magnitude/phase, ``exp``, the inverse real DFT as one GEMM and the
+overlap-add) runs in fp32 in both (:func:`vocos_head`).
+
+Shapes: ``B`` batch, ``T`` frames, ``C`` channels.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ishow.engine.accel.fused import compiled, mark_dynamic
+from ishow.engine.accel.kernel_choice import from_env
+from ishow.engine.f5.vocos import LOG_MAG_MAX, Vocos
+
+BlockWeights = tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]
+
+
+def overlap_add(frames: Tensor, hop: int) -> Tensor:
+    """frames [B, T, W] with W a multiple of hop → [B, (T - 1)·hop + W], frame t added at t·hop (R = W/hop pads)."""
+    b, t, w = frames.shape
+    r = w // hop
+    parts = frames.reshape(b, t, r, hop)
+    out = F.pad(parts[:, :, 0], (0, 0, 0, r - 1))
+    for j in range(1, r):
+        out = out + F.pad(parts[:, :, j], (0, 0, j, r - 1 - j))
+    return out.flatten(1)
+
+
+def vocos_embed(mel: Tensor, mask: Tensor, w: Tensor, b: Tensor, ln_w: Tensor, ln_b: Tensor) -> Tensor:
+    """mel [B, n_mels, T] (anything finite or not on padding), mask [B, 1, T] bool → embedded, normed, masked
+    [B, C, T] in the weights' dtype."""
+    mel = torch.where(mask, mel.to(w.dtype), 0.0)
+    x = F.conv1d(mel, w, b, padding=w.shape[-1] // 2)
+    x = F.layer_norm(x.transpose(1, 2), (x.shape[1],), ln_w, ln_b, 1e-6).transpose(1, 2)
+    return x * mask
+
+
+def vocos_block(
+    x: Tensor,
+    mask: Tensor,
+    dw_w: Tensor,
+    dw_b: Tensor,
+    ln_w: Tensor,
+    ln_b: Tensor,
+    w1: Tensor,
+    b1: Tensor,
+    w2: Tensor,
+    b2: Tensor,
+    gamma: Tensor,
+) -> Tensor:
+    """One ConvNeXt block on masked x [B, C, T] → masked [B, C, T] (``gamma`` all ones when the block has none)."""
+    h = F.conv1d(x, dw_w, dw_b, padding=dw_w.shape[-1] // 2, groups=x.shape[1]).transpose(1, 2)
+    h = F.layer_norm(h, (h.shape[-1],), ln_w, ln_b, 1e-6)
+    h = F.linear(F.gelu(F.linear(h, w1, b1)), w2, b2) * gamma
+    return (x + h.transpose(1, 2)) * mask
+
+
+def depthwise_cl(x: Tensor, w: Tensor, b: Tensor) -> Tensor:
+    """Depthwise conv1d (zero padding k//2) of channels-last x [B, T, C] with w [C, 1, k], b [C] → [B, T, C], as k
+    shifted multiply-adds (one fused pointwise expression for inductor; fp32 inside the kernel)."""
+    k, t = w.shape[-1], x.shape[1]
+    xp = F.pad(x, (0, 0, k // 2, k // 2))
+    out = b + xp[:, 0:t] * w[:, 0, 0]
+    for j in range(1, k):
+        out = out + xp[:, j : j + t] * w[:, 0, j]
+    return out
+
+
+def vocos_backbone(
+    mel: Tensor,
+    mask: Tensor,
+    keep: Tensor,
+    embed: tuple[Tensor, Tensor, Tensor, Tensor],
+    blocks: Sequence[BlockWeights],
+    final: tuple[Tensor, Tensor],
+) -> Tensor:
+    """mel [B, n_mels, T] (anything past the lengths), mask [B, 1, T] bool, keep [B, T, 1] in the weights' dtype →
+    the final-normed features [B, T, C]: embedding conv + LayerNorm, the ConvNeXt blocks (depthwise conv,
+    LayerNorm, Linear, GELU, Linear, layer scale, masked residual), final LayerNorm, all channels-last."""
+    w, b, ln_w, ln_b = embed
+    mel = torch.where(mask, mel.to(w.dtype), 0.0)
+    x = F.conv1d(mel, w, b, padding=w.shape[-1] // 2).transpose(1, 2)  # [B, T, C]
+    c = x.shape[-1]
+    x = F.layer_norm(x, (c,), ln_w, ln_b, 1e-6) * keep
+    for dw_w, dw_b, n_w, n_b, w1, b1, w2, b2, gamma in blocks:
+        h = F.layer_norm(depthwise_cl(x, dw_w, dw_b), (c,), n_w, n_b, 1e-6)
+        h = F.linear(F.gelu(F.linear(h, w1, b1)), w2, b2) * gamma
+        x = (x + h) * keep
+    return F.layer_norm(x, (c,), final[0], final[1], 1e-6)
+
+
+def vocos_head(
+    h: Tensor,
+    maskf: Tensor,
+    w_out: Tensor,
+    b_out: Tensor,
+    basis: Tensor,
+    win_sq: Tensor,
+    hop: int,
+) -> Tensor:
+    """h [B, T, C] final-normed features → in fp32: Linear to log-magnitude/phase, ``exp(min(logmag, log 100))``,
+    the windowed inverse real DFT as one GEMM with ``basis`` [n_fft + 2, n_fft] and the overlap-add, normalised by
+    each item's own window envelope (``maskf`` [B, T] fp32) → [B, (T - 1)·hop]: equal to ``torch.istft(center=True)``
+    of each item alone on its first (T_i − 1)·hop samples."""
+    h = F.linear(h.float(), w_out, b_out)  # [B, T, n_fft + 2]
+    log_mag, phase = h.chunk(2, dim=-1)
+    mag = torch.exp(torch.clamp(log_mag, max=LOG_MAG_MAX)) * maskf.unsqueeze(-1)
+    coeffs = torch.cat((mag * torch.cos(phase), mag * torch.sin(phase)), dim=-1)
+    n_fft = basis.shape[1]
+    y = overlap_add(coeffs @ basis, hop)
+    env = overlap_add(maskf.unsqueeze(-1) * win_sq, hop)
+    start = n_fft // 2
+    total = y.shape[1]
+    return y[:, start : total - start] / env[:, start : total - start].clamp_min(1e-11)
+
+
+def vocos_tail(x: Tensor, ln_w: Tensor, ln_b: Tensor) -> Tensor:
+    """The per-stage path's final LayerNorm: x [B, C, T] → [B, T, C]."""
+    return F.layer_norm(x.transpose(1, 2), (x.shape[1],), ln_w, ln_b, 1e-6)
+
+
+class FastVocos(nn.Module):
+    """Vocos for the GPU path: backbone in ``dtype`` (fp16 on CUDA), head (exp/ISTFT) in fp32, the ISTFT as one GEMM
+    plus an overlap-add (no complex tensors, so inductor can fuse it), compiled when ``compile``: the whole backbone as
+    one graph (:func:`vocos_backbone`) unless ``fused=False`` (or ``ISHOW_DIT_KERNELS=vocos-apart``), then per stage.
+
+    ``forward(mel [B, n_mels, T], lens [B] long)`` → waveform [B, (T - 1)·hop] fp32; item i is valid on its first
+    (lens_i − 1)·hop samples. Values of ``mel`` past ``lens`` are ignored (even non-finite ones)."""
+
+    basis: Tensor
+    win_sq: Tensor
+
+    def __init__(
+        self, vocos: Vocos, dtype: torch.dtype = torch.float32, compile: bool = False, fused: bool | None = None
+    ) -> None:
+        super().__init__()
+        from ishow.engine.accel.onnx_export import istft_basis
+
+        cfg = vocos.config
+        if cfg.head_padding != "center" or cfg.head_n_fft % cfg.head_hop_length:
+            raise ValueError("FastVocos needs head padding 'center' and n_fft a multiple of hop (vocos-mel-24khz)")
+        device = vocos.backbone.embed.weight.device
+        self.backbone = copy.deepcopy(vocos.backbone).to(device=device, dtype=dtype).eval()
+        self.out = copy.deepcopy(vocos.head.out).to(device=device, dtype=torch.float32).eval()
+        window = vocos.head.istft.window.detach().to("cpu", torch.float32)
+        self.register_buffer("basis", istft_basis(cfg.head_n_fft, window)[:, 0].to(device))
+        self.register_buffer("win_sq", window.square().to(device))
+        self.hop = cfg.head_hop_length
+        self.dtype = dtype
+        self.fused = from_env().vocos_fused if fused is None else fused
+        names = (
+            ("vocos.backbone", "vocos.head")
+            if self.fused
+            else ("vocos.embed", "vocos.block", "vocos.tail", "vocos.head")
+        )
+        fns: dict[str, Callable[..., Any]] = {
+            "vocos.backbone": vocos_backbone,
+            "vocos.embed": vocos_embed,
+            "vocos.block": vocos_block,
+            "vocos.tail": vocos_tail,
+            "vocos.head": vocos_head,
+        }
+        parts = {n: compiled(n, fns[n]) if compile else None for n in names}
+        self.compiled = all(p is not None for p in parts.values())
+        self._fn: dict[str, Callable[..., Any]] = {
+            n: (p if self.compiled and p is not None else fns[n]) for n, p in parts.items()
+        }
+        self._blocks: list[Any] = list(self.backbone.convnext)
+        ones = {i: torch.ones_like(blk.pwconv2.bias) for i, blk in enumerate(self._blocks) if blk.gamma is None}
+        self._weights: list[BlockWeights] = [
+            (blk.dwconv.weight, blk.dwconv.bias, blk.norm.weight, blk.norm.bias, blk.pwconv1.weight, blk.pwconv1.bias,
+             blk.pwconv2.weight, blk.pwconv2.bias, blk.gamma if blk.gamma is not None else ones[i])
+            for i, blk in enumerate(self._blocks)
+        ]  # fmt: skip
+
+    def forward(self, mel: Tensor, lens: Tensor) -> Tensor:
+        t = mel.shape[-1]
+        maskb = torch.arange(t, device=mel.device).unsqueeze(0) < lens.to(mel.device).unsqueeze(1)  # [B, T]
+        maskf = maskb.to(torch.float32)
+        mask = maskb.unsqueeze(1)
+        if self.compiled:
+            for tensor in (mel, maskf, mask):
+                mark_dynamic(tensor, 0, tensor.dim() - 1)
+        bb = self.backbone
+        fl = bb.final_layer_norm
+        if self.fused:
+            keep = maskb.unsqueeze(-1).to(self.dtype)
+            if self.compiled:
+                mark_dynamic(keep, 0, 1)
+            h = self._fn["vocos.backbone"](mel, mask, keep, (bb.embed.weight, bb.embed.bias, bb.norm.weight,
+                                           bb.norm.bias), self._weights, (fl.weight, fl.bias))  # fmt: skip
+        else:
+            x = self._fn["vocos.embed"](mel, mask, bb.embed.weight, bb.embed.bias, bb.norm.weight, bb.norm.bias)
+            maskd = mask.to(x.dtype)
+            if self.compiled:
+                mark_dynamic(maskd, 0, 2)
+            for w in self._weights:
+                if self.compiled:
+                    mark_dynamic(x, 0, 2)
+                x = self._fn["vocos.block"](x, maskd, *w)
+            if self.compiled:
+                mark_dynamic(x, 0, 2)
+            h = self._fn["vocos.tail"](x, fl.weight, fl.bias)
+        if self.compiled:
+            mark_dynamic(h, 0, 1)
+        out: Tensor = self._fn["vocos.head"](h, maskf, self.out.weight, self.out.bias, self.basis, self.win_sq,
+                                             self.hop)  # fmt: skip
+        return out
