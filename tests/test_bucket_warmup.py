@@ -333,3 +333,50 @@ def test_miss_log_keeps_the_newest_misses_in_order_and_empties_on_take() -> None
     misses.discard((16, 256))  # never missed: nothing happens
     assert misses.take() == [(2, 256), (8, 256)]  # a repeat keeps its place; past 3, (1, 256) went
     assert misses.take() == []
+
+
+def test_refinement_waits_for_an_idle_engine_and_stops_while_waiting() -> None:
+    idle = threading.Event()
+    ran: list[str] = []
+    polls: list[bool] = []
+
+    def is_idle() -> bool:
+        polls.append(idle.is_set())
+        return idle.is_set()
+
+    def task(name: str, essential: bool) -> WarmupTask:
+        def run() -> dict[str, object]:
+            ran.append(name)
+            return {}
+
+        return WarmupTask(name, run, essential=essential)
+
+    w = BucketWarmer([task("e1", True), task("r1", False), task("e2", True), task("r2", False)], idle=is_idle,
+                     poll_s=0.01)  # fmt: skip
+    w.start()
+    try:
+        assert w.wait_ready(10)
+        deadline = time.monotonic() + 5
+        while len(polls) < 3 and time.monotonic() < deadline:
+            time.sleep(0.005)
+        assert ran == ["e1", "e2"] and w.progress().refining  # essential ran at once; refinement waits
+        idle.set()
+        deadline = time.monotonic() + 5
+        while len(ran) < 4 and time.monotonic() < deadline:
+            time.sleep(0.005)
+        assert ran == ["e1", "e2", "r1", "r2"]
+    finally:
+        w.stop(5)
+    # a warmer stopped while it waits for idle ends promptly without running the rest
+    never: list[str] = []
+
+    def must_not_run() -> dict[str, object]:
+        never.append("r")
+        return {}
+
+    w2 = BucketWarmer([WarmupTask("r", must_not_run, essential=False)], idle=lambda: False, poll_s=0.01)
+    w2.start()
+    assert w2.wait_ready(5)
+    t0 = time.monotonic()
+    w2.stop(5)
+    assert time.monotonic() - t0 < 2 and never == []
