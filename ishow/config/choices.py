@@ -14,7 +14,7 @@ ENGINE_KINDS: tuple[str, ...] = ("f5", "espeak", "remote")
 ENGINE_FALLBACKS: tuple[str, ...] = ("espeak", "none")
 MODELS: tuple[str, ...] = ("F5TTS_v1_Base", "F5TTS_v1_Small", "tiny", "auto")
 DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda")  # and "cuda:N"
-PRECISIONS: tuple[str, ...] = ("auto", "fp32", "fp16", "fp8")
+PRECISIONS: tuple[str, ...] = ("auto", "fp32", "fp16")
 ON_SHUTDOWN: tuple[str, ...] = ("finish", "drop")
 VOCODER_BACKENDS: tuple[str, ...] = ("auto", "torch", "torch-compile", "onnx", "tensorrt")
 # The batch sizes captured as CUDA graphs (DiT and vocoder). ``batch.max_items`` may not exceed the largest: a

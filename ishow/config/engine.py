@@ -30,7 +30,7 @@ class EngineConfig:
     sway_coef: float = -1.0
     speed: float = 1.0
     device: str = "auto"  # "auto" | "cpu" | "cuda" | "cuda:N"
-    precision: str = "auto"  # "auto" (fp16 on CUDA, fp32 on CPU) | "fp32" | "fp16" | "fp8" (opt-in, see accel/fp8)
+    precision: str = "auto"  # "auto" (fp16 on CUDA, fp32 on CPU) | "fp32" | "fp16"
     seed: int = 0
     on_shutdown: str = "finish"  # "finish" the batch in flight, or "drop" it
     shutdown_timeout_s: float = 10.0  # shutdown: at most this long to finish synthesis and hand audio to the outputs

@@ -83,14 +83,7 @@ def _resolve_dtype(name: str, device: torch.device) -> torch.dtype:
         if device.type != "cuda":
             raise ConfigError("engine.precision: fp16 needs a CUDA device; use fp32 (or auto) on CPU")
         return torch.float16
-    if name == "fp8":  # fp16 model, fp8 GEMMs inside the compiled graphs (GraphSampler)
-        from ishow.engine.accel.fp8 import unsupported
-
-        why = unsupported(device)
-        if why is not None:
-            raise ConfigError(f"engine.precision: {why}; use fp16 (or auto)")
-        return torch.float16
-    raise ConfigError(f"engine.precision: {name!r}; expected auto, fp32, fp16 or fp8")
+    raise ConfigError(f"engine.precision: {name!r}; expected auto, fp32 or fp16")
 
 
 class F5Engine(Engine):
@@ -118,9 +111,6 @@ class F5Engine(Engine):
         cfg = self.config
         device = _resolve_device(cfg.device)
         dtype = _resolve_dtype(cfg.precision, device)
-        if cfg.precision == "fp8" and not (cfg.compile and cfg.cuda_graphs):
-            raise ConfigError("engine.precision: fp8 runs inside the compiled CUDA graphs; set engine.compile and "
-                              "engine.cuda_graphs to true (or use fp16)")  # fmt: skip
         if device.type == "cuda" and cfg.compile and cfg.cuda_graphs:
             from ishow.engine.f5_warmup import use_compile_cache
 
@@ -145,7 +135,7 @@ class F5Engine(Engine):
 
         cfg = self.config
         device, dtype = model.proj_out.weight.device, model.proj_out.weight.dtype
-        self.sampler = GraphSampler(model, use_graphs=cfg.cuda_graphs, compile=cfg.compile, fp8=cfg.precision == "fp8")
+        self.sampler = GraphSampler(model, use_graphs=cfg.cuda_graphs, compile=cfg.compile)
         self.vocoder_backend = select_vocoder(
             cfg.vocoder_backend,
             vocoder,
@@ -196,8 +186,7 @@ class F5Engine(Engine):
         if self.model is not None:
             info.update(
                 device=str(self.device),
-                precision=str(self.dtype).removeprefix("torch.")
-                + (" + fp8 GEMMs" if self.sampler and self.sampler.fp8 else ""),
+                precision=str(self.dtype).removeprefix("torch."),
                 model=self.config.model,
                 checkpoint=str(self.config.checkpoint),
                 voices=sorted(self._voices),

@@ -19,14 +19,13 @@ Shapes: ``B`` batch, ``N``/``T`` frames, ``D``/``C`` channels, ``H`` heads, ``Dh
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ishow.engine.accel.fp8 import Fp8Block, linear8
 from ishow.engine.accel.kernel_choice import KERNELS_ENV, Kernels, from_env
 
 __all__ = ["KERNELS_ENV", "FusedBlocks", "attend", "compiled", "kernel_switches"]
@@ -81,37 +80,20 @@ def rope(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
     return torch.stack((a * c - b * s, b * c + a * s), dim=-1).flatten(-2).to(x.dtype)
 
 
-def _linear(x: Tensor, w: Tensor, b: Tensor, s: Tensor | None) -> Tensor:
-    """F.linear, or with ``s`` (per-channel scales) the fp8 GEMM of :func:`ishow.engine.accel.fp8.linear8`."""
-    return F.linear(x, w, b) if s is None else linear8(x, w, s, b)
-
-
 def attn_in(
-    x: Tensor,
-    shift: Tensor,
-    scale1p: Tensor,
-    w_qkv: Tensor,
-    b_qkv: Tensor,
-    cos: Tensor,
-    sin: Tensor,
-    heads: int,
-    s_qkv: Tensor | None = None,
+    x: Tensor, shift: Tensor, scale1p: Tensor, w_qkv: Tensor, b_qkv: Tensor, cos: Tensor, sin: Tensor, heads: int
 ) -> tuple[Tensor, Tensor, Tensor]:
-    """Modulated LayerNorm → fused q/k/v GEMM → RoPE on q and k: → q, k, v [B, H, N, Dh] (for SDPA). ``s_*``
-    (fp8 precision): the weights are e4m3 with these per-channel scales."""
-    qkv = _linear(_modulate(x, scale1p, shift), w_qkv, b_qkv, s_qkv)
+    """Modulated LayerNorm → fused q/k/v GEMM → RoPE on q and k: → q, k, v [B, H, N, Dh] (for SDPA)."""
+    qkv = F.linear(_modulate(x, scale1p, shift), w_qkv, b_qkv)
     qkv = qkv.reshape(x.shape[0], x.shape[1], 3, heads, -1)  # [B, N, 3, H, Dh]
     q = rope(qkv[:, :, 0], cos, sin).transpose(1, 2)
     k = rope(qkv[:, :, 1], cos, sin).transpose(1, 2)
     return q, k, qkv[:, :, 2].transpose(1, 2)
 
 
-def ff_in(x: Tensor, w1: Tensor, b1: Tensor, gelu_epilogue: bool, s1: Tensor | None = None) -> Tensor:
+def ff_in(x: Tensor, w1: Tensor, b1: Tensor, gelu_epilogue: bool) -> Tensor:
     """GELU(tanh)(x·w1ᵀ + b1). ``gelu_epilogue`` on CUDA: one cuBLASLt GEMM with the bias + GELU epilogue (its GELU
-    is the tanh form) instead of a GEMM and a pointwise kernel that reads and writes the [rows, 2·D] result again.
-    ``s1``: fp8 weights with these scales (GELU then fuses into the bias add)."""
-    if s1 is not None:
-        return F.gelu(linear8(x, w1, s1, b1), approximate="tanh")
+    is the tanh form) instead of a GEMM and a pointwise kernel that reads and writes the [rows, 2·D] result again."""
     if gelu_epilogue and x.is_cuda:
         flat = x.reshape(-1, x.shape[-1])
         out = torch._addmm_activation(b1, flat, w1.t(), use_gelu=True)
@@ -133,15 +115,12 @@ def attn_out_ff(
     w2: Tensor,
     b2: Tensor,
     gelu_epilogue: bool = False,
-    s_o: Tensor | None = None,
-    s1: Tensor | None = None,
-    s2: Tensor | None = None,
 ) -> Tensor:
     """attn: SDPA output [B, H, N, Dh] → out projection, gated residual, modulated LayerNorm, FF (GELU tanh), gated
     residual: the rest of a DiT block → [B, N, D]."""
-    x = torch.addcmul(x, gate, _linear(attn.transpose(1, 2).flatten(2), w_o, b_o, s_o))
-    h = ff_in(_modulate(x, scale_mlp1p, shift_mlp), w1, b1, gelu_epilogue, s1)
-    return torch.addcmul(x, gate_mlp, _linear(h, w2, b2, s2))
+    x = torch.addcmul(x, gate, F.linear(attn.transpose(1, 2).flatten(2), w_o, b_o))
+    h = ff_in(_modulate(x, scale_mlp1p, shift_mlp), w1, b1, gelu_epilogue)
+    return torch.addcmul(x, gate_mlp, F.linear(h, w2, b2))
 
 
 def attn_out_ff_in(
@@ -165,16 +144,11 @@ def attn_out_ff_in(
     sin: Tensor,
     heads: int,
     gelu_epilogue: bool = False,
-    s_o: Tensor | None = None,
-    s1: Tensor | None = None,
-    s2: Tensor | None = None,
-    s_qkv: Tensor | None = None,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """:func:`attn_out_ff` of one block then :func:`attn_in` of the next, as ONE compiled graph, so the FF's gated
     residual add is fused into the next block's modulated LayerNorm (one kernel, x read once) → x, q, k, v."""
-    x = attn_out_ff(x, attn, gate, shift_mlp, scale_mlp1p, gate_mlp, w_o, b_o, w1, b1, w2, b2, gelu_epilogue,
-                    s_o, s1, s2)  # fmt: skip
-    q, k, v = attn_in(x, shift, scale1p, w_qkv, b_qkv, cos, sin, heads, s_qkv)
+    x = attn_out_ff(x, attn, gate, shift_mlp, scale_mlp1p, gate_mlp, w_o, b_o, w1, b1, w2, b2, gelu_epilogue)
+    q, k, v = attn_in(x, shift, scale1p, w_qkv, b_qkv, cos, sin, heads)
     return x, q, k, v
 
 
@@ -266,8 +240,7 @@ class FusedBlocks:
     :func:`attn_out_ff`, compiled when ``compile`` (and torch.compile is available), eagerly otherwise. Install as
     ``model.block_runner``. ``kernels`` (default: :func:`ishow.engine.accel.kernel_choice.from_env`) picks the
     attention kernel for padded rows, merged block boundaries and the GELU epilogue; ``varlen=True/False`` and
-    ``merge=`` override the first two (varlen vs the key padding bias on the memory-efficient kernel). ``fp8``
-    (:func:`ishow.engine.accel.fp8.quantize_blocks`): every block's four GEMMs in fp8."""
+    ``merge=`` override the first two (varlen vs the key padding bias on the memory-efficient kernel)."""
 
     def __init__(
         self,
@@ -276,10 +249,8 @@ class FusedBlocks:
         varlen: bool | None = None,
         merge: bool | None = None,
         kernels: Kernels | None = None,
-        fp8: Sequence[Fp8Block] | None = None,
     ) -> None:
         self.model = model
-        self.fp8 = list(fp8) if fp8 is not None else None  # one per block: fp8 GEMMs (engine.precision "fp8")
         k = kernels if kernels is not None else from_env()
         self.attention = k.attention if varlen is None else ("varlen" if varlen else "masked")
         self.varlen = self.attention == "varlen"
@@ -292,24 +263,6 @@ class FusedBlocks:
         self.pre: Callable[..., Any] = pre if self.compiled and pre is not None else attn_in
         self.post: Callable[..., Any] = post if self.compiled and post is not None else attn_out_ff
         self.mid: Callable[..., Any] = mid if self.compiled and mid is not None else attn_out_ff_in
-
-    def _qkv(self, i: int) -> tuple[Tensor, Tensor, Tensor | None]:
-        """Block i's q/k/v weight, bias and (fp8) scales."""
-        if self.fp8 is not None:
-            q = self.fp8[i].qkv
-            return q.w8, q.bias, q.scale
-        block: Any = self.model.transformer_blocks[i]
-        w, b = block.attn._qkv_params()
-        return w, b, None
-
-    def _tail(self, i: int) -> tuple[tuple[Tensor, Tensor, Tensor | None], ...]:
-        """Block i's out, FF-in and FF-out (weight, bias, fp8 scales or None)."""
-        if self.fp8 is not None:
-            f = self.fp8[i]
-            return tuple((q.w8, q.bias, q.scale) for q in (f.out, f.ff1, f.ff2))
-        block: Any = self.model.transformer_blocks[i]
-        mods = (block.attn.to_out[0], block.ff.ff[0][0], block.ff.ff[2])  # upstream's key layout
-        return tuple((m.weight, m.bias, None) for m in mods)
 
     def __call__(self, h: Tensor, mods: tuple[Modulation, ...], bias: Tensor | None, rope_table: Tensor) -> Tensor:
         ri = torch.view_as_real(rope_table)  # [N, Dh/2, 2] fp32
@@ -325,24 +278,26 @@ class FusedBlocks:
             shift, scale1p, gate, shift_mlp, scale_mlp1p, gate_mlp = mod
             attn = block.attn
             if qkv is None:
-                w, b, s = self._qkv(i)
+                w, b = attn._qkv_params()
                 if self.compiled:
                     mark_dynamic(h, 0, 1)
-                qkv = self.pre(h, shift, scale1p, w, b, cos, sin, attn.heads, s)
+                qkv = self.pre(h, shift, scale1p, w, b, cos, sin, attn.heads)
             q, k, v = qkv
             out = attend(q, k, v, bias, lens, cu, self.attention)
             if self.compiled:
                 mark_dynamic(h, 0, 1)
                 mark_dynamic(out, 0, 2)
-            (w_o, b_o, s_o), (w1, b1, s1), (w2, b2, s2) = self._tail(i)
-            tail = (h, out, gate, shift_mlp, scale_mlp1p, gate_mlp, w_o, b_o, w1, b1, w2, b2)
-            scales = {"gelu_epilogue": self.gelu_epilogue, "s_o": s_o, "s1": s1, "s2": s2}
+            ff1, ff2 = block.ff.ff[0][0], block.ff.ff[2]  # upstream's key layout
+            o = attn.to_out[0]
+            tail = (h, out, gate, shift_mlp, scale_mlp1p, gate_mlp, o.weight, o.bias, ff1.weight, ff1.bias,
+                    ff2.weight, ff2.bias)  # fmt: skip
             if not self.merge or i + 1 == len(blocks):
-                h, qkv = self.post(*tail, **scales), None
+                h, qkv = self.post(*tail, gelu_epilogue=self.gelu_epilogue), None
             else:
-                w, b, s = self._qkv(i + 1)
+                nxt = blocks[i + 1].attn
+                w, b = nxt._qkv_params()
                 nshift, nscale1p = mods[i + 1][0], mods[i + 1][1]
-                h, q, k, v = self.mid(*tail, nshift, nscale1p, w, b, cos, sin, blocks[i + 1].attn.heads, **scales,
-                                      s_qkv=s)  # fmt: skip
+                h, q, k, v = self.mid(*tail, nshift, nscale1p, w, b, cos, sin, nxt.heads,
+                                      gelu_epilogue=self.gelu_epilogue)  # fmt: skip
                 qkv = (q, k, v)
         return h

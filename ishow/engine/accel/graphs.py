@@ -35,7 +35,6 @@ from ishow.config.choices import BATCH_BUCKETS
 from ishow.engine.accel.bucket_plan import MAX_PAD_FACTOR, Bucket, MissLog, cover_bucket
 from ishow.engine.accel.capture_cost import timed_capture
 from ishow.engine.accel.conv_pos import ConvPos
-from ishow.engine.accel.fp8 import Fp8Block, quantize_blocks
 from ishow.engine.accel.kernel_choice import from_env
 from ishow.engine.f5.dit import DiT, StepConditioning
 from ishow.engine.f5.sampler import (
@@ -108,7 +107,6 @@ class GraphSampler:
         compile: bool = False,
         capture_on_miss: bool = True,
         max_pad: float = MAX_PAD_FACTOR,
-        fp8: bool = False,
     ) -> None:
         self.model = model
         self.capture_on_miss = capture_on_miss
@@ -127,10 +125,6 @@ class GraphSampler:
         # torch.compile the blocks inside the captured graphs (CUDA graphs only); off after the first failure
         self.compile = compile and self.use_graphs
         self.compile_error: str | None = None
-        # fp8 GEMMs in the compiled blocks (engine.precision "fp8"): weights quantized once, on the first capture
-        self.fp8 = fp8 and self.compile
-        self.fp8_error: str | None = None
-        self._fp8_blocks: list[Fp8Block] | None = None
         self._graphs: collections.OrderedDict[tuple[object, ...], _Captured] = collections.OrderedDict()
         self._steps: dict[_ConfigKey, tuple[list[float], list[StepConditioning]]] = {}
         self._pool: Any = None
@@ -200,15 +194,6 @@ class GraphSampler:
         """Drop every graph and the step cache (after the model's weights change)."""
         self._graphs.clear()
         self._steps.clear()
-        self._fp8_blocks = None
-
-    def _fp8(self) -> list[Fp8Block] | None:
-        if not self.fp8:
-            return None
-        with self._lock:
-            if self._fp8_blocks is None:
-                self._fp8_blocks = quantize_blocks(self.model)
-            return self._fp8_blocks
 
     # -- sampling ------------------------------------------------------------------------------------------
     @torch.inference_mode()
@@ -303,16 +288,6 @@ class GraphSampler:
     def _capture(
         self, host: BatchInputs, ts: list[float], steps: list[StepConditioning], cfg_strength: float
     ) -> _Captured:
-        if self.compile and self.fp8:
-            from ishow.engine.accel.fused import FusedBlocks
-
-            runner = FusedBlocks(self.model, compile=True, fp8=self._fp8())
-            try:
-                return self._capture_with(host, ts, steps, cfg_strength, runner)
-            except Exception as e:  # noqa: BLE001 (as below: the fp16 compiled blocks may still work)
-                self.fp8_error = f"{type(e).__name__}: {e}"
-                self.fp8, self._fp8_blocks = False, None
-                log.warning("fp8 DiT GEMMs failed (%s); using fp16", self.fp8_error)
         if self.compile:
             from ishow.engine.accel.fused import FusedBlocks
 
