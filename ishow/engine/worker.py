@@ -179,22 +179,17 @@ class EngineWorker:
             self._warmup(engine)
             return
         self.warmer = BucketWarmer(
-            tasks,
-            demand=lambda: self._when_idle(engine.demand_tasks),
-            on_plan_done=engine.warmup_done,
-            idle=self._engine_idle,
+            tasks, demand=lambda: self._when_idle(engine.demand_tasks), on_plan_done=engine.warmup_done
         )
         self.warmer.start()
         log.info("engine warming up in the background", engine=engine.kind, buckets=len(tasks))
 
-    def _engine_idle(self) -> bool:
-        """No batch in flight and none for ``DEMAND_IDLE_S``: background captures may run (they never block a
-        batch, but they share the GPU and the GIL with it)."""
-        return not self._busy and time.monotonic() - self._last_synth >= DEMAND_IDLE_S
-
     def _when_idle(self, demand: Callable[[], list[WarmupTask]]) -> list[WarmupTask]:
-        """Captures asked for by traffic run only after the engine has been idle a while."""
-        return demand() if self._engine_idle() else []
+        """Captures asked for by traffic run only after the engine has been idle a while (they never block a batch,
+        but they share the GPU and the GIL with it)."""
+        if self._busy or time.monotonic() - self._last_synth < DEMAND_IDLE_S:
+            return []
+        return demand()
 
     def warmup_progress(self) -> WarmupProgress | None:
         return self.warmer.progress() if self.warmer is not None else None

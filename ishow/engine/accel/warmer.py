@@ -1,10 +1,9 @@
 """Background bucket warm-up: one thread captures (and compiles) the planned buckets after the model loads.
 
 The engine thread keeps serving meanwhile: a batch whose bucket is not captured yet runs on a ready larger bucket
-or eagerly (:func:`ishow.engine.accel.bucket_plan.cover_bucket`), never waiting for a capture. When the essential
-part of the plan is done the warmer reports ``ready``; the refining rest of the plan, and then buckets that real
-traffic asked for and missed ("demand"), are captured one at a time, each only once the engine has been idle a
-while (``idle``), until stopped. A task that fails is logged and counted; the rest still run.
+or eagerly (:func:`ishow.engine.accel.bucket_plan.cover_bucket`), never waiting for a capture. When the plan is done the
+warmer reports ``ready`` and then captures buckets that real traffic asked for and missed ("demand"), one at a time,
+until stopped. A task that fails is logged and counted; the rest still run.
 
 Every loop is bounded: the plan is a finite list, the demand loop waits on the stop event between polls.
 """
@@ -84,11 +83,7 @@ class BucketWarmer:
         clock: Callable[[], float] = time.monotonic,
         poll_s: float = DEMAND_POLL_S,
         on_plan_done: Callable[[], None] | None = None,
-        idle: Callable[[], bool] | None = None,
     ) -> None:
-        # ``idle`` (optional): whether the engine has been idle a while. Once ready, refinement tasks wait for it
-        # (polled every ``poll_s``), like demand captures: a capture shares the GPU and the GIL with live chat.
-        self._idle = idle
         # essential tasks first (stable), so "ready" comes as early as the plan allows
         self._tasks = [t for t in tasks if t.essential] + [t for t in tasks if not t.essential]
         self._essential = sum(1 for t in tasks if t.essential)
@@ -175,17 +170,10 @@ class BucketWarmer:
             p = self.progress()
             log.info("warm-up ready: %d essential buckets in %.1f s (%d failed)", p.done, p.seconds, p.failed)
 
-    def _wait_idle(self) -> None:
-        """Wait (stop-aware, polled) until ``idle()`` says the engine is idle, or the warmer is stopped."""
-        while self._idle is not None and not self._stop.is_set() and not self._idle():
-            self._stop.wait(self._poll_s)
-
     def _run_plan(self) -> None:
         for i, task in enumerate(self._tasks):
             if i == self._essential:
                 self._mark_ready()
-            if i >= self._essential:
-                self._wait_idle()
             if self._stop.is_set():
                 break
             ok = self._run(task)
