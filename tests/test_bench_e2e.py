@@ -59,3 +59,22 @@ def test_e2e_bench_runs_the_real_daemon(tmp_path: Path) -> None:
     assert r["sustained"]["sent"] == r["sustained"]["delivered"] == 4
     assert r["health_after"]["ready"] is True
     assert "ishow is running" in log.read_text(encoding="utf-8")
+
+
+def test_log_json_reads_objects_inside_json_log_lines() -> None:
+    from ishow.bench.e2e import MEMORY_LINE, log_json
+
+    line = '{"event": "warm-up memory {\\"allocated_mb\\": 1173, \\"reserved_mb\\": 3426}", "level": "info"}'
+    found = MEMORY_LINE.findall(line)
+    assert found and log_json(found[0]) == {"allocated_mb": 1173, "reserved_mb": 3426}
+    assert log_json('{"a": 1}') == {"a": 1}
+    assert log_json("{not json") is None and log_json("[1, 2]") is None
+
+
+def test_capture_lines_of_a_json_log_are_read(tmp_path: Path) -> None:
+    from ishow.bench.e2e import capture_records
+
+    log = tmp_path / "daemon.log"
+    task = '{\\"label\\": \\"dit 1x768 nfe7\\", \\"s\\": 21.4, \\"ok\\": true, \\"reserved_mb\\": 258.0}'
+    log.write_text(f'{{"event": "warm-up task {task}", "level": "info"}}\nnoise\n', encoding="utf-8")
+    assert capture_records(log) == [{"label": "dit 1x768 nfe7", "s": 21.4, "ok": True, "reserved_mb": 258.0}]

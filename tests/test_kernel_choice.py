@@ -18,7 +18,7 @@ from ishow.engine.accel.kernel_choice import KERNELS_ENV, LEGACY, Kernels, from_
         ("gelu-apart", Kernels(gelu_epilogue=False)),
         (" Cudnn-Conv , gelu-apart ", Kernels(triton_conv=False, gelu_epilogue=False)),
         ("legacy", LEGACY),
-        ("vocos-apart", Kernels(vocos_fused=False)),
+        ("vocos-fused", Kernels(vocos_fused=True)),
         ("legacy,cudnn-attn", Kernels("cudnn", False, False, False, False)),
     ],
 )
@@ -29,7 +29,9 @@ def test_words(monkeypatch: pytest.MonkeyPatch, value: str, want: Kernels) -> No
 
 def test_defaults_without_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(KERNELS_ENV, raising=False)
-    assert from_env() == Kernels(attention="varlen", merge=True, triton_conv=True, gelu_epilogue=True, vocos_fused=True)
+    assert from_env() == Kernels(
+        attention="varlen", merge=True, triton_conv=True, gelu_epilogue=True, vocos_fused=False
+    )
 
 
 @pytest.mark.parametrize(("value", "match"), [("flash", "comma-separated list"), ("masked,cudnn-attn", "both")])

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # One device call: install the carried wheels, check the background warm-up on CUDA, run `ishow bench --e2e`
 # (cold compile cache, then a warm restart) and `ishow bench` (upstream in the same run). Logs and JSON → $OUT.
-# Usage (on the GPU machine, in the repo root): bash tools/gpu_session.sh [phases: checks e2e bench]
+# Usage (on the GPU machine, in the repo root): bash tools/gpu_session.sh [phases: checks e2e e2e16 bench]
+# First, here: bash tools/device_wheels.sh (fills .whl: the oracle wheels and the daemon's dependencies the image
+# lacks), then run(command="bash tools/gpu_session.sh e2e bench", carry=[".whl"]).
 set -u
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
 PHASES=${*:-e2e bench checks}

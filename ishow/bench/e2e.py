@@ -50,6 +50,16 @@ CAPTURE_LINE = re.compile(r"warm-up task .*?(\{.*\})")
 MEMORY_LINE = re.compile(r"warm-up memory (\{.*\})")
 
 
+def log_json(raw: str) -> dict[str, Any] | None:
+    """The first JSON object in ``raw`` (a message logged as JSON, possibly inside a JSON log line with its quotes
+    escaped and the line's own fields after it); None if there is none."""
+    for text in (raw, raw.replace('\\"', '"')):
+        with contextlib.suppress(ValueError):
+            got, _ = json.JSONDecoder().raw_decode(text)
+            return got if isinstance(got, dict) else None
+    return None
+
+
 def percentile(values: Sequence[float], q: float) -> float:
     """Nearest-rank percentile (q in 0–100) of non-empty ``values``."""
     if not values:
@@ -289,9 +299,9 @@ def capture_records(log: Path) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     for line in log.read_text(encoding="utf-8", errors="replace").splitlines():
         m = CAPTURE_LINE.search(line)
-        if m:
-            with contextlib.suppress(ValueError):
-                out.append(json.loads(m.group(1)))
+        got = log_json(m.group(1)) if m else None
+        if got is not None:
+            out.append(got)
     return out
 
 
@@ -400,7 +410,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             out.setdefault("exit_codes", []).append(daemon.stop())
     out["captures"] = capture_records(log)
     text = log.read_text(encoding="utf-8", errors="replace")
-    out["torch_memory_at_ready"] = [json.loads(m) for m in MEMORY_LINE.findall(text)]
+    out["torch_memory_at_ready"] = [d for m in MEMORY_LINE.findall(text) if (d := log_json(m)) is not None]
     shutil.rmtree(work / "model", ignore_errors=True)  # random weights: up to ~700 MB
     return out
 

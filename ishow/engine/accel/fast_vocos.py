@@ -4,12 +4,14 @@
 Two compiled forms of the same function as :class:`ishow.engine.f5.vocos.Vocos` (with frame masks, so a padded batch
 decodes exactly like its items alone):
 
-* the whole backbone as ONE compiled graph over channels-last activations [B, T, C] (:func:`vocos_backbone`): each
-  depthwise conv is written as its 7 shifted multiply-adds, so inductor fuses it with the previous block's masked
-  residual and this block's LayerNorm into one kernel, and no transpose is left between blocks: ~4 kernels per
-  ConvNeXt block instead of ~9 (the default);
-* the previous per-stage functions (:func:`vocos_embed`, :func:`vocos_block`, one compiled graph shared by the 8
-  blocks), kept for ``ISHOW_DIT_KERNELS=vocos-apart`` (A/B) and as the reference of the first.
+* per stage (the default): :func:`vocos_embed`, :func:`vocos_block` (one compiled graph shared by the 8 blocks),
+  :func:`vocos_tail`;
+* ``ISHOW_DIT_KERNELS=vocos-fused``: the whole backbone as ONE compiled graph over channels-last activations
+  [B, T, C] (:func:`vocos_backbone`): each depthwise conv written as its 7 shifted multiply-adds, so inductor fuses
+  it with the previous block's masked residual and this block's LayerNorm, no transpose between blocks (~4 kernels
+  per ConvNeXt block instead of ~9). Measured on an H200 at 256 frames: 0.28–0.32 ms vs 0.33–0.40 ms per decode
+  in ``tools/vocoder_ab.py``, but its first compile takes 19.6 s (batch 1) + 28.8 s (batch 8) instead of ~3 s, and
+  ``ishow bench``'s vocoder row did not move (0.34 ms), so it is opt-in.
 
 The head (final LayerNorm, Linear to log-magnitude/phase, ``exp``, the inverse real DFT as one GEMM and the
 overlap-add) runs in fp32 in both (:func:`vocos_head`).
@@ -140,8 +142,8 @@ def vocos_tail(x: Tensor, ln_w: Tensor, ln_b: Tensor) -> Tensor:
 
 class FastVocos(nn.Module):
     """Vocos for the GPU path: backbone in ``dtype`` (fp16 on CUDA), head (exp/ISTFT) in fp32, the ISTFT as one GEMM
-    plus an overlap-add (no complex tensors, so inductor can fuse it), compiled when ``compile``: the whole backbone as
-    one graph (:func:`vocos_backbone`) unless ``fused=False`` (or ``ISHOW_DIT_KERNELS=vocos-apart``), then per stage.
+    plus an overlap-add (no complex tensors, so inductor can fuse it), compiled when ``compile``: per stage, or the
+    whole backbone as one graph (:func:`vocos_backbone`) with ``fused=True`` (default: ``ISHOW_DIT_KERNELS``).
 
     ``forward(mel [B, n_mels, T], lens [B] long)`` → waveform [B, (T - 1)·hop] fp32; item i is valid on its first
     (lens_i − 1)·hop samples. Values of ``mel`` past ``lens`` are ignored (even non-finite ones)."""

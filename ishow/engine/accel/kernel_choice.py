@@ -11,9 +11,10 @@ measure it alone: ``tools/dit_kernels_ab.py``, ``ishow bench``).
 * ``cudnn-conv``: the conv position embedding on cuDNN (16 per-group kernels plus transposes) instead of the
   Triton kernel of :mod:`ishow.engine.accel.conv_pos`;
 * ``gelu-apart``: the FF's GELU as its own kernel instead of the first FF GEMM's epilogue (cuBLASLt);
-* ``vocos-apart``: the vocoder's stages compiled apart (embed, each block, head) instead of its whole backbone as
-  one channels-last graph (:mod:`ishow.engine.accel.fast_vocos`);
-* ``legacy``: all of the above but ``cudnn-attn`` (the kernels before issue 14's item 4).
+* ``vocos-fused`` (opt-in): the vocoder's whole backbone as one channels-last compiled graph
+  (:mod:`ishow.engine.accel.fast_vocos`) instead of its stages compiled apart: fewer kernels, but a much longer
+  first compile (19.6 s + 28.8 s for the first two buckets cold on an H200) for a gain the bench did not confirm;
+* ``legacy``: all of the above but ``cudnn-attn`` and ``vocos-fused`` (the kernels before issue 14's item 4).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import os
 from dataclasses import dataclass
 
 KERNELS_ENV = "ISHOW_DIT_KERNELS"
-WORDS = ("masked", "cudnn-attn", "unfused", "cudnn-conv", "gelu-apart", "vocos-apart", "legacy")
+WORDS = ("masked", "cudnn-attn", "unfused", "cudnn-conv", "gelu-apart", "vocos-fused", "legacy")
 ATTENTION = ("varlen", "masked", "cudnn")
 
 
@@ -32,7 +33,7 @@ class Kernels:
     merge: bool = True
     triton_conv: bool = True
     gelu_epilogue: bool = True
-    vocos_fused: bool = True
+    vocos_fused: bool = False
 
     def __post_init__(self) -> None:
         if self.attention not in ATTENTION:
@@ -55,4 +56,4 @@ def from_env() -> Kernels:
         return LEGACY if "cudnn-attn" not in off else Kernels("cudnn", False, False, False, False)
     attention = "masked" if "masked" in off else "cudnn" if "cudnn-attn" in off else "varlen"
     return Kernels(attention=attention, merge="unfused" not in off, triton_conv="cudnn-conv" not in off,
-                   gelu_epilogue="gelu-apart" not in off, vocos_fused="vocos-apart" not in off)  # fmt: skip
+                   gelu_epilogue="gelu-apart" not in off, vocos_fused="vocos-fused" in off)  # fmt: skip
