@@ -170,3 +170,17 @@ def test_import_is_lazy() -> None:
         "assert not loaded, loaded\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+def test_segment_readings_are_remembered_and_equal_the_plain_ones() -> None:
+    from ishow.engine.f5 import text as T
+
+    T._segment_readings.cache_clear()
+    segs = ["你好", "主播", "行不行", "重庆", "銀行", "㐀", "你好"]
+    got = [T._segment_readings(s) for s in segs]
+    assert got == [tuple(T._readings(s)) for s in segs]
+    info = T._segment_readings.cache_info()
+    assert info.hits == 1 and info.misses == len(set(segs)) and info.maxsize == T.READINGS_CACHE
+    # a whole message is tokenized the same with a warm cache
+    first = T.text_to_tokens("这个游戏真的太好玩了，主播加油！hello 世界")
+    assert T.text_to_tokens("这个游戏真的太好玩了，主播加油！hello 世界") == first
