@@ -15,6 +15,7 @@ computes the same maths with plain torch ops from the same rearranged weights (C
 
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass
 
@@ -92,6 +93,7 @@ def conv_pos_torch(x: Tensor, lens: Tensor, w1: Tensor, b1: Tensor, w2: Tensor, 
     return conv_mish_torch(conv_mish_torch(x, w1, b1, lens), w2, b2, lens, residual=x)
 
 
+@functools.cache
 def triton_available() -> bool:
     try:
         import triton  # noqa: F401
@@ -115,8 +117,8 @@ def conv_mish_triton(
 class ConvPos:
     """``InputEmbedding``'s conv position embedding plus residual for one model: the Triton kernels on CUDA fp16/bf16
     when Triton imports, else the module itself. Call with the projected input [B, N, D] and the frame mask [B, N]
-    (valid frames are a prefix of each row; None: all valid). Weights are rearranged once (re-done after a reload:
-    :meth:`refresh`)."""
+    (valid frames are a prefix of each row; None: all valid). Weights are rearranged once, and again when the convs'
+    weights change (a reload)."""
 
     def __init__(self, module: nn.Module, tile: Tile | None = None) -> None:
         self.module = module

@@ -1,5 +1,5 @@
-"""Which DiT kernels the GPU path uses, and the ``ISHOW_DIT_KERNELS`` switch that turns each newer one off (to
-measure it alone: ``tools/dit_kernels_ab.py``, ``ishow bench``).
+"""Which DiT (and vocoder) kernels the GPU path uses, and the ``ISHOW_DIT_KERNELS`` switch that turns each newer one
+off, or an opt-in one on, to measure it alone (``tools/dit_kernels_ab.py``, ``tools/vocoder_ab.py``, ``ishow bench``).
 
 ``ISHOW_DIT_KERNELS`` is a comma-separated list of:
 
