@@ -244,7 +244,7 @@ def test_varlen_failure_falls_back_to_the_mask(tiny: DiT, monkeypatch: pytest.Mo
 
 
 def test_kernel_switches_env(tiny: DiT, monkeypatch: pytest.MonkeyPatch) -> None:
-    from ishow.engine.accel.fused import KERNELS_ENV
+    from ishow.engine.accel.kernel_choice import KERNELS_ENV
 
     def switches() -> tuple[bool, bool]:
         runner = FusedBlocks(tiny, compile=False)

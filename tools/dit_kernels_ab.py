@@ -12,15 +12,14 @@ from __future__ import annotations
 import argparse
 import copy
 import os
-import statistics
 import time
-from collections.abc import Callable
 from functools import partial
 from typing import Any
 
 import torch
 
 from ishow.bench.local import random_models, rel_l2
+from ishow.bench.measure import graph_us, time_calls
 from ishow.engine.accel.conv_pos import ConvPos, Tile
 from ishow.engine.accel.graphs import GraphSampler
 from ishow.engine.accel.kernel_choice import KERNELS_ENV
@@ -38,42 +37,6 @@ def items(n: int, durations: list[int], mel_dim: int, seed: int) -> list[SampleI
         text = tuple(int(t) for t in torch.randint(1, 2000, (max(4, dur // 20),), generator=gen))
         out.append(SampleItem(cond=cond, text=text, duration=dur, seed=i))
     return out
-
-
-def timed(fn: Callable[[], Any], reps: int, device: torch.device) -> float:
-    times = []
-    for _ in range(reps):
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        t0 = time.perf_counter()
-        fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        times.append((time.perf_counter() - t0) * 1000)
-    return statistics.median(times)
-
-
-def graph_us(fn: Callable[[], Any], reps: int = 20) -> float:
-    """GPU µs per call of ``fn`` captured ``reps`` times in one CUDA graph (median of 5 replays)."""
-    side = torch.cuda.Stream()  # type: ignore[no-untyped-call]
-    side.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(side):
-        fn()
-        fn()
-    torch.cuda.current_stream().wait_stream(side)
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        for _ in range(reps):
-            fn()
-    out = []
-    for _ in range(5):
-        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)  # type: ignore[no-untyped-call]
-        a.record()
-        graph.replay()
-        b.record()
-        torch.cuda.synchronize()
-        out.append(a.elapsed_time(b) * 1000 / reps)
-    return float(statistics.median(out))
 
 
 def with_residual(module: Any, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -133,7 +96,7 @@ def main() -> None:
             with torch.inference_mode():
                 got = [m.float().cpu() for m in sampler.sample(batch)]
                 reps = args.reps if name == "b1" else max(3, args.reps // 3)
-                row.append(timed(partial(sampler.sample, batch), reps, device))
+                row.append(time_calls(partial(sampler.sample, batch), device, reps, 0)[0])
             errs.append(max(rel_l2(a, b) for a, b in zip(got, ref[name], strict=True)))
         label = setting or "new (default)"
         print(f"{label:24} {row[0]:8.2f} {row[1]:8.2f} {row[2]:9.2f}  {errs[0]:.2e} {errs[1]:.2e} {errs[2]:.2e}"

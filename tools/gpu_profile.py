@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ishow.bench.local import random_models
+from ishow.bench.measure import graph_us, time_calls
 from ishow.engine.accel.graphs import GraphSampler
 from ishow.engine.accel.vocoder_backends import TorchVocoder
 from ishow.engine.f5.sampler import SampleItem
@@ -69,18 +70,6 @@ def kernel_table(prof: Any, per: int, label: str) -> dict[str, Any]:
     return {"total_us": total, "categories": dict(cats), "top": [(n, u, c) for u, c, n in rows[:40]]}
 
 
-def wall_ms(fn: Callable[[], Any], iters: int = 10) -> float:
-    torch.cuda.synchronize()
-    times = []
-    for _ in range(iters):
-        t0 = time.perf_counter()
-        fn()
-        torch.cuda.synchronize()
-        times.append((time.perf_counter() - t0) * 1000)
-    times.sort()
-    return times[len(times) // 2]
-
-
 def profile_run(fn: Callable[[], Any], per: int, label: str) -> dict[str, Any]:
     from torch.profiler import ProfilerActivity, profile
 
@@ -92,7 +81,7 @@ def profile_run(fn: Callable[[], Any], per: int, label: str) -> dict[str, Any]:
             fn()
         torch.cuda.synchronize()
     out = kernel_table(prof, per, label)
-    out["wall_ms"] = wall_ms(fn)
+    out["wall_ms"] = time_calls(fn, torch.device("cuda"), 10, 0)[0]
     say(f"   wall per run (median of 10, synchronized): {out['wall_ms']:.2f} ms")
     return out
 
@@ -122,33 +111,6 @@ def section_profile(dit: Any, vocos: Any) -> None:
     mel = [(torch.randn(256, 100) * 1.5 - 4).to(dev)]
     voc.decode(mel)
     RESULT["vocoder 256f"] = profile_run(lambda: voc.decode(mel), 20, "vocoder compile fp16 256 frames")
-
-
-def graph_us(fn: Callable[[], Any], reps: int = 20) -> float:
-    """GPU µs per call of ``fn`` captured ``reps`` times into one CUDA graph (median of 5 replays)."""
-    s = torch.cuda.Stream()  # type: ignore[no-untyped-call]
-    s.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(s):
-        for _ in range(2):
-            fn()
-    torch.cuda.current_stream().wait_stream(s)
-    torch.cuda.synchronize()
-    g = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(g):
-        for _ in range(reps):
-            fn()
-    g.replay()
-    torch.cuda.synchronize()
-    ts = []
-    for _ in range(5):
-        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)  # type: ignore[no-untyped-call]
-        a.record()
-        g.replay()
-        b.record()
-        torch.cuda.synchronize()
-        ts.append(a.elapsed_time(b) * 1000 / reps)
-    ts.sort()
-    return float(ts[2])
 
 
 def section_micro() -> None:

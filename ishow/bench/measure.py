@@ -1,4 +1,5 @@
-"""Timing rows shared by ``ishow bench`` and its upstream comparison: one call timed, synchronized, as a table row."""
+"""Timing shared by ``ishow bench``, its upstream comparison and the GPU tools: synchronized wall time per call (as
+a table row), and GPU time per call inside a CUDA graph."""
 
 from __future__ import annotations
 
@@ -51,6 +52,33 @@ def time_calls(fn: Callable[[], object], device: torch.device, iters: int, warmu
         sync(device)
         times.append((time.perf_counter() - t0) * 1000)
     return statistics.median(times), max(times) - min(times)
+
+
+def graph_us(fn: Callable[[], object], reps: int = 20) -> float:
+    """GPU µs per call of ``fn`` captured ``reps`` times into one CUDA graph (median of 5 replays)."""
+    s = torch.cuda.Stream()  # type: ignore[no-untyped-call]
+    s.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(s):
+        for _ in range(2):
+            fn()
+    torch.cuda.current_stream().wait_stream(s)
+    torch.cuda.synchronize()
+    g = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(g):
+        for _ in range(reps):
+            fn()
+    g.replay()
+    torch.cuda.synchronize()
+    ts = []
+    for _ in range(5):
+        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)  # type: ignore[no-untyped-call]
+        a.record()
+        g.replay()
+        b.record()
+        torch.cuda.synchronize()
+        ts.append(a.elapsed_time(b) * 1000 / reps)
+    ts.sort()
+    return float(ts[2])
 
 
 def measure(

@@ -26,9 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ishow.engine.accel.kernel_choice import KERNELS_ENV, Kernels, from_env
-
-__all__ = ["KERNELS_ENV", "FusedBlocks", "attend", "compiled", "kernel_switches"]
+from ishow.engine.accel.kernel_choice import Kernels, from_env
 
 if TYPE_CHECKING:
     from ishow.engine.f5.dit import DiT, Modulation
@@ -154,13 +152,6 @@ def attn_out_ff_in(
 
 _VARLEN_BROKEN: list[str] = []  # the first failure of the varlen flash call (then every call takes the mask)
 _CUDNN_BROKEN: list[str] = []  # likewise for cuDNN attention
-
-
-def kernel_switches() -> tuple[bool, bool]:
-    """(varlen attention, merged block boundaries) as ``ISHOW_DIT_KERNELS`` leaves them (see
-    :mod:`ishow.engine.accel.kernel_choice`)."""
-    k = from_env()
-    return k.attention == "varlen", k.merge
 
 
 def key_lens(bias: Tensor) -> Tensor:

@@ -19,6 +19,7 @@ off, or an opt-in one on, to measure it alone (``tools/dit_kernels_ab.py``, ``to
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass
 
@@ -53,7 +54,7 @@ def from_env() -> Kernels:
     if {"masked", "cudnn-attn"} <= off:
         raise ValueError(f"{KERNELS_ENV}={raw!r}: masked and cudnn-attn both choose the attention kernel")
     if "legacy" in off:
-        return LEGACY if "cudnn-attn" not in off else Kernels("cudnn", False, False, False, False)
+        return LEGACY if "cudnn-attn" not in off else dataclasses.replace(LEGACY, attention="cudnn")
     attention = "masked" if "masked" in off else "cudnn" if "cudnn-attn" in off else "varlen"
     return Kernels(attention=attention, merge="unfused" not in off, triton_conv="cudnn-conv" not in off,
                    gelu_epilogue="gelu-apart" not in off, vocos_fused="vocos-fused" in off)  # fmt: skip
