@@ -4,8 +4,7 @@
 Two compiled forms of the same function as :class:`ishow.engine.f5.vocos.Vocos` (with frame masks, so a padded batch
 decodes exactly like its items alone):
 
-* per stage (the default): :func:`vocos_embed`, :func:`vocos_block` (one compiled graph shared by the 8 blocks),
-  :func:`vocos_tail`;
+* per stage (the default): :func:`vocos_embed`, :func:`vocos_block` (one compiled graph shared by the 8 blocks);
 * ``ISHOW_DIT_KERNELS=vocos-fused``: the whole backbone as ONE compiled graph over channels-last activations
   [B, T, C] (:func:`vocos_backbone`): each depthwise conv written as its 7 shifted multiply-adds, so inductor fuses
   it with the previous block's masked residual and this block's LayerNorm, no transpose between blocks (~4 kernels
@@ -93,11 +92,11 @@ def vocos_backbone(
     keep: Tensor,
     embed: tuple[Tensor, Tensor, Tensor, Tensor],
     blocks: Sequence[BlockWeights],
-    final: tuple[Tensor, Tensor],
 ) -> Tensor:
     """mel [B, n_mels, T] (anything past the lengths), mask [B, 1, T] bool, keep [B, T, 1] in the weights' dtype →
-    the final-normed features [B, T, C]: embedding conv + LayerNorm, the ConvNeXt blocks (depthwise conv,
-    LayerNorm, Linear, GELU, Linear, layer scale, masked residual), final LayerNorm, all channels-last."""
+    the backbone's features before its final LayerNorm (which :func:`vocos_head` applies) [B, T, C]: embedding
+    conv + LayerNorm, the ConvNeXt blocks (depthwise conv, LayerNorm, Linear, GELU, Linear, layer scale, masked
+    residual), all channels-last."""
     w, b, ln_w, ln_b = embed
     mel = torch.where(mask, mel.to(w.dtype), 0.0)
     x = F.conv1d(mel, w, b, padding=w.shape[-1] // 2).transpose(1, 2)  # [B, T, C]
@@ -107,22 +106,26 @@ def vocos_backbone(
         h = F.layer_norm(depthwise_cl(x, dw_w, dw_b), (c,), n_w, n_b, 1e-6)
         h = F.linear(F.gelu(F.linear(h, w1, b1)), w2, b2) * gamma
         x = (x + h) * keep
-    return F.layer_norm(x, (c,), final[0], final[1], 1e-6)
+    return x
 
 
 def vocos_head(
     h: Tensor,
     maskf: Tensor,
+    ln_w: Tensor,
+    ln_b: Tensor,
     w_out: Tensor,
     b_out: Tensor,
     basis: Tensor,
     win_sq: Tensor,
     hop: int,
 ) -> Tensor:
-    """h [B, T, C] final-normed features → in fp32: Linear to log-magnitude/phase, ``exp(min(logmag, log 100))``,
+    """h [B, T, C] backbone features (any strides) → final LayerNorm (backbone dtype), then in fp32: Linear to
+    log-magnitude/phase, ``exp(min(logmag, log 100))``,
     the windowed inverse real DFT as one GEMM with ``basis`` [n_fft + 2, n_fft] and the overlap-add, normalised by
     each item's own window envelope (``maskf`` [B, T] fp32) → [B, (T - 1)·hop]: equal to ``torch.istft(center=True)``
     of each item alone on its first (T_i − 1)·hop samples."""
+    h = F.layer_norm(h, (h.shape[-1],), ln_w, ln_b, 1e-6)
     h = F.linear(h.float(), w_out, b_out)  # [B, T, n_fft + 2]
     log_mag, phase = h.chunk(2, dim=-1)
     mag = torch.exp(torch.clamp(log_mag, max=LOG_MAG_MAX)) * maskf.unsqueeze(-1)
@@ -133,11 +136,6 @@ def vocos_head(
     start = n_fft // 2
     total = y.shape[1]
     return y[:, start : total - start] / env[:, start : total - start].clamp_min(1e-11)
-
-
-def vocos_tail(x: Tensor, ln_w: Tensor, ln_b: Tensor) -> Tensor:
-    """The per-stage path's final LayerNorm: x [B, C, T] → [B, T, C]."""
-    return F.layer_norm(x.transpose(1, 2), (x.shape[1],), ln_w, ln_b, 1e-6)
 
 
 class FastVocos(nn.Module):
@@ -169,16 +167,11 @@ class FastVocos(nn.Module):
         self.hop = cfg.head_hop_length
         self.dtype = dtype
         self.fused = from_env().vocos_fused if fused is None else fused
-        names = (
-            ("vocos.backbone", "vocos.head")
-            if self.fused
-            else ("vocos.embed", "vocos.block", "vocos.tail", "vocos.head")
-        )
+        names = ("vocos.backbone", "vocos.head") if self.fused else ("vocos.embed", "vocos.block", "vocos.head")
         fns: dict[str, Callable[..., Any]] = {
             "vocos.backbone": vocos_backbone,
             "vocos.embed": vocos_embed,
             "vocos.block": vocos_block,
-            "vocos.tail": vocos_tail,
             "vocos.head": vocos_head,
         }
         parts = {n: compiled(n, fns[n]) if compile else None for n in names}
@@ -209,7 +202,7 @@ class FastVocos(nn.Module):
             if self.compiled:
                 mark_dynamic(keep, 0, 1)
             h = self._fn["vocos.backbone"](mel, mask, keep, (bb.embed.weight, bb.embed.bias, bb.norm.weight,
-                                           bb.norm.bias), self._weights, (fl.weight, fl.bias))  # fmt: skip
+                                           bb.norm.bias), self._weights)  # fmt: skip
         else:
             x = self._fn["vocos.embed"](mel, mask, bb.embed.weight, bb.embed.bias, bb.norm.weight, bb.norm.bias)
             maskd = mask.to(x.dtype)
@@ -219,11 +212,9 @@ class FastVocos(nn.Module):
                 if self.compiled:
                     mark_dynamic(x, 0, 2)
                 x = self._fn["vocos.block"](x, maskd, *w)
-            if self.compiled:
-                mark_dynamic(x, 0, 2)
-            h = self._fn["vocos.tail"](x, fl.weight, fl.bias)
+            h = x.transpose(1, 2)
         if self.compiled:
             mark_dynamic(h, 0, 1)
-        out: Tensor = self._fn["vocos.head"](h, maskf, self.out.weight, self.out.bias, self.basis, self.win_sq,
-                                             self.hop)  # fmt: skip
+        out: Tensor = self._fn["vocos.head"](h, maskf, fl.weight, fl.bias, self.out.weight, self.out.bias, self.basis,
+                                             self.win_sq, self.hop)  # fmt: skip
         return out
