@@ -1,0 +1,54 @@
+"""Where the host time of one ``F5Engine.synthesize`` goes at batch 1 and batch 16 on CUDA (what ``ishow bench``
+times): the whole call, the sampler alone and the vocoder alone (synchronized medians), then a cProfile of the
+whole call (top functions by own time), so host work (input building, copies, syncs) shows apart from the graph
+replays. Random weights at the real size, fp16.
+
+One device call: ``python3 tools/host_profile.py``."""
+
+from __future__ import annotations
+
+import cProfile
+import io
+import pstats
+import tempfile
+from pathlib import Path
+
+import torch
+
+from ishow.bench.local import MESSAGE, MIX, make_engine, random_models, requests
+from ishow.bench.measure import time_calls
+from ishow.config.engine import EngineConfig
+from ishow.config.voice import VoiceSpec
+from ishow.engine.warm_reference import REF_TEXT, write_reference
+
+
+def main() -> None:
+    device = torch.device("cuda")
+    dit, vocos = random_models()
+    eng = make_engine(EngineConfig(device="cuda", precision="fp16"), dit, vocos, device, torch.float16)
+    tmp = Path(tempfile.mkdtemp(prefix="ishow-hostprof-"))
+    voice = VoiceSpec(id="bench", ref_audio=write_reference(tmp / "ref.wav"), ref_text=REF_TEXT)
+    assert eng.sampler is not None and eng.vocoder_backend is not None
+    for label, texts in (("batch 1", [MESSAGE]), ("batch 16", [MESSAGE] * 16), ("chat mix 16", MIX)):
+        reqs = requests(voice, texts)
+        items = [eng._item(r)[0] for r in reqs]
+        mels = eng.sampler.sample(items)
+        whole, _ = time_calls(lambda r=reqs: eng.synthesize(r), device, 10, 3)  # type: ignore[misc]
+        samp, _ = time_calls(lambda i=items: eng.sampler.sample(i), device, 10, 3)  # type: ignore[misc]
+        voc, _ = time_calls(lambda m=mels: eng.vocoder_backend.decode(m), device, 10, 3)  # type: ignore[misc]
+        prep, _ = time_calls(lambda r=reqs: [eng._item(x) for x in r], device, 10, 3)  # type: ignore[misc]
+        print(f"{label}: synthesize {whole:.2f} ms = sampler {samp:.2f} + vocoder {voc:.2f} + requests→items "
+              f"{prep:.2f} + other {whole - samp - voc - prep:.2f}")  # fmt: skip
+        prof = cProfile.Profile()
+        prof.enable()
+        for _ in range(5):
+            eng.synthesize(reqs)
+        torch.cuda.synchronize()
+        prof.disable()
+        s = io.StringIO()
+        pstats.Stats(prof, stream=s).sort_stats("tottime").print_stats(18)
+        print("\n".join(line for line in s.getvalue().splitlines() if line.strip())[:4000])
+
+
+if __name__ == "__main__":
+    main()
