@@ -15,7 +15,15 @@ from pathlib import Path
 import pytest
 import torch
 
-from ishow.engine.accel.bucket_plan import Bucket, MissLog, cover_bucket, likely_lengths, plan_buckets, plan_stages
+from ishow.engine.accel.bucket_plan import (
+    Bucket,
+    MissLog,
+    cover_bucket,
+    likely_lengths,
+    plan_buckets,
+    plan_stages,
+    split_batch,
+)
 from ishow.engine.accel.graphs import Buckets, GraphSampler, _Captured
 from ishow.engine.accel.warmer import BucketWarmer, WarmupTask
 from ishow.engine.f5.checkpoint import randomize_
@@ -68,6 +76,57 @@ def test_plan_stages_essential_covers_every_batch_refinement_the_rest() -> None:
         for n in (650, 700, 780, 900, 1000):
             need = (1 if rows == 1 else 2 if rows == 2 else 4, frames(n) or 0)
             assert cover_bucket(need, essential) is not None, (rows, n)
+
+
+def test_vocoder_plan_has_no_one_row_graphs_a_message_alone_takes_two_rows() -> None:
+    # torch.compile specializes a batch of 1, so 1-row vocoder graphs cost a second compile before "ready"
+    from ishow.engine.accel.vocoder_backends import VocoderBuckets
+
+    vb = VocoderBuckets()
+    assert vb.bucket(1, 200) == (2, 256) and vb.bucket(2, 200) == (2, 256) and vb.bucket(3, 200) == (4, 256)
+
+    def frames(n: int) -> int | None:
+        return vb.bucket(1, n)[1] if vb.bucket(1, n) else None  # type: ignore[index]
+
+    essential, refine = plan_stages([200, 300, 600], [2, 8], frames, coarse=256, single=2)
+    assert essential == [(2, 256), (2, 384), (2, 640), (8, 768)]  # every length alone, then the burst at the top
+    assert sorted(refine) == [(8, 256), (8, 512)]
+    assert all(rows != 1 for rows, _ in essential + refine)
+
+
+def test_plan_keeps_multi_row_buckets_within_max_area() -> None:
+    b = Buckets(max_area=8192)
+    lengths = [600, 900, 1200, 1700]
+    essential, refine = plan_stages(lengths, [1, 2, 4, 8], b.frames, b.coarse_multiple, max_area=b.max_area)
+    assert essential[:4] == [(1, 640), (1, 1024), (1, 1280), (1, 1792)]  # a message alone: always its own graph
+    assert essential[4:] == [(8, 1024), (4, 1792), (2, 1792)]  # each batch size at the largest frames it may have
+    assert all(r == 1 or r * f <= 8192 for r, f in essential + refine)
+    assert (8, 768) in refine and not any(r == 8 and f > 1024 for r, f in refine)
+    assert b.allowed((1, 4096)) and b.allowed((8, 1024)) and not b.allowed((8, 1280))
+
+
+def test_split_batch_keeps_each_bucket_within_max_area_and_every_item_once() -> None:
+    b = Buckets(max_area=8192)
+    short, long_ = 700, 1700
+    assert split_batch([short] * 8, b.area, 8192) == [list(range(8))]  # 8 × 768 fits: whole, in order
+    assert b.area(8, 700) == 8 * 768 and b.area(1, 700) == 768 and b.area(3, 1700) == 4 * 1792
+    frames = [long_, short, long_, short, long_, short, short, long_]
+    parts = split_batch(frames, b.area, 8192)
+    assert sorted(i for p in parts for i in p) == list(range(8))
+    for p in parts:
+        area = b.area(len(p), max(frames[i] for i in p))
+        assert area is not None and area <= 8192
+    assert parts[0] == [1, 3, 5, 6]  # the short ones first, together
+    assert split_batch([5000, 100], b.area, 8192) == [[1], [0]]  # 5000: no bucket, alone (eager)
+    assert split_batch([4000], b.area, 1024) == [[0]]  # a message alone always runs
+    assert split_batch([], b.area, 8192) == []
+
+
+def test_a_bucket_over_max_area_is_never_captured(tiny: DiT) -> None:
+    gs = GraphSampler(tiny, Buckets(max_area=1024), capture_on_miss=False)
+    gs.use_graphs = True  # the refusal comes before any CUDA work
+    assert gs.capture_bucket((2, 768)) == {"skipped": True, "reason": "over max_area 1024"}
+    assert gs.captures == 0
 
 
 def test_row_sizes_follow_max_items() -> None:

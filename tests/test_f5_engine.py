@@ -167,6 +167,50 @@ def test_oom_splits_batch_then_raises_for_single(
         engine.synthesize(reqs[:1])
 
 
+def test_a_batch_over_max_batch_frames_runs_as_smaller_batches_in_order(
+    engine: F5Engine, voices: tuple[VoiceSpec, VoiceSpec], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ishow.engine.accel.graphs import Buckets
+
+    quiet, _ = voices
+    texts = ["hi", "this message is much longer than the short ones around it, " * 3, "yo", "ok", "long one " * 16]
+    reqs = [SynthRequest(text=t, voice=quiet) for t in texts]
+    whole = engine.synthesize(reqs)  # CPU: no graphs, so no split
+    sampler = engine.sampler
+    assert sampler is not None
+    frames = [engine._item(r)[0].total_frames() for r in reqs]
+    short = max(frames[i] for i in (0, 2, 3))
+    cap = Buckets().area(4, short)  # the three short ones fit one batch, no long one joins them
+    assert cap is not None and cap < (Buckets().area(2, max(frames)) or 0)
+    batches: list[list[int]] = []
+    run = engine._run
+
+    def recording(items: list, sc: object) -> list:  # type: ignore[type-arg]
+        batches.append([it.total_frames() for it, _ in items])
+        sampler.use_graphs = False  # run it on the CPU for real
+        try:
+            return run(items, sc)  # type: ignore[arg-type]
+        finally:
+            sampler.use_graphs = True
+
+    monkeypatch.setattr(engine, "_run", recording)
+    monkeypatch.setattr(sampler, "use_graphs", True)  # the cap applies where graphs hold GPU memory
+    monkeypatch.setattr(sampler, "buckets", Buckets(max_area=cap))
+    parts = engine.synthesize(reqs)
+    assert sorted(len(b) for b in batches) == [1, 1, 3] and batches[0] == sorted(frames[i] for i in (0, 2, 3))
+    assert [len(w) for w in parts] == [len(w) for w in whole]  # each request's audio in its own place
+    for a, b in zip(parts, whole, strict=True):
+        assert np.allclose(a, b, atol=1e-4)
+
+
+def test_dit_and_vocoder_graphs_share_one_memory_pool(engine: F5Engine) -> None:
+    # replayed one at a time on the engine thread, so the vocoder's graphs reuse the DiT's intermediate memory
+    from ishow.engine.accel.vocoder_backends import TorchVocoder
+
+    assert engine.sampler is not None and isinstance(engine.vocoder_backend, TorchVocoder)
+    assert engine.sampler.pool is engine.vocoder_backend.pool
+
+
 def test_describe_and_unloaded_engine(engine: F5Engine) -> None:
     info = engine.describe()
     assert info["device"] == "cpu" and info["precision"] == "float32"

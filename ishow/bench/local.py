@@ -91,7 +91,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     ]
     base = EngineConfig(device=str(device), precision="fp16" if dtype == torch.float16 else "fp32",
                         vocoder_backend=args.vocoder_backend, engines_dir=Path(args.engines_dir))  # fmt: skip
-    base = dataclasses.replace(base, model=args.model, compile=getattr(args, "compile", True))
+    # each row is one batch in one graph, as in earlier runs (the daemon's default engine.max_batch_frames would run
+    # 16 × 768 frames as two batches of 8; `ishow bench --e2e` measures the daemon with its defaults)
+    base = dataclasses.replace(base, model=args.model, compile=getattr(args, "compile", True), max_batch_frames=1 << 16)
     real = (
         args.model != "tiny"
         and Path(base.checkpoint).is_file()

@@ -111,6 +111,7 @@ _CHECKS: dict[str, _Check] = {
     "engine.precision": lambda v: None if v in PRECISIONS else f"must be one of {one_of(PRECISIONS)}",
     "engine.on_shutdown": lambda v: None if v in ON_SHUTDOWN else f"must be one of {one_of(ON_SHUTDOWN)}",
     "engine.shutdown_timeout_s": lambda v: None if 0 < v <= 600 else "must be > 0 and ≤ 600 seconds",
+    "engine.max_batch_frames": lambda v: None if 1024 <= v <= 1 << 20 else f"must be 1024–{1 << 20} (rows × frames)",
     "engine.vocoder_backend": lambda v: None if v in VOCODER_BACKENDS else f"must be one of {one_of(VOCODER_BACKENDS)}",
     "batch.window_ms": lambda v: (
         None

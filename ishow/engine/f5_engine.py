@@ -109,14 +109,18 @@ class F5Engine(Engine):
         from ishow.engine.f5.vocos import load_vocos
 
         cfg = self.config
+        t0 = time.perf_counter()
         device = _resolve_device(cfg.device)
         dtype = _resolve_dtype(cfg.precision, device)
+        t_cache = time.perf_counter()
         if device.type == "cuda" and cfg.compile and cfg.cuda_graphs:
             from ishow.engine.f5_warmup import use_compile_cache
 
             use_compile_cache(Path(cfg.compile_cache))
+        t_dit = time.perf_counter()
         vocab = load_vocab(Path(cfg.vocab))
         model = load_dit(Path(cfg.checkpoint), device=device, dtype=dtype, expect=cfg.model)
+        t_voc = time.perf_counter()
         if model.config.text_num_embeds < len(vocab):
             raise EngineError(
                 f"vocab {str(cfg.vocab)!r} has {len(vocab)} tokens but checkpoint {str(cfg.checkpoint)!r} embeds only "
@@ -124,18 +128,26 @@ class F5Engine(Engine):
             )
         vocoder = load_vocos(Path(cfg.vocoder), device=device)  # fp32: cheap, and the ISTFT wants it
         self.attach(model, vocoder, vocab)
+        t_end = time.perf_counter()
+        _log.info(  # where startup goes before /healthz (device init, compile cache artifacts, weights)
+            "engine loaded: device %.2f s, compile cache %.2f s, DiT %.2f s, vocoder %.2f s",
+            t_cache - t0, t_dit - t_cache, t_voc - t_dit, t_end - t_voc,
+        )  # fmt: skip
 
     def attach(self, model: DiT, vocoder: Vocos, vocab: dict[str, int]) -> None:
         """Use already-built models (``load`` reads them from the configured files; ``ishow bench`` builds them
         with random weights). Sets up the bucketed/graphed sampler and the vocoder backend."""
-        from ishow.engine.accel.graphs import GraphSampler
+        from ishow.engine.accel.capture_cost import GraphPool
+        from ishow.engine.accel.graphs import Buckets, GraphSampler
         from ishow.engine.accel.vocoder_backends import select_vocoder
         from ishow.engine.f5.audio import MelSpectrogram
         from ishow.engine.f5.text import text_to_tokens
 
         cfg = self.config
         device, dtype = model.proj_out.weight.device, model.proj_out.weight.dtype
-        self.sampler = GraphSampler(model, use_graphs=cfg.cuda_graphs, compile=cfg.compile)
+        pool = GraphPool()  # one graph memory pool for the DiT's and the vocoder's buckets (replayed one at a time)
+        buckets = Buckets(max_area=cfg.max_batch_frames)
+        self.sampler = GraphSampler(model, buckets, use_graphs=cfg.cuda_graphs, compile=cfg.compile, pool=pool)
         self.vocoder_backend = select_vocoder(
             cfg.vocoder_backend,
             vocoder,
@@ -144,6 +156,7 @@ class F5Engine(Engine):
             use_graphs=cfg.cuda_graphs,
             compile=cfg.compile,
             half=dtype == torch.float16,  # fp16 backbone, fp32 exp/ISTFT head
+            pool=pool,
         )
         self.model, self.vocoder, self.vocab, self.device, self.dtype = model, vocoder, vocab, device, dtype
         self._mel = MelSpectrogram()
@@ -270,10 +283,24 @@ class F5Engine(Engine):
             by_nfe.setdefault(r.nfe_step, []).append(i)
         for nfe, idx in by_nfe.items():
             sc = SamplerConfig(nfe_step=nfe, cfg_strength=self.config.cfg_strength, sway_coef=self.config.sway_coef)
-            waves = self._run_split([prepared[i] for i in idx], sc)
-            for i, w in zip(idx, waves, strict=True):
-                out[i] = w
+            for part in self._parts([prepared[i] for i in idx]):
+                sub = [idx[j] for j in part]
+                waves = self._run_split([prepared[i] for i in sub], sc)
+                for i, w in zip(sub, waves, strict=True):
+                    out[i] = w
         return [w for w in out if w is not None]
+
+    def _parts(self, items: list[tuple[SampleItem, PreparedVoice]]) -> list[list[int]]:
+        """``items`` as sub-batches whose graph stays within ``engine.max_batch_frames`` (rows × frames; only with
+        CUDA graphs, where the graph's memory grows with it): a burst of long messages runs as a few smaller
+        batches instead of one graph that would hold its memory for the rest of the stream."""
+        from ishow.engine.accel.bucket_plan import split_batch
+
+        assert self.sampler is not None
+        b = self.sampler.buckets
+        if not self.sampler.use_graphs or b.max_area is None:
+            return [list(range(len(items)))]
+        return split_batch([it.total_frames() for it, _ in items], b.area, b.max_area)
 
     def _run_split(self, items: list[tuple[SampleItem, PreparedVoice]], sc: SamplerConfig) -> list[Waveform]:
         """Run a batch; on CUDA OOM retry it in halves; a single item that still does not fit raises."""

@@ -148,7 +148,7 @@ def plan(engine: WarmableEngine, voices: Sequence[VoiceSpec], max_batch: int) ->
     sampler = engine.sampler
     if isinstance(sampler, GraphSampler) and sampler.use_graphs:
         b = sampler.buckets
-        dit = plan_stages(dit_lengths, rows, b.frames, 2 * b.frame_multiple)
+        dit = plan_stages(dit_lengths, rows, b.frames, b.coarse_multiple, max_area=b.max_area)
     vb = engine.vocoder_backend
     if isinstance(vb, TorchVocoder) and vb.use_graphs:
         vbk = vb.buckets
@@ -157,9 +157,10 @@ def plan(engine: WarmableEngine, voices: Sequence[VoiceSpec], max_batch: int) ->
             got = vbk.bucket(1, n)
             return None if got is None else got[1]
 
-        # the vocoder is cheap (256 frames: ~0.35 ms), so batches of 2..max share the largest batch's graphs
-        # (cover_bucket pads up to 4× the area): half the vocoder captures, a faster "ready"
-        voc = plan_stages(voc_lengths, [r for r in rows if r == 1 or r == rows[-1]], voc_frames, 2 * vbk.frame_multiple)
+        # the vocoder is cheap (256 frames: ~0.35 ms), so a message alone has its own graphs and batches share the
+        # largest batch's (cover_bucket pads up to 4× the area): half the vocoder captures, a faster "ready"
+        voc_rows = sorted({r for r in (vbk.rows(1), vbk.rows(rows[-1])) if r is not None})
+        voc = plan_stages(voc_lengths, voc_rows, voc_frames, 2 * vbk.frame_multiple, single=voc_rows[0])
     return dit, voc
 
 

@@ -69,9 +69,11 @@ def plan_buckets(
     row_sizes: Sequence[int],
     frames_of: Callable[[int], int | None],
     coarse: int,
+    single: int = 1,
+    max_area: int | None = None,
 ) -> list[Bucket]:
     """:func:`plan_stages`, essential then refinement, as one list."""
-    essential, refine = plan_stages(lengths, row_sizes, frames_of, coarse)
+    essential, refine = plan_stages(lengths, row_sizes, frames_of, coarse, single, max_area)
     return essential + refine
 
 
@@ -80,16 +82,22 @@ def plan_stages(
     row_sizes: Sequence[int],
     frames_of: Callable[[int], int | None],
     coarse: int,
+    single: int = 1,
+    max_area: int | None = None,
 ) -> tuple[list[Bucket], list[Bucket]]:
     """Buckets to capture, most useful first, without duplicates.
 
     ``lengths``: frame counts of likely messages, most likely first (all configured voices interleaved);
     ``row_sizes``: the batch sizes the daemon can form (1 and the bucket sizes up to ``batch.max_items``);
     ``frames_of``: a length's frame bucket (None when too long for any bucket); ``coarse``: the frame step used
-    for batches of more than one row (coarser: fewer captures, the padding is shared by the whole batch).
+    for batches of more than one row (coarser: fewer captures, the padding is shared by the whole batch);
+    ``single``: the row size a message alone runs in (1, or 2 for the vocoder, which has no 1-row graphs);
+    ``max_area``: no bucket of more rows than ``single`` with rows × frames above it (the engine splits such
+    batches, see :func:`split_batch`).
 
     Order: (1) batch 1 at every frame bucket, in the order the lengths come; (2) every larger batch size, largest
-    first, at the largest planned frames (so a burst has a graph as soon as possible, padding shorter messages);
+    first, at the largest planned frames within ``max_area`` (so a burst has a graph as soon as possible, padding
+    shorter messages);
     (3) the remaining coarse frame buckets of the larger batch sizes, smallest batch first.
     (1) and (2) are essential: with them every planned batch has a graph (its own, or a larger one within
     ``MAX_PAD_FACTOR``); (3) refines (less padding). Returns (essential, refinement).
@@ -101,29 +109,44 @@ def plan_stages(
             fine.append(f)
     if not fine:
         return [], []
-    plan: list[Bucket] = []
-    if 1 in row_sizes:
-        plan.extend((1, f) for f in fine)
-    multi = sorted({r for r in row_sizes if r > 1})
+    essential: list[Bucket] = []
+    if single in row_sizes:
+        essential.extend((single, f) for f in fine)
+    multi = sorted({r for r in row_sizes if r > single})
     coarse_frames: list[int] = []
     for f in fine:
         c = -(-f // coarse) * coarse
         c = c if frames_of(c) == c else f  # past the last bucket: keep the fine one
         if c not in coarse_frames:
             coarse_frames.append(c)
-    top = max(coarse_frames)
-    plan.extend((r, top) for r in reversed(multi))
-    for r in multi:
-        plan.extend((r, c) for c in coarse_frames if c != top)
-    n_essential = len(plan) - sum(len(coarse_frames) - 1 for _ in multi)
-    unique: list[Bucket] = []
-    cut = 0
-    for i, b in enumerate(plan):
-        if b not in unique:
-            unique.append(b)
-        if i + 1 == n_essential:
-            cut = len(unique)
-    return unique[:cut], unique[cut:]
+    allowed = {r: [c for c in coarse_frames if max_area is None or r * c <= max_area] for r in multi}
+    tops = {r: max(cs) for r, cs in allowed.items() if cs}
+    essential.extend((r, tops[r]) for r in reversed(multi) if r in tops)
+    refine = [(r, c) for r in multi for c in allowed[r] if c != tops.get(r)]
+    unique = list(dict.fromkeys(essential))
+    return unique, [b for b in dict.fromkeys(refine) if b not in unique]
+
+
+def split_batch(frames: Sequence[int], area: Callable[[int, int], int | None], max_area: int) -> list[list[int]]:
+    """Item indices of one batch grouped into sub-batches whose bucket area stays within ``max_area``.
+
+    ``frames``: each item's frame count; ``area(k, n)``: rows × frames of the bucket a batch of ``k`` items of up
+    to ``n`` frames runs in (None: no bucket, it runs eagerly). A batch that fits stays whole, in its order.
+    Otherwise items go shortest first into consecutive groups, each as large as fits (similar lengths together:
+    less padding); a single item is always a group of its own, however long. Every index appears exactly once."""
+    n = len(frames)
+    whole = area(n, max(frames)) if n else None
+    if n <= 1 or (whole is not None and whole <= max_area):
+        return [list(range(n))] if n else []
+    groups: list[list[int]] = []
+    for i in sorted(range(n), key=lambda j: frames[j]):
+        if groups:
+            a = area(len(groups[-1]) + 1, frames[i])  # sorted: item i is the longest of the group so far
+            if a is not None and a <= max_area:
+                groups[-1].append(i)
+                continue
+        groups.append([i])
+    return groups
 
 
 def likely_lengths(shortest: int, longest: int, step: int) -> list[int]:

@@ -4,7 +4,8 @@ A batch is padded to a (rows, frames) bucket: rows to the next of ``Buckets.batc
 1-frame dummies), frames to the next multiple of ``Buckets.frame_multiple``. Key padding masks make the padding
 exact, so an item's mel does not depend on its bucket or its neighbours. Per bucket, the text embedding and every
 Euler step (7 CFG-packed DiT forwards) are captured once into one CUDA graph with static input buffers, sharing
-one memory pool; a replay is one launch. Shapes outside the buckets, CPU devices and ``use_graphs=False`` run the
+one memory pool (:class:`ishow.engine.accel.capture_cost.GraphPool`, shared with the vocoder's graphs); a replay is
+one launch. Shapes outside the buckets, CPU devices and ``use_graphs=False`` run the
 same code eagerly (``pad_eager`` pads them anyway, for tests).
 
 Two capture modes: ``capture_on_miss=True`` captures a missing bucket on first use (bounded LRU; benchmarks and
@@ -33,7 +34,7 @@ from torch import Tensor
 
 from ishow.config.choices import BATCH_BUCKETS
 from ishow.engine.accel.bucket_plan import MAX_PAD_FACTOR, Bucket, MissLog, cover_bucket
-from ishow.engine.accel.capture_cost import timed_capture
+from ishow.engine.accel.capture_cost import GraphPool, timed_capture
 from ishow.engine.accel.conv_pos import ConvPos
 from ishow.engine.accel.kernel_choice import from_env
 from ishow.engine.f5.dit import DiT, StepConditioning
@@ -58,6 +59,11 @@ class Buckets:
     batch_sizes: tuple[int, ...] = BATCH_BUCKETS
     frame_multiple: int = 128
     max_frames: int = 4096
+    # multi-row buckets: frames in steps of this (the warm-up plan's coarse step), rows × frames at most max_area
+    # (None: no limit); the engine splits bigger batches (bucket_plan.split_batch). One graph's memory grows with
+    # its area: ~41 KB per row-frame on an H200 (8 × 1024: 672 MB, 8 × 1792: 1124 MB; tools/bucket_memory.py).
+    coarse_multiple: int = 256
+    max_area: int | None = None
 
     def rows(self, n: int) -> int | None:
         """The smallest bucket batch size ≥ n, or None when n is larger than all of them."""
@@ -71,6 +77,22 @@ class Buckets:
     def bucket(self, n_rows: int, n_frames: int) -> tuple[int, int] | None:
         rows, frames = self.rows(n_rows), self.frames(n_frames)
         return None if rows is None or frames is None else (rows, frames)
+
+    def area(self, n_items: int, n_frames: int) -> int | None:
+        """rows × frames of the graph a batch of ``n_items`` items of up to ``n_frames`` frames runs in once the
+        warm-up plan is captured (multi-row buckets at the coarse step); None: no bucket (it runs eagerly)."""
+        b = self.bucket(n_items, n_frames)
+        if b is None:
+            return None
+        rows, frames = b
+        if rows > 1:
+            c = -(-n_frames // self.coarse_multiple) * self.coarse_multiple
+            frames = c if c <= self.max_frames else frames
+        return rows * frames
+
+    def allowed(self, bucket: Bucket) -> bool:
+        """Whether ``bucket`` may be captured: one row, or rows × frames within ``max_area``."""
+        return bucket[0] == 1 or self.max_area is None or bucket[0] * bucket[1] <= self.max_area
 
 
 @dataclass(eq=False)
@@ -107,6 +129,7 @@ class GraphSampler:
         compile: bool = False,
         capture_on_miss: bool = True,
         max_pad: float = MAX_PAD_FACTOR,
+        pool: GraphPool | None = None,
     ) -> None:
         self.model = model
         self.capture_on_miss = capture_on_miss
@@ -127,7 +150,7 @@ class GraphSampler:
         self.compile_error: str | None = None
         self._graphs: collections.OrderedDict[tuple[object, ...], _Captured] = collections.OrderedDict()
         self._steps: dict[_ConfigKey, tuple[list[float], list[StepConditioning]]] = {}
-        self._pool: Any = None
+        self.pool = pool if pool is not None else GraphPool()  # shared with the vocoder's graphs by the engine
         self._side: Any = None  # the warm-up stream (see _warm_stream)
         self.captures = 0  # graphs captured so far (for metrics and tests)
         self.replays = 0
@@ -177,6 +200,9 @@ class GraphSampler:
         with self._lock:
             if key in self._graphs or len(self._graphs) >= self.max_graphs or not self.use_graphs:
                 return {"skipped": True}
+            if not self.buckets.allowed(bucket):
+                self._misses.discard(key)
+                return {"skipped": True, "reason": f"over max_area {self.buckets.max_area}"}
         ts, steps = self._conditioning(config)
         host = dummy_inputs(bucket[0], bucket[1], self.model.config.mel_dim)
         entry, info = timed_capture(self.device, bucket, lambda: self._capture(host, ts, steps, config.cfg_strength))
@@ -319,11 +345,8 @@ class GraphSampler:
             # step runs the same kernels on the same shapes, so one step warms them all (7× less warm-up time)
             run_nfe(self.model, static, ts[:2], steps[:1], cfg_strength, runner=runner, pos=self.conv_pos)
         side.synchronize()  # a CPU wait on this thread only: the engine's stream never queues behind a warm-up
-        with self._lock:
-            if self._pool is None:
-                self._pool = torch.cuda.graph_pool_handle()
         graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph, pool=self._pool, capture_error_mode="thread_local"):
+        with torch.cuda.graph(graph, pool=self.pool.handle(), capture_error_mode="thread_local"):
             output = run_nfe(self.model, static, ts, steps, cfg_strength, runner=runner, pos=self.conv_pos)
         self.captures += 1
         return _Captured(inputs=static, graph=graph, output=output)

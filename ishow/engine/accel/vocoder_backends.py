@@ -33,7 +33,7 @@ from torch import Tensor
 from ishow.audio_format import HOP
 from ishow.config.choices import BATCH_BUCKETS, VOCODER_BACKENDS
 from ishow.engine.accel.bucket_plan import MAX_PAD_FACTOR, Bucket, MissLog, cover_bucket
-from ishow.engine.accel.capture_cost import timed_capture
+from ishow.engine.accel.capture_cost import GraphPool, timed_capture
 from ishow.engine.accel.mels import pad_mels
 from ishow.engine.f5.vocos import Vocos
 from ishow.errors import ConfigError, IshowError, ModelLoadError
@@ -49,14 +49,24 @@ class VocoderBackend(Protocol):
         ...
 
 
+# No 1-row vocoder graphs: torch.compile specializes a dimension of size 1, so a 1-row bucket compiled the vocoder
+# a second time for the first multi-row bucket (11.2 s cold, 3.1 s warm on the H200 host, on the way to "ready").
+# A single mel decodes in a 2-row bucket; the spare row is a 1-frame dummy.
+VOCODER_BATCH_BUCKETS: tuple[int, ...] = tuple(b for b in BATCH_BUCKETS if b >= 2)
+
+
 @dataclass(frozen=True)
 class VocoderBuckets:
-    batch_sizes: tuple[int, ...] = BATCH_BUCKETS
+    batch_sizes: tuple[int, ...] = VOCODER_BATCH_BUCKETS
     frame_multiple: int = 128  # 1.4 s of audio; padding costs little here (256 frames: ~0.35 ms on an H200)
     max_frames: int = 2048
 
+    def rows(self, n: int) -> int | None:
+        """The smallest bucket batch size ≥ n, or None when n is larger than all of them."""
+        return next((b for b in sorted(self.batch_sizes) if b >= n), None)
+
     def bucket(self, n_rows: int, n_frames: int) -> tuple[int, int] | None:
-        rows = next((b for b in sorted(self.batch_sizes) if b >= n_rows), None)
+        rows = self.rows(n_rows)
         frames = -(-n_frames // self.frame_multiple) * self.frame_multiple
         return None if rows is None or frames > self.max_frames else (rows, frames)
 
@@ -85,6 +95,7 @@ class TorchVocoder:
         half: bool = False,
         compile: bool = False,
         capture_on_miss: bool = True,
+        pool: GraphPool | None = None,
     ) -> None:
         self.vocos = vocos.eval()
         self.capture_on_miss = capture_on_miss
@@ -102,7 +113,7 @@ class TorchVocoder:
         self.max_graphs = max_graphs
         self.hop = vocos.config.head_hop_length
         self._graphs: collections.OrderedDict[tuple[int, int], _VocGraph] = collections.OrderedDict()
-        self._pool: Any = None
+        self.pool = pool if pool is not None else GraphPool()  # the engine shares one with its DiT graphs
         self._side: Any = None  # the warm-up stream (see _warm_stream)
         self._fast: Any = None  # FastVocos, built on first use
         self._fast_compiled: Any = None
@@ -236,11 +247,8 @@ class TorchVocoder:
             for _ in range(2):
                 self._forward(mel, lens, compile)
         side.synchronize()  # a CPU wait on this thread only: the engine's stream never queues behind a warm-up
-        with self._lock:
-            if self._pool is None:
-                self._pool = torch.cuda.graph_pool_handle()
         graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph, pool=self._pool, capture_error_mode="thread_local"):
+        with torch.cuda.graph(graph, pool=self.pool.handle(), capture_error_mode="thread_local"):
             out = self._forward(mel, lens, compile)
         return _VocGraph(mel=mel, lens=lens, graph=graph, out=out)
 
@@ -300,11 +308,13 @@ def select_vocoder(
     use_graphs: bool = True,
     compile: bool = False,
     half: bool = False,
+    pool: GraphPool | None = None,
 ) -> VocoderBackend:
     """The vocoder backend named by ``backend`` (see module doc); ``auto`` logs what it picked and why.
 
     ``compile`` lets ``auto`` pick ``torch-compile`` on CUDA with graphs; ``half`` runs the torch backbone in fp16
-    (CUDA only; the head stays fp32)."""
+    (CUDA only; the head stays fp32); ``pool``: the graph memory pool to capture into (the engine's, shared with
+    its DiT graphs; default: one of its own)."""
     if backend not in VOCODER_BACKENDS:
         raise ConfigError(f"engine.vocoder_backend: {backend!r}; expected one of {', '.join(VOCODER_BACKENDS)}")
     if backend == "onnx":
@@ -329,6 +339,6 @@ def select_vocoder(
         else:
             log.info("vocoder backend: tensorrt is not installed; using torch%s", " with CUDA graphs" * use_graphs)
     want_compile = backend == "torch-compile" or (backend == "auto" and compile)
-    torch_backend = TorchVocoder(vocos, use_graphs=use_graphs, half=half, compile=want_compile)
+    torch_backend = TorchVocoder(vocos, use_graphs=use_graphs, half=half, compile=want_compile, pool=pool)
     log.info("vocoder backend: %s%s (%s)", torch_backend.name, ", fp16 backbone" * torch_backend.half, backend)
     return torch_backend
