@@ -8,6 +8,7 @@ import torch
 from ishow.engine.accel.fast_vocos import FastVocos, overlap_add
 from ishow.engine.accel.fused import FusedBlocks, rope
 from ishow.engine.accel.graphs import GraphSampler
+from ishow.engine.accel.kernel_choice import Kernels
 from ishow.engine.accel.mels import pad_mels
 from ishow.engine.accel.vocoder_backends import TorchVocoder, select_vocoder
 from ishow.engine.f5.checkpoint import randomize_
@@ -257,7 +258,7 @@ def test_kernel_switches_env(tiny: DiT, monkeypatch: pytest.MonkeyPatch) -> None
     monkeypatch.delenv(KERNELS_ENV)
     assert switches() == (True, True)
     monkeypatch.setenv(KERNELS_ENV, "flash")
-    with pytest.raises(ValueError, match="expected a comma-separated list of masked, cudnn-attn, unfused"):
+    with pytest.raises(ValueError, match="comma-separated list of masked, cudnn-attn, cudnn-fe, unfused"):
         FusedBlocks(tiny, compile=False)
 
 
@@ -308,3 +309,91 @@ def test_depthwise_cl_equals_conv1d() -> None:
     x, w, b = torch.randn(2, 30, 8, generator=gen), torch.randn(8, 1, 7, generator=gen), torch.randn(8, generator=gen)
     want = torch.nn.functional.conv1d(x.transpose(1, 2), w, b, padding=3, groups=8).transpose(1, 2)
     torch.testing.assert_close(depthwise_cl(x, w, b), want, rtol=1e-5, atol=1e-5)
+
+
+def _padded_case(seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    from ishow.engine.f5.dit import key_padding_bias
+
+    gen = torch.Generator().manual_seed(seed)
+    q, k, v = (torch.randn(2, 2, 12, 16, generator=gen) for _ in range(3))
+    mask = torch.arange(12)[None] < torch.tensor([12, 5])[:, None]
+    return q, k, v, key_padding_bias(mask, torch.float32), mask
+
+
+def test_cudnn_frontend_attention_gets_row_lengths_and_every_query_row(
+    tiny: DiT, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the contract with the frontend, checked with a stand-in (the real kernel is CUDA-only): the runner hands it
+    # per-row key lengths and N for every query row, and its result is used as is
+    import ishow.engine.accel.cudnn_attention as ca
+
+    seen: list[tuple[list[int], list[int]]] = []
+
+    def fake(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, lens: torch.Tensor, full: torch.Tensor) -> torch.Tensor:
+        seen.append((lens.tolist(), full.tolist()))
+        valid = torch.arange(q.shape[2])[None] < lens[:, None]
+        bias = torch.zeros(valid.shape).masked_fill(~valid, float("-inf"))[:, None, None, :]
+        return torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=bias)
+
+    monkeypatch.setattr(ca, "usable", lambda q: True)
+    monkeypatch.setattr(ca, "padded", fake)
+    gen = torch.Generator().manual_seed(6)
+    lens = torch.tensor([40, 25, 7])
+    x, cond = torch.randn(3, 40, 100, generator=gen), torch.randn(3, 40, 100, generator=gen)
+    mask = torch.arange(40)[None] < lens[:, None]
+    te = tiny.embed_text(torch.randint(1, 2545, (3, 20), generator=gen), lens, 40)
+    step = tiny.step_conditioning(0.7)
+    runner = FusedBlocks(tiny, compile=False, kernels=Kernels(attention="cudnn-fe"))  # ISHOW_DIT_KERNELS=cudnn-fe
+    with torch.no_grad():
+        got = tiny(x, cond, te, step, mask, runner=runner)
+        ref = tiny(x, cond, te, step, mask)
+    assert len(seen) == TINY.depth and all(s == ([40, 25, 7], [40, 40, 40]) for s in seen)
+    assert rel_l2(got, ref) < 1e-6
+
+
+def test_cudnn_frontend_failure_is_logged_once_and_flash_varlen_takes_over(monkeypatch: pytest.MonkeyPatch) -> None:
+    import ishow.engine.accel.cudnn_attention as ca
+    import ishow.engine.accel.fused as fused
+
+    calls: list[int] = []
+
+    def broken(*args: object) -> torch.Tensor:
+        calls.append(1)
+        raise RuntimeError("cudnnGraphNotSupportedError: no engine for this shape")
+
+    monkeypatch.setattr(ca, "_state", {"probed": True, "fn": None, "error": None})
+    monkeypatch.setattr(ca, "usable", lambda q: ca._state["error"] is None)
+    monkeypatch.setattr(ca, "padded", broken)
+    q, k, v, bias, _ = _padded_case(8)
+    want = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=bias)
+    for _ in range(2):  # CPU: varlen is not usable either, so the masked kernel answers
+        got = fused.attend(q, k, v, bias, fused.key_lens(bias), mode="cudnn-fe")
+        torch.testing.assert_close(got, want, rtol=0, atol=0)
+    assert calls == [1] and "no engine for this shape" in (ca.failure() or "")
+
+
+def test_cudnn_frontend_is_not_used_off_cuda() -> None:
+    import ishow.engine.accel.cudnn_attention as ca
+
+    q, *_ = _padded_case(1)
+    assert not ca.usable(q)  # CPU tensors: never imports or calls the frontend
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (cuDNN)")
+def test_cudnn_frontend_attention_equals_the_masked_reference_on_cuda() -> None:
+    import ishow.engine.accel.cudnn_attention as ca
+    import ishow.engine.accel.fused as fused
+
+    gen = torch.Generator().manual_seed(2)
+    qkv = torch.randn(2, 256, 3, 4, 64, generator=gen).cuda().half()
+    q, k, v = (qkv[:, :, i].transpose(1, 2) for i in range(3))
+    mask = torch.arange(256, device="cuda")[None] < torch.tensor([256, 150], device="cuda")[:, None]
+    from ishow.engine.f5.dit import key_padding_bias
+
+    bias = key_padding_bias(mask, torch.float16)
+    if not ca.usable(q):
+        pytest.skip(f"cuDNN frontend not usable here: {ca.failure()}")
+    got = fused.attend(q, k, v, bias, fused.key_lens(bias), mode="cudnn-fe")
+    want = torch.nn.functional.scaled_dot_product_attention(q.float(), k.float(), v.float(), attn_mask=bias.float())
+    assert ca.failure() is None
+    assert rel_l2(got.float(), want) < 2e-3

@@ -11,6 +11,7 @@ from ishow.engine.accel.kernel_choice import KERNELS_ENV, LEGACY, Kernels, from_
     ("value", "want"),
     [
         ("", Kernels()),
+        ("cudnn-fe", Kernels(attention="cudnn-fe")),
         ("masked", Kernels(attention="masked")),
         ("cudnn-attn", Kernels(attention="cudnn")),
         ("unfused", Kernels(merge=False)),
@@ -20,6 +21,7 @@ from ishow.engine.accel.kernel_choice import KERNELS_ENV, LEGACY, Kernels, from_
         ("legacy", LEGACY),
         ("vocos-fused", Kernels(vocos_fused=True)),
         ("legacy,cudnn-attn", Kernels("cudnn", False, False, False, False)),
+        ("legacy,cudnn-fe", Kernels("cudnn-fe", False, False, False, False)),
     ],
 )
 def test_words(monkeypatch: pytest.MonkeyPatch, value: str, want: Kernels) -> None:
@@ -34,7 +36,9 @@ def test_defaults_without_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
     )
 
 
-@pytest.mark.parametrize(("value", "match"), [("flash", "comma-separated list"), ("masked,cudnn-attn", "both")])
+@pytest.mark.parametrize(
+    ("value", "match"), [("flash", "comma-separated list"), ("masked,cudnn-attn", "cudnn-attn and masked each choose")]
+)
 def test_bad_values(monkeypatch: pytest.MonkeyPatch, value: str, match: str) -> None:
     monkeypatch.setenv(KERNELS_ENV, value)
     with pytest.raises(ValueError, match=match):

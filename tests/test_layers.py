@@ -230,7 +230,13 @@ def test_no_module_over_500_lines() -> None:
 
 # Imported by the package but not runtime dependencies: the extras in pyproject.toml, and upstream f5_tts/vocos
 # that ``ishow bench`` times when they happen to be installed.
-OPTIONAL_IMPORTS = {"ray": "cluster", "starlette": "cluster", "onnxruntime": "onnx", "tensorrt": "tensorrt"}
+OPTIONAL_IMPORTS = {
+    "ray": "cluster",
+    "starlette": "cluster",
+    "onnxruntime": "onnx",
+    "tensorrt": "tensorrt",
+    "cudnn": "cudnn",  # nvidia-cudnn-frontend (opt-in attention kernel)
+}
 NOT_DEPENDENCIES = {"f5_tts", "vocos", "triton"}  # triton: part of torch's CUDA wheels, imported only where present
 IMPORT_NAMES = {"pyyaml": "yaml", "prometheus-client": "prometheus_client", "espeakng-loader": "espeakng_loader"}
 

@@ -71,6 +71,20 @@ def split_tail(q: Tensor, k: Tensor, v: Tensor, lens: Tensor) -> Tensor:
     return out
 
 
+def cudnn_fe_kernel() -> Kernel:
+    """cuDNN's fused attention through the cuDNN frontend's torch op (``nvidia-cudnn-frontend``), dense BHSD with
+    per-row lengths (its padding mask): every query row, keys of row b up to ``lens[b]``."""
+    from cudnn.sdpa.fwd.torch_op import sdpa as fe_sdpa  # type: ignore[import-not-found]
+
+    def run(q: Tensor, k: Tensor, v: Tensor, lens: Tensor) -> Tensor:
+        b, _h, n, _d = q.shape
+        full = torch.full((b,), n, device=q.device, dtype=torch.int32)
+        out: Tensor = fe_sdpa(q, k, v, seq_len_q=full, seq_len_kv=lens.to(torch.int32))
+        return out
+
+    return run
+
+
 def flex_kernel() -> Kernel:
     from torch.nn.attention.flex_attention import BlockMask, flex_attention
 
@@ -129,6 +143,10 @@ def kernels() -> dict[str, Kernel]:
         "cudnn d+8 (v 64)": lambda q, k, v, lens: cudnn_bias_dim(q, k, v, lens, False),
         "cudnn d+8 (v d+8)": lambda q, k, v, lens: cudnn_bias_dim(q, k, v, lens, True),
     }
+    try:
+        out["cudnn-fe padded"] = cudnn_fe_kernel()
+    except Exception as e:  # noqa: BLE001
+        print("cudnn frontend unavailable:", type(e).__name__, e)
     try:
         out["flex"] = flex_kernel()
     except Exception as e:  # noqa: BLE001

@@ -2,10 +2,10 @@
 
 Everything here computes the same functions as :mod:`ishow.engine.f5.dit`, written so that inductor can fuse the
 elementwise chains around the GEMMs (modulated LayerNorm, RoPE in fp32 registers, gated residuals) while the GEMMs
-(the first FF GEMM with its GELU as a cuBLASLt epilogue) and attention stay on cuBLAS/flash. The compiled callables
-are captured inside our own per-bucket CUDA graphs (:mod:`ishow.engine.accel.graphs`): compile once (the first
-warm-up run of a bucket, on a side stream), then every replay is one graph launch. The vocoder's counterpart is
-:mod:`ishow.engine.accel.fast_vocos`.
+(the first FF GEMM with its GELU as a cuBLASLt epilogue) and attention stay on cuBLAS and cuDNN (or flash). The
+compiled callables are captured inside our own per-bucket CUDA graphs (:mod:`ishow.engine.accel.graphs`): compile
+once (the first warm-up run of a bucket, on a side stream), then every replay is one graph launch. The vocoder's
+counterpart is :mod:`ishow.engine.accel.fast_vocos`.
 
 * The functions take weights as arguments, so the 22 DiT blocks share ONE compiled graph; batch and frame dims are
   marked dynamic, so new buckets do not recompile.
@@ -202,12 +202,25 @@ def attend(
     lens: Tensor | None,
     cu: Tensor | None = None,
     mode: str = "varlen",
+    rows_full: Tensor | None = None,
 ) -> Tensor:
     """SDPA of q, k, v [B, H, N, Dh]: no mask at all when no row is padded (flash). Padded rows (``bias``, and
-    ``lens`` = :func:`key_lens` of it): ``mode`` "varlen" the flash kernel's varlen call, "cudnn" cuDNN's fused
-    kernel with the bias, "masked" (and the fallback of both) the memory-efficient kernel with the bias."""
+    ``lens`` = :func:`key_lens` of it): ``mode`` "cudnn-fe" cuDNN's fused kernel with per-row lengths through the
+    cuDNN frontend (:mod:`ishow.engine.accel.cudnn_attention`; ``rows_full``: int32 [B] of N, else made here), falling
+    back to "varlen" the flash kernel's varlen call; "cudnn" cuDNN's fused kernel with the bias; "masked" (and the
+    last fallback) the memory-efficient kernel with the bias."""
     if bias is None:
         return F.scaled_dot_product_attention(q, k, v)
+    if mode == "cudnn-fe" and lens is not None:
+        from ishow.engine.accel import cudnn_attention
+
+        if cudnn_attention.usable(q):
+            full = rows_full if rows_full is not None else torch.full_like(lens, q.shape[2])
+            try:
+                return cudnn_attention.padded(q, k, v, lens, full)
+            except Exception as e:  # noqa: BLE001 (the frontend raises its own error types; flash varlen still works)
+                cudnn_attention.disable(e)
+        mode = "varlen"
     if mode == "varlen" and lens is not None and varlen_usable(q):
         try:
             return flash_varlen(q, k, v, lens, cu)
@@ -244,7 +257,7 @@ class FusedBlocks:
         self.model = model
         k = kernels if kernels is not None else from_env()
         self.attention = k.attention if varlen is None else ("varlen" if varlen else "masked")
-        self.varlen = self.attention == "varlen"
+        self.varlen = self.attention in ("varlen", "cudnn-fe")  # both take per-row key lengths
         self.merge = k.merge if merge is None else merge
         self.gelu_epilogue = k.gelu_epilogue
         pre = compiled("dit.attn_in", attn_in) if compile else None
@@ -263,6 +276,7 @@ class FusedBlocks:
             mark_dynamic(sin, 0)
         lens = key_lens(bias) if bias is not None and self.varlen else None
         cu = row_starts(h.shape[0], h.shape[1], h.device) if lens is not None else None
+        full = torch.full_like(lens, h.shape[1]) if lens is not None and self.attention == "cudnn-fe" else None
         blocks: list[Any] = list(self.model.transformer_blocks)
         qkv: tuple[Tensor, Tensor, Tensor] | None = None
         for i, (block, mod) in enumerate(zip(blocks, mods, strict=True)):
@@ -274,7 +288,7 @@ class FusedBlocks:
                     mark_dynamic(h, 0, 1)
                 qkv = self.pre(h, shift, scale1p, w, b, cos, sin, attn.heads)
             q, k, v = qkv
-            out = attend(q, k, v, bias, lens, cu, self.attention)
+            out = attend(q, k, v, bias, lens, cu, self.attention, full)
             if self.compiled:
                 mark_dynamic(h, 0, 1)
                 mark_dynamic(out, 0, 2)
