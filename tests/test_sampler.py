@@ -37,6 +37,22 @@ def test_other_nfe_uses_uniform_grid_then_sway() -> None:
     assert timesteps(4, None) == pytest.approx([0, 0.25, 0.5, 0.75, 1.0])
 
 
+def test_item_noise_is_built_from_cached_blocks_and_stays_independent() -> None:
+    from ishow.engine.f5.sampler import NOISE_BLOCK, prepare_inputs
+
+    long_, short = item_noise(3, 2 * NOISE_BLOCK + 17, 100), item_noise(3, NOISE_BLOCK + 5, 100)
+    assert torch.equal(long_[: NOISE_BLOCK + 5], short)  # a prefix across a block boundary
+    first, second = long_[:NOISE_BLOCK], long_[NOISE_BLOCK : 2 * NOISE_BLOCK]
+    assert not torch.equal(first, second) and not torch.equal(first, item_noise(4, NOISE_BLOCK, 100))
+    assert abs(float(long_.mean())) < 0.05 and abs(float(long_.std()) - 1) < 0.05
+    item = SampleItem(cond=torch.zeros(3, 100), text=(1, 2), duration=NOISE_BLOCK + 9, seed=3)
+    batch = prepare_inputs([item], 100, n_frames=NOISE_BLOCK + 64)
+    assert torch.equal(batch.x0[0, : NOISE_BLOCK + 9], long_[: NOISE_BLOCK + 9])
+    assert not batch.x0[0, NOISE_BLOCK + 9 :].any()
+    batch.x0.fill_(7.0)  # the batch owns its copy: the cached blocks are untouched
+    assert torch.equal(item_noise(3, 2 * NOISE_BLOCK + 17, 100), long_)
+
+
 def test_item_noise_depends_only_on_its_seed() -> None:
     assert torch.equal(item_noise(5, 40, 100), item_noise(5, 40, 100))
     assert torch.equal(item_noise(5, 60, 100)[:40], item_noise(5, 40, 100))
