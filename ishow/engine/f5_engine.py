@@ -300,7 +300,11 @@ class F5Engine(Engine):
         b = self.sampler.buckets
         if not self.sampler.use_graphs or b.max_area is None:
             return [list(range(len(items)))]
-        return split_batch([it.total_frames() for it, _ in items], b.area, b.max_area)
+        parts = split_batch([it.total_frames() for it, _ in items], b.area, b.max_area)
+        if len(parts) > 1:
+            _log.debug("batch of %d runs as %s (engine.max_batch_frames %d)", len(items), [len(p) for p in parts],
+                       b.max_area)  # fmt: skip
+        return parts
 
     def _run_split(self, items: list[tuple[SampleItem, PreparedVoice]], sc: SamplerConfig) -> list[Waveform]:
         """Run a batch; on CUDA OOM retry it in halves; a single item that still does not fit raises."""
