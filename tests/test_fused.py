@@ -331,8 +331,9 @@ def test_cudnn_frontend_attention_gets_row_lengths_and_every_query_row(
 
     def fake(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, lens: torch.Tensor, full: torch.Tensor) -> torch.Tensor:
         seen.append((lens.tolist(), full.tolist()))
-        valid = torch.arange(q.shape[2])[None] < lens[:, None]
-        bias = torch.zeros(valid.shape).masked_fill(~valid, float("-inf"))[:, None, None, :]
+        from ishow.engine.f5.dit import key_padding_bias
+
+        bias = key_padding_bias(torch.arange(q.shape[2])[None] < lens[:, None], q.dtype)
         return torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=bias)
 
     monkeypatch.setattr(ca, "usable", lambda q: True)

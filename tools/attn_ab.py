@@ -19,6 +19,7 @@ from torch import Tensor
 
 from ishow.bench.measure import graph_us
 from ishow.engine.accel import fused
+from ishow.engine.f5.dit import key_padding_bias
 
 Kernel = Callable[[Tensor, Tensor, Tensor, Tensor], Tensor]
 
@@ -118,15 +119,9 @@ def flex_kernel() -> Kernel:
 def kernels() -> dict[str, Kernel]:
     from torch.nn.attention import SDPBackend, sdpa_kernel
 
-    def bias_of(lens: Tensor, n: int, dtype: torch.dtype) -> Tensor:
-        valid = torch.arange(n, device=lens.device)[None, :] < lens[:, None]
-        return torch.zeros(valid.shape, dtype=dtype, device=lens.device).masked_fill(~valid, float("-inf"))[
-            :, None, None, :
-        ]
-
     def cudnn_masked(q: Tensor, k: Tensor, v: Tensor, lens: Tensor) -> Tensor:
         with sdpa_kernel(SDPBackend.CUDNN_ATTENTION):
-            return F.scaled_dot_product_attention(q, k, v, attn_mask=bias_of(lens, q.shape[2], q.dtype))
+            return F.scaled_dot_product_attention(q, k, v, attn_mask=padding_bias(lens, q.shape[2], q.dtype))
 
     def cudnn_nomask(q: Tensor, k: Tensor, v: Tensor, lens: Tensor) -> Tensor:
         with sdpa_kernel(SDPBackend.CUDNN_ATTENTION):
@@ -197,10 +192,13 @@ def case(b: int, n: int, lens: list[int], gen: torch.Generator) -> tuple[Tensor,
     return q, k, v, torch.tensor(lens, device=dev, dtype=torch.long)
 
 
+def padding_bias(lens: Tensor, n: int, dtype: torch.dtype) -> Tensor:
+    """The DiT's −inf key bias [B, 1, 1, N] for rows valid on their first ``lens`` frames."""
+    return key_padding_bias(torch.arange(n, device=lens.device)[None, :] < lens[:, None], dtype)
+
+
 def reference(q: Tensor, k: Tensor, v: Tensor, lens: Tensor) -> Tensor:
-    n = q.shape[2]
-    valid = torch.arange(n, device=q.device)[None, :] < lens[:, None]
-    bias = torch.zeros(valid.shape, device=q.device).masked_fill(~valid, float("-inf"))[:, None, None, :]
+    bias = padding_bias(lens, q.shape[2], torch.float32)
     return F.scaled_dot_product_attention(q.float(), k.float(), v.float(), attn_mask=bias)
 
 

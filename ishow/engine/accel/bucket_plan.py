@@ -41,6 +41,19 @@ def cover_bucket(need: Bucket, ready: Iterable[Bucket], max_pad: float = MAX_PAD
     return best
 
 
+def smallest_at_least(sizes: Iterable[int], n: int) -> int | None:
+    """The smallest of ``sizes`` that is ≥ n (a batch of n items' row bucket), or None when all are smaller."""
+    return min((b for b in sizes if b >= n), default=None)
+
+
+def coarse_frames(frames: int, coarse: int, frames_of: Callable[[int], int | None]) -> int:
+    """A frame bucket rounded up to the coarse step of multi-row buckets; unchanged past the last bucket
+    (``frames_of`` of the rounded count is not itself). The one rule for the warm-up plan and for
+    :meth:`ishow.engine.accel.graphs.Buckets.area`."""
+    c = -(-frames // coarse) * coarse
+    return c if frames_of(c) == c else frames
+
+
 class MissLog(Generic[K]):
     """Bucket keys that batches asked for and did not find captured, oldest first, at most ``limit`` (the oldest
     are forgotten first); the warmer takes them to capture later. Not thread-safe: the owner's lock guards it."""
@@ -113,13 +126,12 @@ def plan_stages(
     if single in row_sizes:
         essential.extend((single, f) for f in fine)
     multi = sorted({r for r in row_sizes if r > single})
-    coarse_frames: list[int] = []
+    coarse_list: list[int] = []
     for f in fine:
-        c = -(-f // coarse) * coarse
-        c = c if frames_of(c) == c else f  # past the last bucket: keep the fine one
-        if c not in coarse_frames:
-            coarse_frames.append(c)
-    allowed = {r: [c for c in coarse_frames if max_area is None or r * c <= max_area] for r in multi}
+        c = coarse_frames(f, coarse, frames_of)
+        if c not in coarse_list:
+            coarse_list.append(c)
+    allowed = {r: [c for c in coarse_list if max_area is None or r * c <= max_area] for r in multi}
     tops = {r: max(cs) for r, cs in allowed.items() if cs}
     essential.extend((r, tops[r]) for r in reversed(multi) if r in tops)
     refine = [(r, c) for r in multi for c in allowed[r] if c != tops.get(r)]

@@ -33,7 +33,14 @@ import torch
 from torch import Tensor
 
 from ishow.config.choices import BATCH_BUCKETS
-from ishow.engine.accel.bucket_plan import MAX_PAD_FACTOR, Bucket, MissLog, cover_bucket
+from ishow.engine.accel.bucket_plan import (
+    MAX_PAD_FACTOR,
+    Bucket,
+    MissLog,
+    coarse_frames,
+    cover_bucket,
+    smallest_at_least,
+)
 from ishow.engine.accel.capture_cost import GraphPool, timed_capture
 from ishow.engine.accel.conv_pos import ConvPos
 from ishow.engine.accel.kernel_choice import from_env
@@ -67,7 +74,7 @@ class Buckets:
 
     def rows(self, n: int) -> int | None:
         """The smallest bucket batch size ≥ n, or None when n is larger than all of them."""
-        return next((b for b in sorted(self.batch_sizes) if b >= n), None)
+        return smallest_at_least(self.batch_sizes, n)
 
     def frames(self, n: int) -> int | None:
         """n rounded up to the frame multiple, or None beyond ``max_frames``."""
@@ -85,10 +92,7 @@ class Buckets:
         if b is None:
             return None
         rows, frames = b
-        if rows > 1:
-            c = -(-n_frames // self.coarse_multiple) * self.coarse_multiple
-            frames = c if c <= self.max_frames else frames
-        return rows * frames
+        return rows * (coarse_frames(frames, self.coarse_multiple, self.frames) if rows > 1 else frames)
 
     def allowed(self, bucket: Bucket) -> bool:
         """Whether ``bucket`` may be captured: one row, or rows × frames within ``max_area``."""

@@ -32,7 +32,7 @@ from torch import Tensor
 
 from ishow.audio_format import HOP
 from ishow.config.choices import BATCH_BUCKETS, VOCODER_BACKENDS
-from ishow.engine.accel.bucket_plan import MAX_PAD_FACTOR, Bucket, MissLog, cover_bucket
+from ishow.engine.accel.bucket_plan import MAX_PAD_FACTOR, Bucket, MissLog, cover_bucket, smallest_at_least
 from ishow.engine.accel.capture_cost import GraphPool, timed_capture
 from ishow.engine.accel.mels import pad_mels
 from ishow.engine.f5.vocos import Vocos
@@ -63,7 +63,7 @@ class VocoderBuckets:
 
     def rows(self, n: int) -> int | None:
         """The smallest bucket batch size ≥ n, or None when n is larger than all of them."""
-        return next((b for b in sorted(self.batch_sizes) if b >= n), None)
+        return smallest_at_least(self.batch_sizes, n)
 
     def bucket(self, n_rows: int, n_frames: int) -> tuple[int, int] | None:
         rows = self.rows(n_rows)
