@@ -3,7 +3,9 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 # CPU build by default. GPU users: make run TORCH_SPEC="torch --index-url https://download.pytorch.org/whl/cu128"
+# EXTRAS=cudnn (cuDNN attention on NVIDIA GPUs; several: EXTRAS=cudnn,onnx)
 TORCH_SPEC ?= torch==2.13.0
+EXTRAS ?=
 ARGS ?=
 
 .PHONY: run test lint venv dev clean
@@ -17,7 +19,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q $(TORCH_SPEC)
-	$(PY) -m pip install -q -e .
+	$(PY) -m pip install -q -e '.$(if $(EXTRAS),[$(EXTRAS)])'
 	touch $@
 
 $(VENV)/.dev-installed: $(VENV)/.installed

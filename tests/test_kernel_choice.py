@@ -1,4 +1,5 @@
-"""ISHOW_DIT_KERNELS: each word turns one newer DiT kernel off; unknown words are a clear error."""
+"""ISHOW_DIT_KERNELS: each word turns one newer DiT kernel off (or picks the attention kernel); unknown words are a
+clear error."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from ishow.engine.accel.kernel_choice import KERNELS_ENV, LEGACY, Kernels, from_
     [
         ("", Kernels()),
         ("cudnn-fe", Kernels(attention="cudnn-fe")),
+        ("varlen", Kernels(attention="varlen")),
         ("masked", Kernels(attention="masked")),
         ("cudnn-attn", Kernels(attention="cudnn")),
         ("unfused", Kernels(merge=False)),
@@ -22,6 +24,7 @@ from ishow.engine.accel.kernel_choice import KERNELS_ENV, LEGACY, Kernels, from_
         ("vocos-fused", Kernels(vocos_fused=True)),
         ("legacy,cudnn-attn", Kernels("cudnn", False, False, False, False)),
         ("legacy,cudnn-fe", Kernels("cudnn-fe", False, False, False, False)),
+        ("legacy,varlen", Kernels("varlen", False, False, False, False)),
     ],
 )
 def test_words(monkeypatch: pytest.MonkeyPatch, value: str, want: Kernels) -> None:
@@ -32,7 +35,7 @@ def test_words(monkeypatch: pytest.MonkeyPatch, value: str, want: Kernels) -> No
 def test_defaults_without_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(KERNELS_ENV, raising=False)
     assert from_env() == Kernels(
-        attention="varlen", merge=True, triton_conv=True, gelu_epilogue=True, vocos_fused=False
+        attention="cudnn-fe", merge=True, triton_conv=True, gelu_epilogue=True, vocos_fused=False
     )
 
 

@@ -3,7 +3,7 @@
 allocation history; afterwards the blocks still allocated are summed by the first call site outside torch, so a
 kernel that keeps memory alive shows up with its file and line. Random weights at the real size, fp16.
 
-One device call: ``python3 tools/attn_memory.py [rows×frames] [setting ...]`` (default: 2x768 "" cudnn-fe)."""
+One device call: ``python3 tools/attn_memory.py [rows×frames] [setting ...]`` (default: 2x768 varlen "")."""
 
 from __future__ import annotations
 
@@ -43,7 +43,7 @@ def main() -> None:
     args = sys.argv[1:]
     bucket_arg = args.pop(0) if args and "x" in args[0] else "2x768"
     rows, frames = (int(x) for x in bucket_arg.split("x"))
-    settings = args or ["", "cudnn-fe"]
+    settings = args or ["varlen", ""]
     dit, _ = random_models()
     model = dit.to("cuda", torch.float16)
     torch.cuda.synchronize()

@@ -25,7 +25,7 @@ from ishow.engine.accel.graphs import GraphSampler
 from ishow.engine.accel.kernel_choice import KERNELS_ENV
 from ishow.engine.f5.sampler import SampleItem, SamplerConfig, sample
 
-SETTINGS = ("legacy", "", "cudnn-fe", "cudnn-conv", "gelu-apart", "cudnn-attn", "masked", "unfused")
+SETTINGS = ("legacy", "", "varlen", "cudnn-conv", "gelu-apart", "cudnn-attn", "masked", "unfused")
 
 
 def items(n: int, durations: list[int], mel_dim: int, seed: int) -> list[SampleItem]:

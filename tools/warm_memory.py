@@ -4,7 +4,7 @@ real size, fp16, compiled blocks, the daemon's defaults) runs every warm-up task
 allocated / reserved memory and the blocks still allocated, summed by the first call site outside torch, are
 printed. Run it once per ``ISHOW_DIT_KERNELS`` setting to see what a kernel choice keeps alive.
 
-One device call: ``ISHOW_DIT_KERNELS=cudnn-fe python3 tools/warm_memory.py [max_items]``."""
+One device call: ``ISHOW_DIT_KERNELS=varlen python3 tools/warm_memory.py [max_items]``."""
 
 from __future__ import annotations
 
