@@ -258,7 +258,7 @@ def test_kernel_switches_env(tiny: DiT, monkeypatch: pytest.MonkeyPatch) -> None
     monkeypatch.delenv(KERNELS_ENV)
     assert switches() == (True, True)
     monkeypatch.setenv(KERNELS_ENV, "flash")
-    with pytest.raises(ValueError, match="comma-separated list of masked, cudnn-attn, cudnn-fe, unfused"):
+    with pytest.raises(ValueError, match="comma-separated list of varlen, masked, cudnn-attn, cudnn-fe, unfused"):
         FusedBlocks(tiny, compile=False)
 
 
@@ -427,3 +427,49 @@ def test_cudnn_frontend_attention_keeps_no_tensor_alive_on_cuda() -> None:
     torch.cuda.synchronize()
     assert ca.failure() is None
     assert torch.cuda.memory_allocated() == before
+
+
+def test_cudnn_prebuilt_keys_are_the_ones_the_fused_blocks_hand_over(tiny: DiT) -> None:
+    # the warm-up builds attention graphs ahead from shapes alone (fused_key); they must be the very keys the
+    # compiled blocks' operands give (layout_key), or every capture after "ready" would build again
+    import ishow.engine.accel.cudnn_attention as ca
+    from ishow.engine.accel.fused import attn_in
+
+    rows, n = 6, 40
+    gen = torch.Generator().manual_seed(1)
+    x = torch.randn(rows, n, TINY.dim, generator=gen)
+    shift, scale1p = tiny.step_conditioning(0.3).blocks[0][:2]
+    ri = torch.view_as_real(tiny.rotary_embed.table(n))
+    w, b = tiny._blocks()[0].attn._qkv_params()
+    q, k, v = attn_in(x, shift, scale1p, w, b, ri[..., 0], ri[..., 1], TINY.heads)
+    got = ca.layout_key(q, k, v, torch.empty_like(q))
+    assert got == ca.fused_key(rows, TINY.heads, n, TINY.dim_head, torch.float32, torch.device("cpu"))
+
+
+def test_cudnn_prebuild_builds_each_key_once_and_a_failure_hands_over_to_flash(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import ishow.engine.accel.cudnn_attention as ca
+
+    built: list[object] = []
+
+    def fake_build(cudnn: object, key: ca._Key) -> ca._Graph:  # the real one needs CUDA and the frontend
+        built.append(key)
+        if key[2][2] == 999:
+            raise RuntimeError("cudnnGraphNotSupportedError: no plan")
+        return ca._Graph(graph=None, workspace=0)
+
+    monkeypatch.setattr(ca, "_graphs", {})
+    monkeypatch.setattr(ca, "_state", {"probed": True, "fn": object(), "error": None})
+    monkeypatch.setattr(ca, "_build", fake_build)
+    cpu = torch.device("cpu")
+    keys = [ca.fused_key(2, 16, n, 64, torch.float16, cpu) for n in (768, 1024, 768)]
+    assert ca.prebuild(keys) == 2 and ca.graphs_built() == 2 and len(built) == 2  # one build per distinct key
+    assert ca.prebuild(keys) == 0 and len(built) == 2
+    bad = ca.fused_key(2, 16, 999, 64, torch.float16, cpu)
+    assert ca.prebuild([bad, ca.fused_key(2, 16, 1280, 64, torch.float16, cpu)]) == 0
+    assert "no plan" in (ca.failure() or "") and ca.prebuild(keys) == 0  # disabled: flash varlen from now on
+
+
+def test_prepare_attention_does_nothing_without_cuda_graphs(tiny: DiT) -> None:
+    assert GraphSampler(tiny, compile=True).prepare_attention([(1, 128), (8, 1024)]) == {"skipped": True}

@@ -439,7 +439,7 @@ def table(r: dict[str, Any]) -> str:
     if s:
         lines.append(f"sustained {s['rate_per_s']}/s for {s['seconds']} s: delivered {s['delivered']}/{s['sent']}, "
                      f"p50 {s.get('p50_ms')} ms, p99 {s.get('p99_ms')} ms")  # fmt: skip
-    caps = [c for c in r.get("captures", []) if c.get("ok") and not c.get("skipped")]
+    caps = [c for c in r.get("captures", []) if c.get("ok") and not c.get("skipped") and "bucket" in c]
     if caps:
         total = sum(float(c.get("s", 0)) for c in caps)
         mem = sum(float(c.get("reserved_mb", 0) or 0) for c in caps)

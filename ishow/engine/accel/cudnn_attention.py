@@ -1,5 +1,6 @@
-"""Key-padded attention on cuDNN's fused kernel with per-row lengths, through NVIDIA's cuDNN frontend (opt-in:
-``ISHOW_DIT_KERNELS=cudnn-fe``, see :mod:`ishow.engine.accel.kernel_choice`).
+"""Key-padded attention on cuDNN's fused kernel with per-row lengths, through NVIDIA's cuDNN frontend: the DiT's
+default where the package is installed (``ISHOW_DIT_KERNELS=varlen`` picks the flash kernel instead, see
+:mod:`ishow.engine.accel.kernel_choice`).
 
 Optional: the ``nvidia-cudnn-frontend`` package (``pip install 'ishow[cudnn]'``; it loads the libcudnn that torch
 already ships). We build one cuDNN SDPA graph per (shape, strides, dtype) with its Python graph API, for dense
@@ -9,11 +10,13 @@ graph is built on first use (the warm-up run, outside any capture); later calls 
 current stream, so our CUDA graphs capture it. Built graphs are kept for the life of the process: a captured CUDA
 graph launches the kernel their plans loaded.
 
-**Raw pointers, never tensors, go to the frontend.** Its torch op (``cudnn.sdpa.fwd.torch_op.sdpa``) keeps the
-tensors of each graph's last call alive; inside a capture those are blocks of our shared graph pool (q, k, the
-q/k/v projection, the output: 2·rows·frames·12 KB per bucket), so no other graph could reuse them. Measured with
-``tools/warm_memory.py`` on an H200 (the daemon's warm-up plan, ``max_items`` 8): torch allocated +257 MB over the
-weights with flash varlen, +624 MB through the torch op; in the daemon 2.78 vs 3.54 GB (nvidia-smi).
+**No tensor of ours stays reachable from the frontend.** Through its torch op (``cudnn.sdpa.fwd.torch_op.sdpa``)
+the daemon's GPU memory grew from 2.78 to 3.54 GB: the frontend keeps a stack frame of each graph build alive, and
+a build on the caller's thread pinned every tensor of the DiT forward that made the first call of that shape (the
+warm-up run before each capture). We build on a thread of our own (:func:`_built`) and pass bare addresses to
+``execute``. Measured with ``tools/warm_memory.py`` on an H200 (the daemon's warm-up plan, ``max_items`` 8): torch
+allocated +257 MB over the weights with flash varlen, +624 MB through the torch op, +257 MB this way; the daemon
+(``ishow bench --e2e``) 2.80 GB (nvidia-smi).
 
 Measured on an H200 (``tools/attn_ab.py``, µs per call inside a CUDA graph, 16 heads of 64, fp16), against the
 flash kernel's varlen entry it replaces: 2 rows × 768 frames (batch 1) 25.9 vs 28.4; 2 × 1664 78.8 vs 100.2;
@@ -99,6 +102,47 @@ _Key = tuple[torch.dtype, torch.device, tuple[int, ...], tuple[int, ...], tuple[
              tuple[int, ...], tuple[int, ...]]  # fmt: skip
 
 
+def layout_key(q: Tensor, k: Tensor, v: Tensor, o: Tensor) -> _Key:
+    """What a graph is built for: dtype, device, shapes and every operand's strides."""
+    return (q.dtype, q.device, tuple(q.shape), tuple(v.shape), q.stride(), k.stride(), v.stride(), o.stride())
+
+
+def fused_key(batch: int, heads: int, frames: int, head_dim: int, dtype: torch.dtype, device: torch.device) -> _Key:
+    """The key of the operands :func:`ishow.engine.accel.fused.attn_in` makes for ``batch`` rows (CFG halves
+    included): q and k [B, N, H, Dh] contiguous, seen as [B, H, N, Dh]; v a view of the [B, N, 3, H, Dh]
+    projection; the output in q's layout."""
+    hd = heads * head_dim
+    shape = (batch, heads, frames, head_dim)
+    q_stride = (frames * hd, head_dim, hd, 1)
+    return (dtype, device, shape, shape, q_stride, q_stride, (frames * 3 * hd, head_dim, 3 * hd, 1), q_stride)
+
+
+def graphs_built() -> int:
+    """How many attention graphs this process has built (one per key)."""
+    return len(_graphs)
+
+
+def prebuild(keys: list[_Key]) -> int:
+    """Build the graphs of ``keys`` now (the warm-up plan's buckets, before "ready"); how many were new. A build
+    holds the GIL for ~45 ms (measured on an H200 with a probe thread: no other Python thread runs meanwhile), so
+    one during live chat would stall the event loop and the engine thread; captures after "ready" then build none.
+    Does nothing when the frontend is unusable; a failure disables it (flash varlen takes over)."""
+    cudnn = _cudnn()
+    if cudnn is None or _state["error"] is not None:
+        return 0
+    new = 0
+    for key in keys:
+        if key in _graphs:
+            continue
+        try:
+            _built(cudnn, key)
+        except Exception as e:  # noqa: BLE001 (the frontend raises its own error types)
+            disable(e)
+            return new
+        new += 1
+    return new
+
+
 def _build(cudnn: Any, key: _Key) -> _Graph:
     """cuDNN's SDPA forward for these exact shapes and strides, with a padding mask from per-row lengths. Runs on
     the builder thread (:func:`_built`): no tensor may be reachable from its stack."""
@@ -164,8 +208,7 @@ def padded(q: Tensor, k: Tensor, v: Tensor, lens: Tensor, rows_full: Tensor) -> 
         q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
     lens, rows_full = lens.to(torch.int32).contiguous(), rows_full.to(torch.int32).contiguous()
     o = torch.empty_like(q)  # q's strides (q is dense), so the caller's transpose back is a view
-    key: _Key = (q.dtype, q.device, tuple(q.shape), tuple(v.shape), q.stride(), k.stride(), v.stride(), o.stride())
-    entry = _built(cudnn, key)
+    entry = _built(cudnn, layout_key(q, k, v, o))
     handle = _handle(cudnn, q.device)
     workspace = torch.empty(max(entry.workspace, 1), dtype=torch.uint8, device=q.device)
     pointers = {_Q: q.data_ptr(), _K: k.data_ptr(), _V: v.data_ptr(), _O: o.data_ptr(),

@@ -25,6 +25,7 @@ from __future__ import annotations
 import collections
 import logging
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -33,6 +34,7 @@ import torch
 from torch import Tensor
 
 from ishow.config.choices import BATCH_BUCKETS
+from ishow.engine.accel import cudnn_attention
 from ishow.engine.accel.bucket_plan import (
     MAX_PAD_FACTOR,
     Bucket,
@@ -209,12 +211,32 @@ class GraphSampler:
                 return {"skipped": True, "reason": f"over max_area {self.buckets.max_area}"}
         ts, steps = self._conditioning(config)
         host = dummy_inputs(bucket[0], bucket[1], self.model.config.mel_dim)
+        built = cudnn_attention.graphs_built()
         entry, info = timed_capture(self.device, bucket, lambda: self._capture(host, ts, steps, config.cfg_strength))
+        info["attention_graphs_built"] = cudnn_attention.graphs_built() - built  # 0 once prepare_attention ran
         with self._lock:
             self._graphs[key] = entry
             self._misses.discard(key)
             self.capture_log.append(info)
         return info
+
+    def prepare_attention(self, buckets: Sequence[Bucket]) -> dict[str, object]:
+        """Build the cuDNN attention graphs the compiled blocks of ``buckets`` will use (see
+        :func:`ishow.engine.accel.cudnn_attention.prebuild`: each build stalls every Python thread for ~45 ms, so
+        the warm-up does them all before "ready"). Nothing when the blocks do not run cuDNN attention."""
+        if not (self.compile and self.use_graphs and from_env().attention == "cudnn-fe"):
+            return {"skipped": True}
+        cfg = self.model.config
+        dtype = self.model.proj_out.weight.dtype
+        # 2 × rows: the CFG halves run as rows of their own
+        keys = [
+            cudnn_attention.fused_key(2 * rows, cfg.heads, frames, cfg.dim_head, dtype, self.device)
+            for rows, frames in dict.fromkeys(buckets)
+        ]
+        t0 = time.perf_counter()
+        new = cudnn_attention.prebuild(keys)
+        return {"built": new, "buckets": len(keys), "seconds": round(time.perf_counter() - t0, 3),
+                "error": cudnn_attention.failure()}  # fmt: skip
 
     def graph_keys(self) -> list[tuple[object, ...]]:
         """Cached graph keys, least recently used first: (rows, frames, nfe, cfg, sway, epss)."""
