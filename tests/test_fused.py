@@ -473,3 +473,31 @@ def test_cudnn_prebuild_builds_each_key_once_and_a_failure_hands_over_to_flash(
 
 def test_prepare_attention_does_nothing_without_cuda_graphs(tiny: DiT) -> None:
     assert GraphSampler(tiny, compile=True).prepare_attention([(1, 128), (8, 1024)]) == {"skipped": True}
+
+
+def test_prepare_attention_asks_for_each_bucket_once_with_its_cfg_rows(
+    tiny: DiT, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import ishow.engine.accel.cudnn_attention as ca
+    from ishow.engine.accel.kernel_choice import KERNELS_ENV
+    from ishow.engine.f5.sampler import SamplerConfig
+
+    asked: list[list[object]] = []
+
+    def fake_prebuild(keys: list[object]) -> int:  # the real one needs CUDA and the frontend
+        asked.append(list(keys))
+        return len(keys)
+
+    monkeypatch.setattr(ca, "prebuild", fake_prebuild)
+    monkeypatch.delenv(KERNELS_ENV, raising=False)  # the default kernels: cuDNN attention
+    sampler = GraphSampler(tiny, compile=True)
+    sampler.use_graphs = sampler.compile = True  # as on CUDA (the keys are made from shapes alone)
+    info = sampler.prepare_attention([(1, 768), (8, 1024), (1, 768)])
+    key = ca.fused_key
+    cpu, h, d = torch.device("cpu"), TINY.heads, TINY.dim_head
+    assert asked[-1] == [key(2, h, 768, d, torch.float32, cpu), key(16, h, 1024, d, torch.float32, cpu)]
+    assert info["built"] == 2 and info["buckets"] == 2
+    sampler.prepare_attention([(8, 1024)], SamplerConfig(cfg_strength=0.0))  # no guidance: one row per item
+    assert asked[-1] == [key(8, h, 1024, d, torch.float32, cpu)]
+    monkeypatch.setenv(KERNELS_ENV, "varlen")
+    assert sampler.prepare_attention([(1, 768)]) == {"skipped": True} and len(asked) == 2

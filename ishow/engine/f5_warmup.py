@@ -195,7 +195,7 @@ def warmup_tasks(engine: WarmableEngine, voices: Sequence[VoiceSpec], max_batch:
         # the last essential task (the warmer runs essential ones first): the attention graphs of every planned
         # bucket, so the refining captures after "ready" build none (each build stalls all Python ~45 ms)
         s, every = sampler, [*dit[0], *dit[1]]
-        tasks.append(WarmupTask("attention graphs", lambda: s.prepare_attention(every)))
+        tasks.append(WarmupTask("attention graphs", lambda: s.prepare_attention(every, config)))
     return tasks
 
 

@@ -56,6 +56,7 @@ from ishow.engine.f5.sampler import (
     run_nfe,
     step_conditionings,
     timesteps,
+    uses_cfg,
 )
 
 log = logging.getLogger(__name__)
@@ -220,7 +221,7 @@ class GraphSampler:
             self.capture_log.append(info)
         return info
 
-    def prepare_attention(self, buckets: Sequence[Bucket]) -> dict[str, object]:
+    def prepare_attention(self, buckets: Sequence[Bucket], config: SamplerConfig = DEFAULT_CONFIG) -> dict[str, object]:
         """Build the cuDNN attention graphs the compiled blocks of ``buckets`` will use (see
         :func:`ishow.engine.accel.cudnn_attention.prebuild`: each build stalls every Python thread for ~45 ms, so
         the warm-up does them all before "ready"). Nothing when the blocks do not run cuDNN attention."""
@@ -228,9 +229,9 @@ class GraphSampler:
             return {"skipped": True}
         cfg = self.model.config
         dtype = self.model.proj_out.weight.dtype
-        # 2 × rows: the CFG halves run as rows of their own
+        halves = 2 if uses_cfg(config.cfg_strength) else 1  # the CFG halves run as rows of their own
         keys = [
-            cudnn_attention.fused_key(2 * rows, cfg.heads, frames, cfg.dim_head, dtype, self.device)
+            cudnn_attention.fused_key(halves * rows, cfg.heads, frames, cfg.dim_head, dtype, self.device)
             for rows, frames in dict.fromkeys(buckets)
         ]
         t0 = time.perf_counter()

@@ -165,6 +165,11 @@ def step_conditionings(model: DiT, ts: Sequence[float]) -> list[StepConditioning
     return [model.step_conditioning(t) for t in ts[:-1]]
 
 
+def uses_cfg(cfg_strength: float) -> bool:
+    """Whether sampling runs classifier-free guidance: each item then runs as two rows (conditional and not)."""
+    return cfg_strength >= 1e-5
+
+
 def run_nfe(
     model: DiT,
     inp: BatchInputs,
@@ -185,7 +190,7 @@ def run_nfe(
     _b, n = inp.shape
     frames = torch.arange(n, device=inp.x0.device)
     mask = frames.unsqueeze(0) < inp.seq_lens.unsqueeze(1)  # [B, N]
-    use_cfg = cfg_strength >= 1e-5
+    use_cfg = uses_cfg(cfg_strength)
     cond_m = inp.cond.to(dtype)
     te = model.embed_text(inp.text, inp.seq_lens, n)
     if use_cfg:
