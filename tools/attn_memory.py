@@ -3,40 +3,19 @@
 allocation history; afterwards the blocks still allocated are summed by the first call site outside torch, so a
 kernel that keeps memory alive shows up with its file and line. Random weights at the real size, fp16.
 
-One device call: ``python3 tools/attn_memory.py [rows×frames] [setting ...]`` (default: 2x768 varlen "")."""
+One device call: ``python3 -m tools.attn_memory [rows×frames] [setting ...]`` (default: 2x768 varlen "")."""
 
 from __future__ import annotations
 
-import collections
 import gc
 import os
 import sys
-from typing import Any
 
 import torch
 
 from ishow.bench.local import random_models
 from ishow.engine.accel.graphs import GraphSampler
-
-
-def site(frames: list[dict[str, Any]]) -> str:
-    """The first stack frame outside torch itself (else the innermost frame)."""
-    for f in frames:
-        name = str(f.get("filename", ""))
-        if "/torch/" not in name and "<" not in name:
-            return f"{name.rsplit('/', 2)[-2:]!s}:{f.get('line')} {f.get('name')}"
-    return str(frames[0]) if frames else "?"
-
-
-def live_blocks() -> collections.Counter[str]:
-    """Bytes still allocated, by allocation site (only allocations made while history was recorded carry frames)."""
-    out: collections.Counter[str] = collections.Counter()
-    snap: Any = torch.cuda.memory._snapshot()
-    for seg in snap["segments"]:
-        for blk in seg["blocks"]:
-            if blk["state"] == "active_allocated" and blk.get("frames"):
-                out[site(blk["frames"])] += int(blk["size"])
-    return out
+from tools.warm_memory import live_sites
 
 
 def main() -> None:
@@ -58,12 +37,12 @@ def main() -> None:
         torch.cuda.synchronize()
         gc.collect()
         grown = (torch.cuda.memory_allocated() - alloc0) / 2**20
-        sites = live_blocks()
+        sites = live_sites()
         torch.cuda.memory._record_memory_history(enabled=None)
         print(f"== {setting or 'default'} {rows}x{frames}: allocated +{grown:.1f} MB after capture "
               f"({info.get('seconds')} s); live blocks by site:")  # fmt: skip
-        for where, size in sites.most_common(12):
-            print(f"   {size / 2**20:9.2f} MB  {where}")
+        for where, size, blocks in sites[:12]:
+            print(f"   {size / 2**20:9.2f} MB in {blocks:4d} blocks  {where}")
         del sampler
     try:
         from cudnn.sdpa.fwd import torch_op  # type: ignore[import-not-found]
