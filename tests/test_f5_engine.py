@@ -263,3 +263,32 @@ def test_f5_mel_front_end_matches_upstream_golden() -> None:
     ref = g["out.logmel"]
     assert mel.shape == ref.shape
     assert float((mel - ref).abs().max()) < 1e-3
+
+
+def test_warmup_builds_attention_graphs_last_before_ready(
+    tmp_path: Path, voices: tuple[VoiceSpec, VoiceSpec], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the cuDNN attention graphs of every planned bucket (refinements included) are the last essential task: built
+    # before "ready", so no capture during live chat builds one (a build stalls every Python thread ~45 ms)
+    from ishow.engine.accel.warmer import BucketWarmer
+
+    tiny = write_tiny_model(tmp_path / "model")
+    eng = F5Engine(EngineConfig(model="tiny", checkpoint=tiny.checkpoint, vocab=tiny.vocab, vocoder=tiny.vocoder,
+                                device="cpu"))  # fmt: skip
+    eng.load()
+    assert eng.sampler is not None
+    eng.sampler.use_graphs = True  # plan as on CUDA (nothing is captured here)
+    asked: list[list[tuple[int, int]]] = []
+
+    def prepare_attention(buckets: list[tuple[int, int]], config: object) -> dict[str, object]:
+        asked.append(list(buckets))
+        return {}
+
+    monkeypatch.setattr(eng.sampler, "prepare_attention", prepare_attention)
+    tasks = eng.warmup_tasks(list(voices), 8)
+    essential = [t.label for t in tasks if t.essential]
+    dit = [t.label for t in tasks if t.label.startswith("dit ")]
+    assert essential[-1] == "attention graphs" and len(dit) > len([x for x in essential if x.startswith("dit ")])
+    BucketWarmer([t for t in tasks if t.label == "attention graphs"]).run_plan()
+    planned = [tuple(int(v) for v in label.split()[1].split("x")) for label in dit]
+    assert asked == [planned]  # every planned DiT bucket, essential and refinement
