@@ -12,7 +12,7 @@ from ishow.engine.accel.kernel_choice import Kernels
 from ishow.engine.accel.mels import pad_mels
 from ishow.engine.accel.vocoder_backends import TorchVocoder, select_vocoder
 from ishow.engine.f5.checkpoint import randomize_
-from ishow.engine.f5.dit import TINY, DiT, apply_rotary_qk
+from ishow.engine.f5.dit import TINY, DiT, StepConditioning, apply_rotary_qk
 from ishow.engine.f5.vocos import Vocos, VocosConfig
 
 
@@ -25,6 +25,18 @@ def tiny() -> DiT:
     model = DiT(TINY).eval()
     randomize_(model, seed=3)
     return model
+
+
+def _padded_batch(
+    tiny: DiT, seed: int, lengths: list[int], time: float
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, StepConditioning, torch.Tensor]:
+    """Rows of ``lengths`` frames padded to the longest: x, cond, text embedding, step conditioning, mask."""
+    gen = torch.Generator().manual_seed(seed)
+    lens, n = torch.tensor(lengths), max(lengths)
+    x, cond = torch.randn(len(lengths), n, 100, generator=gen), torch.randn(len(lengths), n, 100, generator=gen)
+    mask = torch.arange(n)[None] < lens[:, None]
+    te = tiny.embed_text(torch.randint(1, 2545, (len(lengths), 20), generator=gen), lens, n)
+    return x, cond, te, tiny.step_conditioning(time), mask
 
 
 @pytest.fixture(scope="module")
@@ -45,12 +57,7 @@ def test_rope_equals_complex_rotation(tiny: DiT) -> None:
 
 
 def test_fused_blocks_equal_block_loop(tiny: DiT) -> None:
-    gen = torch.Generator().manual_seed(1)
-    lens = torch.tensor([40, 25, 7])
-    x, cond = torch.randn(3, 40, 100, generator=gen), torch.randn(3, 40, 100, generator=gen)
-    mask = torch.arange(40)[None] < lens[:, None]
-    te = tiny.embed_text(torch.randint(1, 2545, (3, 20), generator=gen), lens, 40)
-    step = tiny.step_conditioning(0.4)
+    x, cond, te, step, mask = _padded_batch(tiny, 1, [40, 25, 7], 0.4)
     calls: list[int] = []
     runner = FusedBlocks(tiny, compile=False)
     assert not runner.compiled
@@ -201,18 +208,14 @@ def test_fused_blocks_varlen_path_equals_masked_path(tiny: DiT, monkeypatch: pyt
 
     monkeypatch.setattr(torch.ops.aten, "_flash_attention_forward", contract)
     monkeypatch.setattr(fused, "varlen_usable", lambda q: True)
-    gen = torch.Generator().manual_seed(6)
-    lens = torch.tensor([40, 25, 7])
-    x, cond = torch.randn(3, 40, 100, generator=gen), torch.randn(3, 40, 100, generator=gen)
-    mask = torch.arange(40)[None] < lens[:, None]
-    te = tiny.embed_text(torch.randint(1, 2545, (3, 20), generator=gen), lens, 40)
-    step = tiny.step_conditioning(0.7)
+    lens = [40, 25, 7]
+    x, cond, te, step, mask = _padded_batch(tiny, 6, lens, 0.7)
     new = FusedBlocks(tiny, compile=False, varlen=True, merge=True)
     old = FusedBlocks(tiny, compile=False, varlen=False, merge=False)
     with torch.no_grad():
         ref = tiny(x, cond, te, step, mask)
         got_new = tiny(x, cond, te, step, mask, runner=new)
-        assert len(calls) == TINY.depth and all(c.tolist() == lens.tolist() for c in calls)
+        assert len(calls) == TINY.depth and all(c.tolist() == lens for c in calls)
         got_old = tiny(x, cond, te, step, mask, runner=old)
         assert len(calls) == TINY.depth  # legacy: the mask, never the varlen call
         full = torch.ones(3, 40, dtype=torch.bool)
@@ -263,12 +266,7 @@ def test_kernel_switches_env(tiny: DiT, monkeypatch: pytest.MonkeyPatch) -> None
 
 
 def test_merged_and_unmerged_block_boundaries_agree(tiny: DiT) -> None:
-    gen = torch.Generator().manual_seed(9)
-    lens = torch.tensor([33, 12])
-    x, cond = torch.randn(2, 33, 100, generator=gen), torch.randn(2, 33, 100, generator=gen)
-    mask = torch.arange(33)[None] < lens[:, None]
-    te = tiny.embed_text(torch.randint(1, 2545, (2, 20), generator=gen), lens, 33)
-    step = tiny.step_conditioning(0.2)
+    x, cond, te, step, mask = _padded_batch(tiny, 9, [33, 12], 0.2)
     with torch.no_grad():
         merged = tiny(x, cond, te, step, mask, runner=FusedBlocks(tiny, compile=False, varlen=False, merge=True))
         apart = tiny(x, cond, te, step, mask, runner=FusedBlocks(tiny, compile=False, varlen=False, merge=False))
@@ -338,12 +336,7 @@ def test_cudnn_frontend_attention_gets_row_lengths_and_every_query_row(
 
     monkeypatch.setattr(ca, "usable", lambda q: True)
     monkeypatch.setattr(ca, "padded", fake)
-    gen = torch.Generator().manual_seed(6)
-    lens = torch.tensor([40, 25, 7])
-    x, cond = torch.randn(3, 40, 100, generator=gen), torch.randn(3, 40, 100, generator=gen)
-    mask = torch.arange(40)[None] < lens[:, None]
-    te = tiny.embed_text(torch.randint(1, 2545, (3, 20), generator=gen), lens, 40)
-    step = tiny.step_conditioning(0.7)
+    x, cond, te, step, mask = _padded_batch(tiny, 6, [40, 25, 7], 0.7)
     runner = FusedBlocks(tiny, compile=False, kernels=Kernels(attention="cudnn-fe"))  # ISHOW_DIT_KERNELS=cudnn-fe
     with torch.no_grad():
         got = tiny(x, cond, te, step, mask, runner=runner)
