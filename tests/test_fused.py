@@ -355,7 +355,7 @@ def test_cudnn_frontend_failure_is_logged_once_and_flash_varlen_takes_over(monke
         calls.append(1)
         raise RuntimeError("cudnnGraphNotSupportedError: no engine for this shape")
 
-    monkeypatch.setattr(ca, "_state", {"probed": True, "fn": None, "error": None})
+    monkeypatch.setattr(ca, "_state", {"probed": True, "module": None, "error": None})
     monkeypatch.setattr(ca, "usable", lambda q: ca._state["error"] is None)
     monkeypatch.setattr(ca, "padded", broken)
     q, k, v, bias, _ = _padded_case(8)
@@ -453,7 +453,7 @@ def test_cudnn_prebuild_builds_each_key_once_and_a_failure_hands_over_to_flash(
         return ca._Graph(graph=None, workspace=0)
 
     monkeypatch.setattr(ca, "_graphs", {})
-    monkeypatch.setattr(ca, "_state", {"probed": True, "fn": object(), "error": None})
+    monkeypatch.setattr(ca, "_state", {"probed": True, "module": object(), "error": None})
     monkeypatch.setattr(ca, "_build", fake_build)
     cpu = torch.device("cpu")
     keys = [ca.fused_key(2, 16, n, 64, torch.float16, cpu) for n in (768, 1024, 768)]

@@ -40,7 +40,7 @@ from torch import Tensor
 log = logging.getLogger(__name__)
 
 _lock = threading.Lock()
-_state: dict[str, Any] = {"probed": False, "fn": None, "error": None}
+_state: dict[str, Any] = {"probed": False, "module": None, "error": None}
 _tls = threading.local()  # cuDNN handles are not thread-safe: one per thread (and device)
 # uids of the graph's operands (any distinct integers; the execute call binds raw pointers to them)
 _Q, _K, _V, _O, _LEN_Q, _LEN_KV = 1, 2, 3, 4, 5, 6
@@ -65,11 +65,11 @@ def _cudnn() -> Any | None:
             try:
                 import cudnn  # type: ignore[import-not-found]
 
-                _state["fn"] = cudnn
+                _state["module"] = cudnn
             except Exception as e:  # noqa: BLE001 (ImportError, or OSError/RuntimeError loading libcudnn)
                 _state["error"] = f"{type(e).__name__}: {e}"
                 log.info("cuDNN frontend attention unavailable (%s); using flash varlen", _state["error"])
-        return _state["fn"]
+        return _state["module"]
 
 
 def usable(q: Tensor) -> bool:
