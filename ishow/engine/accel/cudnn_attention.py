@@ -144,8 +144,18 @@ def prebuild(keys: list[_Key]) -> int:
 
 
 def _build(cudnn: Any, key: _Key) -> _Graph:
-    """cuDNN's SDPA forward for these exact shapes and strides, with a padding mask from per-row lengths. Runs on
-    the builder thread (:func:`_built`): no tensor may be reachable from its stack."""
+    """cuDNN's SDPA forward for these exact shapes and strides, with a padding mask from per-row lengths, its
+    heuristics' first plan that builds. Runs on the builder thread (:func:`_built`): no tensor may be reachable
+    from its stack."""
+    g = planned(cudnn, key, [cudnn.heur_mode.A, cudnn.heur_mode.FALLBACK])
+    g.check_support()
+    g.build_plans()
+    return _Graph(graph=g, workspace=int(g.get_workspace_size()))
+
+
+def planned(cudnn: Any, key: _Key, heuristics: list[Any]) -> Any:
+    """The SDPA graph for ``key``, validated, with the ranked execution plans of ``heuristics`` created (none built:
+    :func:`_build` builds the first that can; ``tools/attn_plans.py`` times each)."""
     dtype, device, q_shape, v_shape, q_stride, k_stride, v_stride, o_stride = key
     io = {torch.float16: cudnn.data_type.HALF, torch.bfloat16: cudnn.data_type.BFLOAT16}[dtype]
     g = cudnn.pygraph(
@@ -170,10 +180,8 @@ def _build(cudnn: Any, key: _Key) -> _Graph:
     out.set_data_type(io)
     g.validate()
     g.build_operation_graph()
-    g.create_execution_plans([cudnn.heur_mode.A, cudnn.heur_mode.FALLBACK])
-    g.check_support()
-    g.build_plans()
-    return _Graph(graph=g, workspace=int(g.get_workspace_size()))
+    g.create_execution_plans(heuristics)
+    return g
 
 
 def _built(cudnn: Any, key: _Key) -> _Graph:
