@@ -6,10 +6,11 @@ import pytest
 import torch
 
 from ishow.engine.accel.fast_vocos import FastVocos, overlap_add
-from ishow.engine.accel.fused import FusedBlocks, rope
+from ishow.engine.accel.fused import FusedBlocks
 from ishow.engine.accel.graphs import GraphSampler
 from ishow.engine.accel.kernel_choice import Kernels
 from ishow.engine.accel.mels import pad_mels
+from ishow.engine.accel.rope import rope
 from ishow.engine.accel.vocoder_backends import TorchVocoder, select_vocoder
 from ishow.engine.f5.checkpoint import randomize_
 from ishow.engine.f5.dit import TINY, DiT, StepConditioning, apply_rotary_qk

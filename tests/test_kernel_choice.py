@@ -19,12 +19,14 @@ from ishow.engine.accel.kernel_choice import KERNELS_ENV, LEGACY, Kernels, from_
         ("unfused", Kernels(merge=False)),
         ("cudnn-conv", Kernels(triton_conv=False)),
         ("gelu-apart", Kernels(gelu_epilogue=False)),
+        ("rope-inductor", Kernels(triton_rope=False)),
+        ("vocos-stages", Kernels(vocos_triton=False)),
         (" Cudnn-Conv , gelu-apart ", Kernels(triton_conv=False, gelu_epilogue=False)),
         ("legacy", LEGACY),
         ("vocos-fused", Kernels(vocos_fused=True)),
-        ("legacy,cudnn-attn", Kernels("cudnn", False, False, False, False)),
-        ("legacy,cudnn-fe", Kernels("cudnn-fe", False, False, False, False)),
-        ("legacy,varlen", Kernels("varlen", False, False, False, False)),
+        ("legacy,cudnn-attn", Kernels("cudnn", False, False, False, False, False, False)),
+        ("legacy,cudnn-fe", Kernels("cudnn-fe", False, False, False, False, False, False)),
+        ("legacy,varlen", Kernels("varlen", False, False, False, False, False, False)),
     ],
 )
 def test_words(monkeypatch: pytest.MonkeyPatch, value: str, want: Kernels) -> None:
@@ -35,7 +37,13 @@ def test_words(monkeypatch: pytest.MonkeyPatch, value: str, want: Kernels) -> No
 def test_defaults_without_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(KERNELS_ENV, raising=False)
     assert from_env() == Kernels(
-        attention="cudnn-fe", merge=True, triton_conv=True, gelu_epilogue=True, vocos_fused=False
+        attention="cudnn-fe",
+        merge=True,
+        triton_conv=True,
+        gelu_epilogue=True,
+        vocos_fused=False,
+        triton_rope=True,
+        vocos_triton=True,
     )
 
 

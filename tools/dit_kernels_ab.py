@@ -1,5 +1,5 @@
 """A/B of the DiT kernel switches (``ISHOW_DIT_KERNELS``, :mod:`ishow.engine.accel.kernel_choice`) on the graphed,
-compiled sampler alone, plus a launch-shape sweep of the Triton conv position kernel.
+compiled sampler alone, plus launch-shape sweeps of the Triton conv position and RoPE kernels.
 
 For each setting a fresh :class:`GraphSampler` captures a batch-1 bucket (750 frames in 768, like the bench's
 message), a batch-16 bucket of equal lengths (16 × 750, the bench's batch 16) and one of mixed lengths (1792
@@ -25,7 +25,7 @@ from ishow.engine.accel.graphs import GraphSampler
 from ishow.engine.accel.kernel_choice import KERNELS_ENV
 from ishow.engine.f5.sampler import SampleItem, SamplerConfig, sample
 
-SETTINGS = ("legacy", "", "varlen", "cudnn-conv", "gelu-apart", "cudnn-attn", "masked", "unfused")
+SETTINGS = ("legacy", "", "varlen", "cudnn-conv", "gelu-apart", "cudnn-attn", "masked", "unfused", "rope-inductor")
 
 
 def items(n: int, durations: list[int], mel_dim: int, seed: int) -> list[SampleItem]:
@@ -65,13 +65,45 @@ def conv_sweep(dit: Any, device: torch.device) -> None:
                 print(f"    {tile}: {us:8.1f} us ({base / us:4.1f}x)  rel L2 {err:.2e}")
 
 
+def copy_qk(qkv: torch.Tensor) -> torch.Tensor:
+    return torch.empty_like(qkv[..., :2048]).copy_(qkv[..., :2048])
+
+
+def rope_sweep(device: torch.device) -> None:
+    """RoPE of q and k alone: inductor's kernel (the same function compiled apart) vs the Triton kernel at each
+    launch shape, and the floor: a copy of the same bytes."""
+    from ishow.engine.accel import rope as rp
+
+    inductor = torch.compile(rp.split_rope_torch, dynamic=False, fullgraph=True)
+    print("RoPE of q and k, GPU µs per call (in a CUDA graph); max abs error vs the torch ops")
+    for rows, n in ((2, 768), (2, 1536), (32, 768)):
+        gen = torch.Generator().manual_seed(rows + n)
+        qkv = torch.randn(rows, n, 3 * 1024, generator=gen).to(device, torch.float16)
+        ang = torch.randn(n, 32, generator=gen)
+        rot = torch.stack((ang.cos(), ang.sin()), dim=-1).to(device)
+        cos, sin = rot[..., 0], rot[..., 1]
+        with torch.inference_mode():
+            want = rp.split_rope_torch(qkv, cos, sin, 16)
+            base = graph_us(partial(inductor, qkv, cos, sin, 16))
+            floor = graph_us(partial(copy_qk, qkv))
+            print(f"  {rows}x{n}: inductor {base:7.1f} us, copy of q and k {floor:7.1f} us")
+            for tile in (rp.Tile(16, 8, 2), rp.Tile(16, 16, 2), rp.Tile(8, 8, 1), rp.Tile(16, 8, 1),
+                         rp.Tile(16, 16, 4), rp.Tile(8, 16, 1), rp.Tile(32, 16, 4), rp.Tile(16, 4, 1),
+                         rp.Tile(8, 32, 2), rp.Tile(16, 32, 4), rp.Tile(32, 8, 4)):  # fmt: skip
+                got = rp.split_rope_triton(qkv, rot, 16, tile)
+                err = max(float((g.float() - w.float()).abs().max()) for g, w in zip(got, want, strict=True))
+                us = graph_us(partial(rp.split_rope_triton, qkv, rot, 16, tile))
+                print(f"    {tile}: {us:7.1f} us ({base / us:4.2f}x)  err {err:.1e}")
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--device", default="cuda")
     p.add_argument("--model", default="F5TTS_v1_Base")
     p.add_argument("--reps", type=int, default=20)
     p.add_argument("--settings", default=",".join(s or "new" for s in SETTINGS))
-    p.add_argument("--no-sweep", action="store_true")
+    p.add_argument("--no-sweep", action="store_true", help="neither launch-shape sweep")
+    p.add_argument("--sweeps", default="conv,rope", help="which launch-shape sweeps: conv, rope")
     args = p.parse_args()
     device = torch.device(args.device)
     dtype = torch.float16 if device.type == "cuda" else torch.float32
@@ -81,8 +113,11 @@ def main() -> None:
     mel = dit.config.mel_dim
     batches = {"b1": items(1, [750], mel, 1), "b16": items(16, [750] * 16, mel, 3),
                "mix16": items(16, [1700 - 75 * i for i in range(16)], mel, 2)}  # fmt: skip
-    if device.type == "cuda" and not args.no_sweep:
+    sweeps = set() if args.no_sweep else {w.strip() for w in args.sweeps.split(",")}
+    if device.type == "cuda" and "conv" in sweeps:
         conv_sweep(dit, device)
+    if device.type == "cuda" and "rope" in sweeps:
+        rope_sweep(device)
     with torch.inference_mode():
         ref = {k: [m.float().cpu() for m in sample(dit32, b, SamplerConfig())] for k, b in batches.items()}
     del dit32

@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ishow.engine.accel.kernel_choice import Kernels, from_env
+from ishow.engine.accel.rope import split_rope, split_rope_torch
 
 if TYPE_CHECKING:
     from ishow.engine.f5.dit import DiT, Modulation
@@ -69,24 +70,17 @@ def _modulate(x: Tensor, scale1p: Tensor, shift: Tensor) -> Tensor:
     return torch.addcmul(shift, F.layer_norm(x, (x.shape[-1],), eps=1e-6), scale1p)
 
 
-def rope(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
-    """x: [B, N, H, Dh], cos/sin: [N, Dh/2] fp32 → adjacent pairs (a, b) ↦ (a·cos − b·sin, b·cos + a·sin), fp32 math,
-    x's dtype out (the same rotation as :func:`ishow.engine.f5.dit.apply_rotary_qk`)."""
-    xf = x.float().reshape(*x.shape[:-1], -1, 2)
-    a, b = xf[..., 0], xf[..., 1]
-    c, s = cos[None, :, None, :], sin[None, :, None, :]
-    return torch.stack((a * c - b * s, b * c + a * s), dim=-1).flatten(-2).to(x.dtype)
+def qkv_in(x: Tensor, shift: Tensor, scale1p: Tensor, w_qkv: Tensor, b_qkv: Tensor) -> Tensor:
+    """Modulated LayerNorm → fused q/k/v GEMM: [B, N, 3·H·Dh], RoPE not applied yet (:func:`rope.split_rope`)."""
+    return F.linear(_modulate(x, scale1p, shift), w_qkv, b_qkv)
 
 
 def attn_in(
     x: Tensor, shift: Tensor, scale1p: Tensor, w_qkv: Tensor, b_qkv: Tensor, cos: Tensor, sin: Tensor, heads: int
 ) -> tuple[Tensor, Tensor, Tensor]:
-    """Modulated LayerNorm → fused q/k/v GEMM → RoPE on q and k: → q, k, v [B, H, N, Dh] (for SDPA)."""
-    qkv = F.linear(_modulate(x, scale1p, shift), w_qkv, b_qkv)
-    qkv = qkv.reshape(x.shape[0], x.shape[1], 3, heads, -1)  # [B, N, 3, H, Dh]
-    q = rope(qkv[:, :, 0], cos, sin).transpose(1, 2)
-    k = rope(qkv[:, :, 1], cos, sin).transpose(1, 2)
-    return q, k, qkv[:, :, 2].transpose(1, 2)
+    """Modulated LayerNorm → fused q/k/v GEMM → RoPE on q and k (in the same graph, by inductor): → q, k, v
+    [B, H, N, Dh] (for SDPA)."""
+    return split_rope_torch(qkv_in(x, shift, scale1p, w_qkv, b_qkv), cos, sin, heads)
 
 
 def ff_in(x: Tensor, w1: Tensor, b1: Tensor, gelu_epilogue: bool) -> Tensor:
@@ -121,6 +115,31 @@ def attn_out_ff(
     return torch.addcmul(x, gate_mlp, F.linear(h, w2, b2))
 
 
+def attn_out_ff_qkv(
+    x: Tensor,
+    attn: Tensor,
+    gate: Tensor,
+    shift_mlp: Tensor,
+    scale_mlp1p: Tensor,
+    gate_mlp: Tensor,
+    w_o: Tensor,
+    b_o: Tensor,
+    w1: Tensor,
+    b1: Tensor,
+    w2: Tensor,
+    b2: Tensor,
+    shift: Tensor,
+    scale1p: Tensor,
+    w_qkv: Tensor,
+    b_qkv: Tensor,
+    gelu_epilogue: bool = False,
+) -> tuple[Tensor, Tensor]:
+    """:func:`attn_out_ff` of one block then :func:`qkv_in` of the next, as ONE compiled graph, so the FF's gated
+    residual add is fused into the next block's modulated LayerNorm (one kernel, x read once) → x, qkv."""
+    x = attn_out_ff(x, attn, gate, shift_mlp, scale_mlp1p, gate_mlp, w_o, b_o, w1, b1, w2, b2, gelu_epilogue)
+    return x, qkv_in(x, shift, scale1p, w_qkv, b_qkv)
+
+
 def attn_out_ff_in(
     x: Tensor,
     attn: Tensor,
@@ -143,10 +162,10 @@ def attn_out_ff_in(
     heads: int,
     gelu_epilogue: bool = False,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """:func:`attn_out_ff` of one block then :func:`attn_in` of the next, as ONE compiled graph, so the FF's gated
-    residual add is fused into the next block's modulated LayerNorm (one kernel, x read once) → x, q, k, v."""
-    x = attn_out_ff(x, attn, gate, shift_mlp, scale_mlp1p, gate_mlp, w_o, b_o, w1, b1, w2, b2, gelu_epilogue)
-    q, k, v = attn_in(x, shift, scale1p, w_qkv, b_qkv, cos, sin, heads)
+    """:func:`attn_out_ff_qkv` with RoPE in the same graph (by inductor) → x, q, k, v."""
+    x, qkv = attn_out_ff_qkv(x, attn, gate, shift_mlp, scale_mlp1p, gate_mlp, w_o, b_o, w1, b1, w2, b2, shift,
+                             scale1p, w_qkv, b_qkv, gelu_epilogue)  # fmt: skip
+    q, k, v = split_rope_torch(qkv, cos, sin, heads)
     return x, q, k, v
 
 
@@ -243,8 +262,9 @@ class FusedBlocks:
     """Runs ``model``'s transformer blocks through :func:`attn_in` / :func:`attend` / :func:`attn_out_ff_in` /
     :func:`attn_out_ff`, compiled when ``compile`` (and torch.compile is available), eagerly otherwise. Install as
     ``model.block_runner``. ``kernels`` (default: :func:`ishow.engine.accel.kernel_choice.from_env`) picks the
-    attention kernel for padded rows, merged block boundaries and the GELU epilogue; ``varlen=True/False`` and
-    ``merge=`` override the first two (varlen vs the key padding bias on the memory-efficient kernel)."""
+    attention kernel for padded rows, merged block boundaries, the GELU epilogue and RoPE (the Triton kernel of
+    :mod:`ishow.engine.accel.rope` after the compiled projection, or inductor's inside it); ``varlen=True/False``
+    and ``merge=`` override the first two (varlen vs the key padding bias on the memory-efficient kernel)."""
 
     def __init__(
         self,
@@ -260,13 +280,16 @@ class FusedBlocks:
         self.varlen = self.attention in ("varlen", "cudnn-fe")  # both take per-row key lengths
         self.merge = k.merge if merge is None else merge
         self.gelu_epilogue = k.gelu_epilogue
-        pre = compiled("dit.attn_in", attn_in) if compile else None
+        self.rope_kernel = k.triton_rope
+        head_fn: Callable[..., Any] = qkv_in if self.rope_kernel else attn_in
+        mid_fn: Callable[..., Any] = attn_out_ff_qkv if self.rope_kernel else attn_out_ff_in
+        pre = compiled(f"dit.{head_fn.__name__}", head_fn) if compile else None
         post = compiled("dit.attn_out_ff", attn_out_ff) if compile else None
-        mid = compiled("dit.attn_out_ff_in", attn_out_ff_in) if compile and self.merge else None
+        mid = compiled(f"dit.{mid_fn.__name__}", mid_fn) if compile and self.merge else None
         self.compiled = pre is not None and post is not None and (not self.merge or mid is not None)
-        self.pre: Callable[..., Any] = pre if self.compiled and pre is not None else attn_in
+        self.pre: Callable[..., Any] = pre if self.compiled and pre is not None else head_fn
         self.post: Callable[..., Any] = post if self.compiled and post is not None else attn_out_ff
-        self.mid: Callable[..., Any] = mid if self.compiled and mid is not None else attn_out_ff_in
+        self.mid: Callable[..., Any] = mid if self.compiled and mid is not None else mid_fn
 
     def __call__(self, h: Tensor, mods: tuple[Modulation, ...], bias: Tensor | None, rope_table: Tensor) -> Tensor:
         ri = torch.view_as_real(rope_table)  # [N, Dh/2, 2] fp32
@@ -286,7 +309,10 @@ class FusedBlocks:
                 w, b = attn._qkv_params()
                 if self.compiled:
                     mark_dynamic(h, 0, 1)
-                qkv = self.pre(h, shift, scale1p, w, b, cos, sin, attn.heads)
+                if self.rope_kernel:
+                    qkv = split_rope(self.pre(h, shift, scale1p, w, b), ri, attn.heads)
+                else:
+                    qkv = self.pre(h, shift, scale1p, w, b, cos, sin, attn.heads)
             q, k, v = qkv
             out = attend(q, k, v, bias, lens, cu, self.attention, full)
             if self.compiled:
@@ -298,10 +324,14 @@ class FusedBlocks:
                     ff2.weight, ff2.bias)  # fmt: skip
             if not self.merge or i + 1 == len(blocks):
                 h, qkv = self.post(*tail, gelu_epilogue=self.gelu_epilogue), None
+                continue
+            nxt = blocks[i + 1].attn
+            w, b = nxt._qkv_params()
+            nshift, nscale1p = mods[i + 1][0], mods[i + 1][1]
+            if self.rope_kernel:
+                h, raw = self.mid(*tail, nshift, nscale1p, w, b, gelu_epilogue=self.gelu_epilogue)
+                qkv = split_rope(raw, ri, nxt.heads)
             else:
-                nxt = blocks[i + 1].attn
-                w, b = nxt._qkv_params()
-                nshift, nscale1p = mods[i + 1][0], mods[i + 1][1]
                 h, q, k, v = self.mid(*tail, nshift, nscale1p, w, b, cos, sin, nxt.heads,
                                       gelu_epilogue=self.gelu_epilogue)  # fmt: skip
                 qkv = (q, k, v)

@@ -15,13 +15,19 @@ GPU memory (``tools/dit_kernels_ab.py``, ``tools/warm_memory.py``).
 * ``cudnn-fe``: the default attention, named (to pair it with ``legacy``);
 * ``unfused``: each block's tail compiled apart from the next block's head (the FF residual not fused into the
   next LayerNorm);
+* ``rope-inductor``: RoPE of q and k compiled by inductor inside the q/k/v projection's graph instead of the Triton
+  kernel of :mod:`ishow.engine.accel.rope` after it;
 * ``cudnn-conv``: the conv position embedding on cuDNN (16 per-group kernels plus transposes) instead of the
   Triton kernel of :mod:`ishow.engine.accel.conv_pos`;
 * ``gelu-apart``: the FF's GELU as its own kernel instead of the first FF GEMM's epilogue (cuBLASLt);
+* ``vocos-stages``: each Vocos ConvNeXt block as one compiled graph (depthwise conv on cuDNN, ~12 kernels) instead
+  of the Triton kernel of :mod:`ishow.engine.accel.vocos_convnext` (depthwise conv + LayerNorm + the previous
+  block's residual) and one compiled graph for the two Linears (~4 kernels a block);
 * ``vocos-fused`` (opt-in): the vocoder's whole backbone as one channels-last compiled graph
   (:mod:`ishow.engine.accel.fast_vocos`) instead of its stages compiled apart: fewer kernels, but a much longer
   first compile (19.6 s + 28.8 s for the first two buckets cold on an H200) for a gain the bench did not confirm;
-* ``legacy``: the kernels before issue 14's item 4 (``masked``, ``unfused``, ``cudnn-conv``, ``gelu-apart``); with
+* ``legacy``: the kernels before issue 14's item 4 (``masked``, ``unfused``, ``cudnn-conv``, ``gelu-apart``,
+  ``rope-inductor``, ``vocos-stages``); with
   an attention word, that attention instead of ``masked``.
 """
 
@@ -32,7 +38,8 @@ import os
 from dataclasses import dataclass
 
 KERNELS_ENV = "ISHOW_DIT_KERNELS"
-WORDS = ("varlen", "masked", "cudnn-attn", "cudnn-fe", "unfused", "cudnn-conv", "gelu-apart", "vocos-fused", "legacy")
+WORDS = ("varlen", "masked", "cudnn-attn", "cudnn-fe", "unfused", "rope-inductor", "cudnn-conv", "gelu-apart",
+         "vocos-stages", "vocos-fused", "legacy")  # fmt: skip
 ATTENTION = ("cudnn-fe", "varlen", "masked", "cudnn")
 
 
@@ -43,6 +50,8 @@ class Kernels:
     triton_conv: bool = True
     gelu_epilogue: bool = True
     vocos_fused: bool = False
+    triton_rope: bool = True
+    vocos_triton: bool = True
 
     def __post_init__(self) -> None:
         if self.attention not in ATTENTION:
@@ -50,7 +59,8 @@ class Kernels:
 
 
 _ATTENTION_OF = {"varlen": "varlen", "masked": "masked", "cudnn-attn": "cudnn", "cudnn-fe": "cudnn-fe"}
-LEGACY = Kernels(attention="masked", merge=False, triton_conv=False, gelu_epilogue=False, vocos_fused=False)
+LEGACY = Kernels(attention="masked", merge=False, triton_conv=False, gelu_epilogue=False, vocos_fused=False,
+                 triton_rope=False, vocos_triton=False)  # fmt: skip
 
 
 def from_env() -> Kernels:
@@ -67,4 +77,5 @@ def from_env() -> Kernels:
         return LEGACY if not chosen else dataclasses.replace(LEGACY, attention=_ATTENTION_OF[chosen.pop()])
     attention = _ATTENTION_OF[chosen.pop()] if chosen else Kernels.attention
     return Kernels(attention=attention, merge="unfused" not in off, triton_conv="cudnn-conv" not in off,
-                   gelu_epilogue="gelu-apart" not in off, vocos_fused="vocos-fused" in off)  # fmt: skip
+                   gelu_epilogue="gelu-apart" not in off, vocos_fused="vocos-fused" in off,
+                   triton_rope="rope-inductor" not in off, vocos_triton="vocos-stages" not in off)  # fmt: skip
