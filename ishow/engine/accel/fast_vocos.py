@@ -1,10 +1,15 @@
 """The Vocos vocoder for the GPU path as pure tensor functions for ``torch.compile`` (inductor), captured inside
 :class:`ishow.engine.accel.vocoder_backends.TorchVocoder`'s per-bucket CUDA graphs.
 
-Two compiled forms of the same function as :class:`ishow.engine.f5.vocos.Vocos` (with frame masks, so a padded batch
-decodes exactly like its items alone):
+Three compiled forms of the same function as :class:`ishow.engine.f5.vocos.Vocos` (with frame masks, so a padded
+batch decodes exactly like its items alone):
 
-* per stage (the default): :func:`vocos_embed`, :func:`vocos_block` (one compiled graph shared by the 8 blocks);
+* the default on CUDA fp16/bf16 with Triton: channels-last, each ConvNeXt block as the Triton kernel of
+  :mod:`ishow.engine.accel.vocos_convnext` (the previous block's masked residual, depthwise conv, LayerNorm) and
+  :func:`vocos_ff` (Linear, GELU, Linear; one compiled graph shared by the 8 blocks), between
+  :func:`vocos_embed_cl` and :func:`vocos_tail`: ~4 kernels a block;
+* per stage (``ISHOW_DIT_KERNELS=vocos-stages``, and fp32): :func:`vocos_embed`, :func:`vocos_block` (one compiled
+  graph shared by the 8 blocks, ~12 kernels each);
 * ``ISHOW_DIT_KERNELS=vocos-fused``: the whole backbone as ONE compiled graph over channels-last activations
   [B, T, C] (:func:`vocos_backbone`): each depthwise conv written as its 7 shifted multiply-adds, so inductor fuses
   it with the previous block's masked residual and this block's LayerNorm, no transpose between blocks (~4 kernels
@@ -28,8 +33,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ishow.engine.accel.conv_pos import triton_available
 from ishow.engine.accel.fused import compiled, mark_dynamic
 from ishow.engine.accel.kernel_choice import from_env
+from ishow.engine.accel.vocos_convnext import dw_ln
 from ishow.engine.f5.vocos import LOG_MAG_MAX, Vocos
 
 BlockWeights = tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]
@@ -109,6 +116,36 @@ def vocos_backbone(
     return x
 
 
+def vocos_embed_cl(mel: Tensor, mask: Tensor, w: Tensor, b: Tensor, ln_w: Tensor, ln_b: Tensor) -> Tensor:
+    """:func:`vocos_embed` channels-last: → embedded, normed, masked [B, T, C] (contiguous)."""
+    return vocos_embed(mel, mask, w, b, ln_w, ln_b).transpose(1, 2).contiguous()
+
+
+def vocos_ff(h: Tensor, w1: Tensor, b1: Tensor, w2: Tensor, b2: Tensor) -> Tensor:
+    """A ConvNeXt block's Linear, exact GELU, Linear on its normalised frames h [B, T, C] → [B, T, C] (the layer
+    scale and the residual add are the next stage's)."""
+    return F.linear(F.gelu(F.linear(h, w1, b1)), w2, b2)
+
+
+def vocos_tail(
+    x: Tensor,
+    y: Tensor,
+    gamma: Tensor,
+    keep: Tensor,
+    maskf: Tensor,
+    ln_w: Tensor,
+    ln_b: Tensor,
+    w_out: Tensor,
+    b_out: Tensor,
+    basis: Tensor,
+    win_sq: Tensor,
+    hop: int,
+) -> Tensor:
+    """The last block's masked residual add (stream x, FF output y, layer scale gamma; keep [B, T, 1]), then
+    :func:`vocos_head`."""
+    return vocos_head((x + y * gamma) * keep, maskf, ln_w, ln_b, w_out, b_out, basis, win_sq, hop)
+
+
 def vocos_head(
     h: Tensor,
     maskf: Tensor,
@@ -141,7 +178,8 @@ def vocos_head(
 class FastVocos(nn.Module):
     """Vocos for the GPU path: backbone in ``dtype`` (fp16 on CUDA), head (exp/ISTFT) in fp32, the ISTFT as one GEMM
     plus an overlap-add (no complex tensors, so inductor can fuse it), compiled when ``compile``: per stage, or the
-    whole backbone as one graph (:func:`vocos_backbone`) with ``fused=True`` (default: ``ISHOW_DIT_KERNELS``).
+    whole backbone as one graph (:func:`vocos_backbone`) with ``fused=True``, or the Triton block kernel with
+    ``triton=True`` (defaults: ``ISHOW_DIT_KERNELS``; the kernel on CUDA fp16/bf16 with Triton, torch ops elsewhere).
 
     ``forward(mel [B, n_mels, T], lens [B] long)`` → waveform [B, (T - 1)·hop] fp32; item i is valid on its first
     (lens_i − 1)·hop samples. Values of ``mel`` past ``lens`` are ignored (even non-finite ones)."""
@@ -150,7 +188,12 @@ class FastVocos(nn.Module):
     win_sq: Tensor
 
     def __init__(
-        self, vocos: Vocos, dtype: torch.dtype = torch.float32, compile: bool = False, fused: bool | None = None
+        self,
+        vocos: Vocos,
+        dtype: torch.dtype = torch.float32,
+        compile: bool = False,
+        fused: bool | None = None,
+        triton: bool | None = None,
     ) -> None:
         super().__init__()
         from ishow.engine.accel.onnx_export import istft_basis
@@ -166,13 +209,24 @@ class FastVocos(nn.Module):
         self.register_buffer("win_sq", window.square().to(device))
         self.hop = cfg.head_hop_length
         self.dtype = dtype
-        self.fused = from_env().vocos_fused if fused is None else fused
-        names = ("vocos.backbone", "vocos.head") if self.fused else ("vocos.embed", "vocos.block", "vocos.head")
+        kernels = from_env()
+        self.fused = kernels.vocos_fused if fused is None else fused
+        fast_dtype = dtype in (torch.float16, torch.bfloat16) and device.type == "cuda" and triton_available()
+        self.triton = not self.fused and (kernels.vocos_triton and fast_dtype if triton is None else triton)
+        if self.fused:
+            names: tuple[str, ...] = ("vocos.backbone", "vocos.head")
+        elif self.triton:
+            names = ("vocos.embed_cl", "vocos.ff", "vocos.tail")
+        else:
+            names = ("vocos.embed", "vocos.block", "vocos.head")
         fns: dict[str, Callable[..., Any]] = {
             "vocos.backbone": vocos_backbone,
             "vocos.embed": vocos_embed,
             "vocos.block": vocos_block,
             "vocos.head": vocos_head,
+            "vocos.embed_cl": vocos_embed_cl,
+            "vocos.ff": vocos_ff,
+            "vocos.tail": vocos_tail,
         }
         parts = {n: compiled(n, fns[n]) if compile else None for n in names}
         self.compiled = all(p is not None for p in parts.values())
@@ -197,6 +251,8 @@ class FastVocos(nn.Module):
                 mark_dynamic(tensor, 0, tensor.dim() - 1)
         bb = self.backbone
         fl = bb.final_layer_norm
+        if self.triton:
+            return self._forward_blocks(mel, mask, maskb, maskf, lens)
         if self.fused:
             keep = maskb.unsqueeze(-1).to(self.dtype)
             if self.compiled:
@@ -217,4 +273,29 @@ class FastVocos(nn.Module):
             mark_dynamic(h, 0, 1)
         out: Tensor = self._fn["vocos.head"](h, maskf, fl.weight, fl.bias, self.out.weight, self.out.bias, self.basis,
                                              self.win_sq, self.hop)  # fmt: skip
+        return out
+
+    def _forward_blocks(self, mel: Tensor, mask: Tensor, maskb: Tensor, maskf: Tensor, lens: Tensor) -> Tensor:
+        """The backbone as :func:`vocos_embed_cl`, then per block the kernel of
+        :mod:`ishow.engine.accel.vocos_convnext` (the previous block's residual, depthwise conv, LayerNorm) and
+        :func:`vocos_ff`, then :func:`vocos_tail` (the last residual and the head)."""
+        bb = self.backbone
+        fl = bb.final_layer_norm
+        keep = maskb.unsqueeze(-1).to(self.dtype)
+        lens32 = lens.to(device=mel.device, dtype=torch.int32)
+        x = self._fn["vocos.embed_cl"](mel, mask, bb.embed.weight, bb.embed.bias, bb.norm.weight, bb.norm.bias)
+        y: Tensor | None = None
+        gamma: Tensor | None = None
+        for dw_w, dw_b, n_w, n_b, w1, b1, w2, b2, g in self._weights:
+            x, h = dw_ln(x, y, gamma, lens32, dw_w, dw_b, n_w, n_b)
+            if self.compiled:
+                mark_dynamic(h, 0, 1)
+            y, gamma = self._fn["vocos.ff"](h, w1, b1, w2, b2), g
+        if y is None or gamma is None:
+            raise ValueError("a Vocos backbone has at least one ConvNeXt block")
+        if self.compiled:
+            for t in (keep, x, y):
+                mark_dynamic(t, 0, 1)
+        out: Tensor = self._fn["vocos.tail"](x, y, gamma, keep, maskf, fl.weight, fl.bias, self.out.weight,
+                                             self.out.bias, self.basis, self.win_sq, self.hop)  # fmt: skip
         return out
