@@ -184,3 +184,30 @@ def test_fp16_block_kernel_vocos_close_to_fp32_on_cuda(vocos: Vocos) -> None:
         n = (len(m) - 1) * blocks.hop
         err = float((got[i, :n] - want[i, :n]).norm() / want[i, :n].norm())
         assert err < 1e-2, err
+
+
+@cuda
+def test_half_head_vocoder_close_to_fp32_on_cuda(vocos: Vocos, monkeypatch: pytest.MonkeyPatch) -> None:
+    from ishow.engine.accel.kernel_choice import KERNELS_ENV
+
+    monkeypatch.delenv(KERNELS_ENV, raising=False)  # the default: the head's GEMMs on fp16 operands, fp32 out
+    gpu = copy.deepcopy(vocos).to("cuda")
+    gen = torch.Generator().manual_seed(6)
+    ms = [torch.randn(t, 100, generator=gen) * 1.5 - 4 for t in (50, 33)]
+    mel, mask = pad_mels(ms, 2, 64, torch.device("cuda"))
+    lens = mask.sum(dim=1).long()
+    half = FastVocos(gpu, torch.float16, compile=True)
+    assert half._w_head.dtype == torch.float16 and half.compiled
+    with torch.no_grad():
+        got, want = half(mel, lens), FastVocos(gpu, torch.float32)(mel, lens)
+    for i, m in enumerate(ms):
+        n = (len(m) - 1) * half.hop
+        err = float((got[i, :n] - want[i, :n]).norm() / want[i, :n].norm())
+        assert err < 1e-2, err
+    monkeypatch.setenv(KERNELS_ENV, "vocos-fp32-head")
+    assert FastVocos(gpu, torch.float16)._w_head.dtype == torch.float32
+
+
+def test_the_head_stays_fp32_off_cuda_and_in_fp32(vocos: Vocos) -> None:
+    assert FastVocos(vocos, torch.float16)._w_head.dtype == torch.float32  # CPU: mm with out_dtype is CUDA-only
+    assert FastVocos(vocos, torch.float32)._basis_head.dtype == torch.float32
