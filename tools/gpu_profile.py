@@ -100,6 +100,7 @@ def section_profile(dit: Any, vocos: Any) -> None:
     model = dit.to(dev, torch.float16)
     sampler = GraphSampler(model, compile=True)
     for label, batch in (("sampler b1 (750 frames, bucket 768)", items(1, 750)),
+                         ("sampler b1 (1560 frames, bucket 1664: a 40-character danmaku)", items(1, 1560)),
                          ("sampler b16 (750 frames, bucket 16x768)", items(16, 750))):  # fmt: skip
         t0 = time.perf_counter()
         sampler.sample(batch)
