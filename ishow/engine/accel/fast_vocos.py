@@ -223,7 +223,8 @@ class FastVocos(nn.Module):
         self.dtype = dtype
         kernels = from_env()
         self.fused = kernels.vocos_fused if fused is None else fused
-        half_head = kernels.vocos_half_head and dtype == torch.float16 and device.type == "cuda"
+        has_out_dtype = hasattr(torch.ops.aten.mm, "dtype")  # torch.mm(out_dtype=), torch 2.8 and later
+        half_head = kernels.vocos_half_head and dtype == torch.float16 and device.type == "cuda" and has_out_dtype
         self._w_head = self.out.weight.detach().half() if half_head else self.out.weight
         self._basis_head = self.basis.half() if half_head else self.basis
         fast_dtype = dtype in (torch.float16, torch.bfloat16) and device.type == "cuda" and triton_available()
