@@ -4,10 +4,6 @@ equals it too (Triton's CPU interpreter where Triton is installed; the real kern
 from __future__ import annotations
 
 import copy
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -18,8 +14,8 @@ from ishow.engine.accel.graphs import GraphSampler
 from ishow.engine.f5.checkpoint import randomize_
 from ishow.engine.f5.dit import DiT, DiTConfig
 from ishow.engine.f5.sampler import SampleItem, SamplerConfig, sample
+from tests.triton_interpreter import run_script
 
-ROOT = Path(__file__).resolve().parents[1]
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 
 
@@ -146,10 +142,7 @@ print("ok")
 
 @pytest.mark.skipif(not cp.triton_available(), reason="Triton is not installed (the CUDA test runs the kernel)")
 def test_triton_kernel_in_the_interpreter_equals_the_module() -> None:
-    env = {**os.environ, "TRITON_INTERPRET": "1", "PYTHONPATH": os.pathsep.join([str(ROOT), *sys.path])}
-    out = subprocess.run([sys.executable, "-c", INTERPRETER_SCRIPT], cwd=ROOT, env=env, capture_output=True,
-                         text=True, timeout=300)  # fmt: skip
-    assert out.returncode == 0 and out.stdout.strip().endswith("ok"), out.stderr[-3000:]
+    run_script(INTERPRETER_SCRIPT)
 
 
 @cuda

@@ -4,11 +4,6 @@ either; the kernel is only used where it can run, and a failure falls back for g
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 import torch
 
@@ -17,8 +12,8 @@ from ishow.engine.accel.fused import FusedBlocks
 from ishow.engine.accel.kernel_choice import Kernels
 from ishow.engine.f5.checkpoint import randomize_
 from ishow.engine.f5.dit import TINY, DiT, apply_rotary_qk
+from tests.triton_interpreter import run_script
 
-ROOT = Path(__file__).resolve().parents[1]
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 
 
@@ -130,10 +125,7 @@ print("ok")
 
 @pytest.mark.skipif(not rp.triton_available(), reason="Triton is not installed (the CUDA test runs the kernel)")
 def test_triton_kernel_in_the_interpreter_equals_the_torch_ops() -> None:
-    env = {**os.environ, "TRITON_INTERPRET": "1", "PYTHONPATH": os.pathsep.join([str(ROOT), *sys.path])}
-    out = subprocess.run([sys.executable, "-c", INTERPRETER_SCRIPT], cwd=ROOT, env=env, capture_output=True,
-                         text=True, timeout=300)  # fmt: skip
-    assert out.returncode == 0 and out.stdout.strip().endswith("ok"), out.stderr[-3000:]
+    run_script(INTERPRETER_SCRIPT)
 
 
 @cuda

@@ -6,10 +6,6 @@ only used where it can run, and a failure falls back for good."""
 from __future__ import annotations
 
 import copy
-import os
-import subprocess
-import sys
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,8 +15,8 @@ from ishow.engine.accel import vocos_convnext as vc
 from ishow.engine.accel.fast_vocos import FastVocos
 from ishow.engine.accel.mels import pad_mels
 from ishow.engine.f5.vocos import Vocos, VocosConfig
+from tests.triton_interpreter import run_script
 
-ROOT = Path(__file__).resolve().parents[1]
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 
 
@@ -146,10 +142,7 @@ print("ok")
 
 @pytest.mark.skipif(not vc.triton_available(), reason="Triton is not installed (the CUDA test runs the kernel)")
 def test_triton_kernel_in_the_interpreter_equals_the_torch_ops() -> None:
-    env = {**os.environ, "TRITON_INTERPRET": "1", "PYTHONPATH": os.pathsep.join([str(ROOT), *sys.path])}
-    out = subprocess.run([sys.executable, "-c", INTERPRETER_SCRIPT], cwd=ROOT, env=env, capture_output=True,
-                         text=True, timeout=300)  # fmt: skip
-    assert out.returncode == 0 and out.stdout.strip().endswith("ok"), out.stderr[-3000:]
+    run_script(INTERPRETER_SCRIPT)
 
 
 @cuda
