@@ -16,6 +16,8 @@ import pytest
 import torch
 
 from ishow.engine.accel.bucket_plan import (
+    EAGER_FACTOR,
+    SPLIT_OVERHEAD,
     Bucket,
     MissLog,
     cover_bucket,
@@ -120,6 +122,77 @@ def test_split_batch_keeps_each_bucket_within_max_area_and_every_item_once() -> 
     assert split_batch([5000, 100], b.area, 8192) == [[1], [0]]  # 5000: no bucket, alone (eager)
     assert split_batch([4000], b.area, 1024) == [[0]]  # a message alone always runs
     assert split_batch([], b.area, 8192) == []
+
+
+def _partitions(items: list[int]) -> list[list[list[int]]]:
+    """Every set partition of ``items`` (Bell number many: keep ``items`` small)."""
+    if not items:
+        return [[]]
+    first, rest = items[0], items[1:]
+    out: list[list[list[int]]] = []
+    for p in _partitions(rest):
+        out.append([[first], *p])
+        for i in range(len(p)):
+            out.append([*p[:i], [first, *p[i]], *p[i + 1 :]])
+    return out
+
+
+def _plan_cost(parts: list[list[int]], frames: list[int], b: Buckets, max_area: int | None) -> float:
+    total = 0.0
+    for p in parts:
+        a = b.area(len(p), max(frames[i] for i in p))
+        if len(p) > 1 and (a is None or (max_area is not None and a > max_area)):
+            return float("inf")
+        total += (a if a is not None else EAGER_FACTOR * max(frames[i] for i in p)) + SPLIT_OVERHEAD
+    return total
+
+
+def test_split_batch_pads_fewer_rows_than_one_graph_for_the_whole_batch() -> None:
+    b = Buckets()  # rows 1, 2, 4, 8, 16
+    five = split_batch([700] * 5, b.area, None)  # 8 rows for 5 messages; 4 + 1 pads none
+    assert sorted(map(len, five)) == [1, 4] and sorted(i for p in five for i in p) == list(range(5))
+    assert split_batch([700] * 4, b.area, None) == [[0, 1, 2, 3]]  # a full bucket stays whole, in order
+    # 4 rows for 3 messages: 2 + 1 (2 × 768 + 768 + 2 runs' overhead) costs less than 4 × 768 + 1 run
+    assert sorted(map(len, split_batch([700, 650, 690], b.area, None))) == [1, 2]
+    assert split_batch([700, 650, 690], b.area, None, overhead=1024) == [[0, 1, 2]]  # not when a run costs more
+    # one long message pads every short row of its batch to its length: it runs alone
+    assert split_batch([600, 600, 2900, 600, 600], b.area, None) == [[0, 1, 3, 4], [2]]
+    # the e2e burst's first batch of 8 (frames with the shipped voices): one 8 × 1024 graph pads the short half to
+    # 1024 frames; 4 × 768 + 4 × 1024 does not (116.6 → 109.5 ms on the H200, tools/burst_split.py)
+    burst = [694, 614, 760, 681, 835, 732, 909, 814]
+    parts = split_batch(burst, b.area, 8192)
+    assert [sorted(burst[i] for i in p) for p in parts] == [[614, 681, 694, 732], [760, 814, 835, 909]]
+    assert _plan_cost(parts, burst, b, 8192) < _plan_cost([list(range(8))], burst, b, 8192)
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_split_batch_finds_the_cheapest_of_all_partitions(seed: int) -> None:
+    import random
+
+    rng = random.Random(seed)
+    b = Buckets()
+    n = rng.randint(2, 7)
+    frames = [rng.choice([rng.randint(50, 800), rng.randint(800, 2000), rng.randint(3900, 4300)]) for _ in range(n)]
+    max_area = rng.choice([None, 2048, 4096, 8192])
+    parts = split_batch(frames, b.area, max_area)
+    assert sorted(i for p in parts for i in p) == list(range(n))
+    best = min(_plan_cost(p, frames, b, max_area) for p in _partitions(list(range(n))))
+    assert _plan_cost(parts, frames, b, max_area) == best
+
+
+def test_split_costs_come_from_the_graphs_ready_now(tiny: DiT) -> None:
+    gs = GraphSampler(tiny, Buckets(), capture_on_miss=False)
+    gs.use_graphs = True
+    ready = [(1, 1024), (8, 768)]
+    gs.ready_buckets = lambda config=None: list(ready)  # type: ignore[method-assign]
+    cost = gs.cost_of()
+    assert cost(8, 700) == 8 * 768 and cost(4, 700) == 8 * 768  # both served by the 8 × 768 graph
+    assert cost(1, 700) == 1024 and cost(1, 1100) == EAGER_FACTOR * 1152  # no ready 1-row graph ≥ 1100: eager
+    assert cost(1, 5000) is None
+    # 4 + 1 would replay the 8-row graph and a 1-row one, 5 × 1 five 1024-frame graphs: the batch stays whole
+    assert split_batch([700] * 5, gs.buckets.area, None, gs.cost_of()) == [[0, 1, 2, 3, 4]]
+    ready.append((4, 768))
+    assert sorted(map(len, split_batch([700] * 5, gs.buckets.area, None, gs.cost_of()))) == [1, 4]
 
 
 def test_a_bucket_over_max_area_is_never_captured(tiny: DiT) -> None:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import torch
 
+from ishow.bench.e2e import ZH
 from ishow.bench.local import MESSAGE, MIX, make_engine, random_models, requests
 from ishow.bench.measure import time_calls
 from ishow.config.engine import EngineConfig
@@ -29,9 +30,12 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="ishow-hostprof-"))
     voice = VoiceSpec(id="bench", ref_audio=write_reference(tmp / "ref.wav"), ref_text=REF_TEXT)
     assert eng.sampler is not None and eng.vocoder_backend is not None
-    for label, texts in (("batch 1", [MESSAGE]), ("batch 16", [MESSAGE] * 16), ("chat mix 16", MIX)):
+    long_zh = (ZH * 2)[26:66]  # the e2e's slowest idle message (40 characters)
+    for label, texts in (("batch 1", [MESSAGE]), ("batch 1 long", [long_zh]), ("batch 16", [MESSAGE] * 16),
+                         ("chat mix 16", MIX)):  # fmt: skip
         reqs = requests(voice, texts)
         items = [eng._item(r)[0] for r in reqs]
+        print(f"{label}: frames {[it.total_frames() for it in items]}")
         mels = eng.sampler.sample(items)
         whole, _ = time_calls(lambda r=reqs: eng.synthesize(r), device, 10, 3)  # type: ignore[misc]
         samp, _ = time_calls(lambda i=items: eng.sampler.sample(i), device, 10, 3)  # type: ignore[misc]

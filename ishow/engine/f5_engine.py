@@ -283,27 +283,30 @@ class F5Engine(Engine):
             by_nfe.setdefault(r.nfe_step, []).append(i)
         for nfe, idx in by_nfe.items():
             sc = SamplerConfig(nfe_step=nfe, cfg_strength=self.config.cfg_strength, sway_coef=self.config.sway_coef)
-            for part in self._parts([prepared[i] for i in idx]):
+            for part in self._parts([prepared[i] for i in idx], sc):
                 sub = [idx[j] for j in part]
                 waves = self._run_split([prepared[i] for i in sub], sc)
                 for i, w in zip(sub, waves, strict=True):
                     out[i] = w
         return [w for w in out if w is not None]
 
-    def _parts(self, items: list[tuple[SampleItem, PreparedVoice]]) -> list[list[int]]:
-        """``items`` as sub-batches whose graph stays within ``engine.max_batch_frames`` (rows × frames; only with
-        CUDA graphs, where the graph's memory grows with it): a burst of long messages runs as a few smaller
-        batches instead of one graph that would hold its memory for the rest of the stream."""
+    def _parts(self, items: list[tuple[SampleItem, PreparedVoice]], sc: SamplerConfig) -> list[list[int]]:
+        """``items`` as the sub-batches that finish soonest (with CUDA graphs; eager runs keep the batch whole):
+        rows are padded up to a graph's batch size and every row to the batch's longest message, so 5 messages run
+        as 4 + 1, and a long one apart from short ones, when that costs less on the graphs ready now
+        (:func:`ishow.engine.accel.bucket_plan.split_batch`). No sub-batch's graph exceeds
+        ``engine.max_batch_frames`` (rows × frames: the graph's memory grows with it), so a burst of long messages
+        runs as a few smaller batches instead of one graph that would hold its memory for the rest of the stream."""
         from ishow.engine.accel.bucket_plan import split_batch
 
         assert self.sampler is not None
-        b = self.sampler.buckets
-        if not self.sampler.use_graphs or b.max_area is None:
+        if not self.sampler.use_graphs or len(items) <= 1:
             return [list(range(len(items)))]
-        parts = split_batch([it.total_frames() for it, _ in items], b.area, b.max_area)
+        b = self.sampler.buckets
+        frames = [it.total_frames() for it, _ in items]
+        parts = split_batch(frames, b.area, b.max_area, self.sampler.cost_of(sc))
         if len(parts) > 1:
-            _log.debug("batch of %d runs as %s (engine.max_batch_frames %d)", len(items), [len(p) for p in parts],
-                       b.max_area)  # fmt: skip
+            _log.debug("batch of %d runs as %s", len(items), [[frames[i] for i in p] for p in parts])
         return parts
 
     def _run_split(self, items: list[tuple[SampleItem, PreparedVoice]], sc: SamplerConfig) -> list[Waveform]:

@@ -139,25 +139,67 @@ def plan_stages(
     return unique, [b for b in dict.fromkeys(refine) if b not in unique]
 
 
-def split_batch(frames: Sequence[int], area: Callable[[int, int], int | None], max_area: int) -> list[list[int]]:
-    """Item indices of one batch grouped into sub-batches whose bucket area stays within ``max_area``.
+# What one more sub-batch costs beyond its graph's rows × frames, in row-frames: measured on an H200 (session 7),
+# one synthesis takes ~14.5 µs per row-frame of its bucket plus ~4 ms per run (batch 1 × 768: 16.4 ms, 4 × 768:
+# 48.6 ms, 16 × 768: 182 ms), and 4 ms ≈ 280 row-frames.
+SPLIT_OVERHEAD = 280
+# A group with no ready graph runs eagerly: this many times its bucket's cost (batch 1: 93 vs 16 ms on an H200).
+EAGER_FACTOR = 4
+
+
+def split_batch(
+    frames: Sequence[int],
+    area: Callable[[int, int], int | None],
+    max_area: int | None,
+    cost: Callable[[int, int], int | None] | None = None,
+    overhead: int = SPLIT_OVERHEAD,
+) -> list[list[int]]:
+    """Item indices of one batch grouped into the sub-batches that finish it soonest.
 
     ``frames``: each item's frame count; ``area(k, n)``: rows × frames of the bucket a batch of ``k`` items of up
-    to ``n`` frames runs in (None: no bucket, it runs eagerly). A batch that fits stays whole, in its order.
-    Otherwise items go shortest first into consecutive groups, each as large as fits (similar lengths together:
-    less padding); a single item is always a group of its own, however long. Every index appears exactly once."""
+    to ``n`` frames runs in (None: no bucket, it runs eagerly); no group of more than one item may exceed
+    ``max_area`` (None: no limit); a single item is always a group of its own if need be, however long.
+    ``cost(k, n)``: what running such a group costs now, in row-frames (default ``area``; the engine passes the
+    ready graph's area, with a penalty where only the eager path is left; None: that group is not allowed), plus
+    ``overhead`` per group.
+
+    Groups are runs of the items sorted by length (for a cost that grows with the rows and with the longest item,
+    some best split is always such runs: similar lengths together, least padding). A batch whose best plan is one
+    group stays whole, in its order. Every index appears exactly once.
+
+    Why split a batch that fits: rows are padded up to a bucket size, so 5 messages run on an 8-row graph (3 rows
+    of padding); 4 + 1 costs less. And a long message pads every row of its batch to its length."""
     n = len(frames)
-    whole = area(n, max(frames)) if n else None
-    if n <= 1 or (whole is not None and whole <= max_area):
+    if n <= 1:
         return [list(range(n))] if n else []
-    groups: list[list[int]] = []
-    for i in sorted(range(n), key=lambda j: frames[j]):
-        if groups:
-            a = area(len(groups[-1]) + 1, frames[i])  # sorted: item i is the longest of the group so far
-            if a is not None and a <= max_area:
-                groups[-1].append(i)
+    price = cost if cost is not None else area
+    order = sorted(range(n), key=lambda j: frames[j])
+    inf = (float("inf"), 0)
+    best: list[tuple[float, int]] = [(0.0, 0)] + [inf] * n  # (cost, groups) of the first j sorted items
+    cut = [0] * (n + 1)
+    for j in range(1, n + 1):
+        longest = frames[order[j - 1]]
+        for i in range(j):
+            k = j - i
+            planned = area(k, longest)
+            if k > 1 and (planned is None or (max_area is not None and planned > max_area)):
                 continue
-        groups.append([i])
+            c = price(k, longest)
+            if c is None:
+                if k > 1:
+                    continue
+                c = EAGER_FACTOR * longest  # a message alone always runs
+            total = (best[i][0] + c + overhead, best[i][1] + 1)
+            if total < best[j]:
+                best[j], cut[j] = total, i
+    groups: list[list[int]] = []
+    j = n
+    while j > 0:
+        groups.append(order[cut[j] : j])
+        j = cut[j]
+    groups.reverse()
+    if len(groups) == 1:
+        return [list(range(n))]
     return groups
 
 

@@ -26,7 +26,7 @@ import collections
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,6 +36,7 @@ from torch import Tensor
 from ishow.config.choices import BATCH_BUCKETS
 from ishow.engine.accel import cudnn_attention
 from ishow.engine.accel.bucket_plan import (
+    EAGER_FACTOR,
     MAX_PAD_FACTOR,
     Bucket,
     MissLog,
@@ -182,6 +183,26 @@ class GraphSampler:
         ck = config_key(config)
         with self._lock:
             return [(int(k[0]), int(k[1])) for k in self._graphs if k[2:] == ck]  # type: ignore[call-overload]
+
+    def cost_of(self, config: SamplerConfig = DEFAULT_CONFIG) -> Callable[[int, int], int | None]:
+        """``cost(k, n)``: what a batch of ``k`` items of up to ``n`` frames costs to run now, in row-frames (for
+        :func:`ishow.engine.accel.bucket_plan.split_batch`): the area of the graph it would replay (its own bucket,
+        or the ready larger one that serves it), or ``EAGER_FACTOR`` × its bucket's area where it would run
+        eagerly; None where no bucket fits. The ready graphs are read once, now."""
+        ready = set(self.ready_buckets(config))
+        capture = self.capture_on_miss and self.use_graphs
+
+        def cost(k: int, n: int) -> int | None:
+            bucket = self.buckets.bucket(k, n)
+            if bucket is None:
+                return None
+            use = bucket if capture or bucket in ready else cover_bucket(bucket, ready, self.max_pad)
+            if use is None:
+                planned = self.buckets.area(k, n)
+                return EAGER_FACTOR * (planned if planned is not None else bucket[0] * bucket[1])
+            return use[0] * use[1]
+
+        return cost
 
     def take_misses(self) -> list[tuple[Bucket, SamplerConfig]]:
         """Buckets batches asked for and did not find captured since the last call (oldest first), emptied."""
