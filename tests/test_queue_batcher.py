@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import asyncio
 
-from ishow.batcher import BatchWindow, next_batch
+from ishow.batcher import SPIN_S, BatchWindow, next_batch
 from ishow.events import Priority, Utterance
 from ishow.utterance_queue import AsyncUtteranceQueue, QueueDrop, UtteranceQueue
 
@@ -103,7 +103,7 @@ async def test_window_counts_from_first_arrival_not_from_pickup() -> None:
     q.put(utt(1, created=100.0))
     batch = await asyncio.wait_for(next_batch(q, BatchWindow(0.08, 8), clock=lambda: 100.06), 5)
     assert [u.id for u in batch.items] == ["u1"]
-    assert len(q.waits) == 1 and abs(q.waits[0] - 0.02) < 1e-9
+    assert len(q.waits) == 1 and abs(q.waits[0] - (0.02 - SPIN_S)) < 1e-9  # the rest: yielding (see below)
 
 
 async def test_window_already_closed_takes_queued_items_without_waiting() -> None:
@@ -120,4 +120,25 @@ async def test_fresh_message_gets_the_whole_window() -> None:
     q = _RecordingQueue()
     q.put(utt(1, created=50.0))
     await asyncio.wait_for(next_batch(q, BatchWindow(0.08, 8), clock=lambda: 50.0), 5)
-    assert len(q.waits) == 1 and abs(q.waits[0] - 0.08) < 1e-9
+    assert len(q.waits) == 1 and abs(q.waits[0] - (0.08 - SPIN_S)) < 1e-9
+
+
+async def test_the_last_stretch_of_a_window_is_waited_by_yielding_and_still_collects() -> None:
+    # timers wake up to 1 ms late, so the batcher sleeps until SPIN_S before the window closes, then yields to the
+    # loop until its clock passes the end; a message that arrives in that stretch joins the batch
+    q = _RecordingQueue()
+    q.put(utt(1, created=50.0))
+    times = iter([50.0, 50.0, 50.0792, 50.0795, 50.0799, 50.0801])
+    seen: list[float] = []
+
+    def clock() -> float:
+        t = next(times)
+        seen.append(t)
+        if t == 50.0795:
+            q.put(utt(2, created=t))  # arrives while the batcher yields
+        return t
+
+    batch = await asyncio.wait_for(next_batch(q, BatchWindow(0.08, 8), clock=clock), 5)
+    assert [u.id for u in batch.items] == ["u1", "u2"]
+    assert len(q.waits) == 1 and abs(q.waits[0] - (0.08 - SPIN_S)) < 1e-9  # one timed wait, then yields
+    assert seen[-1] == 50.0801  # it closed once its clock passed 50.08, not before

@@ -53,6 +53,32 @@ def test_item_noise_is_built_from_cached_blocks_and_stays_independent() -> None:
     assert torch.equal(item_noise(3, 2 * NOISE_BLOCK + 17, 100), long_)
 
 
+def test_inputs_built_in_reused_staging_equal_fresh_ones() -> None:
+    from ishow.engine.accel.graphs import PinnedStaging
+    from ishow.engine.f5.sampler import prepare_inputs
+
+    staging = PinnedStaging()
+    g = torch.Generator().manual_seed(0)
+
+    def items(lengths: list[tuple[int, int]]) -> list[SampleItem]:
+        return [SampleItem(cond=torch.randn(ref, 100, generator=g), text=tuple(range(1, ref)), duration=total,
+                           seed=i) for i, (ref, total) in enumerate(lengths)]  # fmt: skip
+
+    # a big batch leaves its data in the buffers; smaller ones after it must not see any of it
+    for batch, rows, frames in (
+        (items([(40, 120), (30, 200), (50, 90)]), 4, 256),
+        (items([(20, 70)]), 2, 128),
+        (items([(60, 100), (10, 30)]), 2, 128),
+        (items([(5, 9)]), 1, 16),
+    ):
+        staged = prepare_inputs(batch, 100, n_frames=frames, n_rows=rows, out=staging.inputs(rows, frames, 100))
+        fresh = prepare_inputs(batch, 100, n_frames=frames, n_rows=rows)
+        for name in ("x0", "cond", "text", "seq_lens", "ref_lens"):
+            assert torch.equal(getattr(staged, name), getattr(fresh, name)), name
+    with pytest.raises(ValueError, match="out must be CPU inputs of"):
+        prepare_inputs(items([(5, 9)]), 100, n_frames=16, n_rows=1, out=staging.inputs(1, 32, 100))
+
+
 def test_item_noise_depends_only_on_its_seed() -> None:
     assert torch.equal(item_noise(5, 40, 100), item_noise(5, 40, 100))
     assert torch.equal(item_noise(5, 60, 100)[:40], item_noise(5, 40, 100))

@@ -20,6 +20,7 @@ from ishow.bench.local import MESSAGE, MIX, make_engine, random_models, requests
 from ishow.bench.measure import time_calls
 from ishow.config.engine import EngineConfig
 from ishow.config.voice import VoiceSpec
+from ishow.engine.accel.graphs import DEFAULT_CONFIG, config_key
 from ishow.engine.warm_reference import REF_TEXT, write_reference
 
 
@@ -41,6 +42,13 @@ def main() -> None:
         samp, _ = time_calls(lambda i=items: eng.sampler.sample(i), device, 10, 3)  # type: ignore[misc]
         voc, _ = time_calls(lambda m=mels: eng.vocoder_backend.decode(m), device, 10, 3)  # type: ignore[misc]
         prep, _ = time_calls(lambda r=reqs: [eng._item(x) for x in r], device, 10, 3)  # type: ignore[misc]
+        bucket = eng.sampler.buckets.bucket(len(items), max(it.total_frames() for it in items)) or (0, 0)
+        key = (*bucket, *config_key(DEFAULT_CONFIG))
+        entry = eng.sampler._graphs.get(key)
+        if entry is not None:
+            replay, _ = time_calls(entry.graph.replay, device, 10, 3)
+            print(f"{label}: graph replay alone {replay:.2f} ms (sampler {samp:.2f}: host work around it "
+                  f"{samp - replay:.2f})")  # fmt: skip
         print(f"{label}: synthesize {whole:.2f} ms = sampler {samp:.2f} + vocoder {voc:.2f} + requests→items "
               f"{prep:.2f} + other {whole - samp - voc - prep:.2f}")  # fmt: skip
         prof = cProfile.Profile()

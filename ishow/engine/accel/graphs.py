@@ -103,6 +103,46 @@ class Buckets:
         return bucket[0] == 1 or self.max_area is None or bucket[0] * bucket[1] <= self.max_area
 
 
+class PinnedStaging:
+    """Page-locked host buffers that each replay's inputs are built in: no allocation per batch (fresh pages
+    fault in: ~0.4 ms at 1664 frames), and the copy into the graph's static inputs is a real asynchronous DMA
+    instead of a staged copy from pageable memory. Grows to the largest bucket used; one owner (the engine
+    thread), one batch at a time: the next fill waits for the previous copy to finish."""
+
+    def __init__(self) -> None:
+        self._floats: Tensor | None = None  # x0 and cond, back to back
+        self._longs: Tensor | None = None  # text, seq_lens, ref_lens
+        self._done: Any = None  # CUDA event after the last copy out of these buffers
+
+    def inputs(self, rows: int, frames: int, mel_dim: int) -> BatchInputs:
+        """Views of the buffers as [rows, frames] inputs (contents undefined: ``prepare_inputs(out=)`` fills them)."""
+        if self._done is not None:
+            self._done.synchronize()
+        area = rows * frames
+        need_f, need_l = 2 * area * mel_dim, area + 2 * rows
+        pin = torch.cuda.is_available()  # (CPU-only builds: plain memory, for the tests' stand-in graphs)
+        if self._floats is None or self._floats.numel() < need_f:
+            self._floats = torch.empty(need_f, dtype=torch.float32, pin_memory=pin)
+        if self._longs is None or self._longs.numel() < need_l:
+            self._longs = torch.empty(need_l, dtype=torch.long, pin_memory=pin)
+        f, lg = self._floats, self._longs
+        return BatchInputs(
+            x0=f[: area * mel_dim].view(rows, frames, mel_dim),
+            cond=f[area * mel_dim : 2 * area * mel_dim].view(rows, frames, mel_dim),
+            text=lg[:area].view(rows, frames),
+            seq_lens=lg[area : area + rows],
+            ref_lens=lg[area + rows : area + 2 * rows],
+        )
+
+    def copied(self, device: torch.device) -> None:
+        """The copies out of the buffers are queued on ``device``'s current stream: the next fill waits for them."""
+        if device.type != "cuda":
+            return
+        if self._done is None:
+            self._done = torch.cuda.Event()  # type: ignore[no-untyped-call]
+        self._done.record(torch.cuda.current_stream(device))
+
+
 @dataclass(eq=False)
 class _Captured:
     """One captured bucket: static inputs, the graph, its static output."""
@@ -160,6 +200,7 @@ class GraphSampler:
         self._steps: dict[_ConfigKey, tuple[list[float], list[StepConditioning]]] = {}
         self.pool = pool if pool is not None else GraphPool()  # shared with the vocoder's graphs by the engine
         self._side: Any = None  # the warm-up stream (see _warm_stream)
+        self._staging = PinnedStaging()  # where the engine thread builds each replay's inputs
         self.captures = 0  # graphs captured so far (for metrics and tests)
         self.replays = 0
         self.eager_runs = 0
@@ -299,8 +340,10 @@ class GraphSampler:
         if bucket is not None and self.use_graphs:
             use = bucket if self.capture_on_miss else self._ready_cover(bucket, config)
             if use is not None:
-                host = prepare_inputs(items, mel_dim, noise, n_frames=use[1], n_rows=use[0])
+                staging = self._staging.inputs(use[0], use[1], mel_dim)
+                host = prepare_inputs(items, mel_dim, noise, n_frames=use[1], n_rows=use[0], out=staging)
                 out = self._replay(use, config, host, ts, steps)
+                self._staging.copied(self.device)
                 return out[:b, :n].clone()  # the pool may hand this memory to another graph's intermediates
         if bucket is not None and self.pad_eager:
             host = prepare_inputs(items, mel_dim, noise, n_frames=bucket[1], n_rows=bucket[0])

@@ -124,9 +124,11 @@ def prepare_inputs(
     noise: Sequence[Tensor] | None = None,
     n_frames: int | None = None,
     n_rows: int | None = None,
+    out: BatchInputs | None = None,
 ) -> BatchInputs:
     """Build the CPU :class:`BatchInputs` of ``items``, padded to ``n_frames`` frames and ``n_rows`` rows
-    (default: exactly the longest item and ``len(items)``)."""
+    (default: exactly the longest item and ``len(items)``). ``out`` (CPU tensors of that shape, e.g. pinned
+    staging memory): filled in place and returned instead of new tensors."""
     if not items:
         raise ValueError("sample() needs at least one item")
     durs = [it.total_frames() for it in items]
@@ -134,11 +136,24 @@ def prepare_inputs(
     b = len(items) if n_rows is None else n_rows
     if n < max(durs) or b < len(items):
         raise ValueError(f"cannot pad {len(items)} items of up to {max(durs)} frames into [{b}, {n}]")
-    x0 = torch.zeros(b, n, mel_dim)
-    cond = torch.zeros(b, n, mel_dim)
-    text = torch.full((b, n), -1, dtype=torch.long)
-    seq_lens = torch.ones(b, dtype=torch.long)
-    ref_lens = torch.zeros(b, dtype=torch.long)
+    if out is None:
+        x0 = torch.zeros(b, n, mel_dim)
+        cond = torch.zeros(b, n, mel_dim)
+        text = torch.full((b, n), -1, dtype=torch.long)
+        seq_lens = torch.ones(b, dtype=torch.long)
+        ref_lens = torch.zeros(b, dtype=torch.long)
+    else:
+        if out.shape != (b, n) or out.x0.shape[2] != mel_dim or out.x0.device.type != "cpu":
+            raise ValueError(f"out must be CPU inputs of [{b}, {n}, {mel_dim}], got {list(out.x0.shape)}")
+        x0, cond, text, seq_lens, ref_lens = out.x0, out.cond, out.text, out.seq_lens, out.ref_lens
+        for i, d in enumerate(durs):  # only what the items below do not overwrite
+            x0[i, d:].zero_()
+            cond[i, int(items[i].cond.shape[0]) :].zero_()
+        x0[len(items) :].zero_()
+        cond[len(items) :].zero_()
+        text.fill_(-1)
+        seq_lens.fill_(1)
+        ref_lens.zero_()
     for i, it in enumerate(items):
         if it.cond.ndim != 2 or it.cond.shape[1] != mel_dim:
             raise ValueError(f"item {i}: cond must be [frames, {mel_dim}], got {list(it.cond.shape)}")
@@ -203,14 +218,20 @@ def run_nfe(
     rope = model.rotary_embed.table(n)
     bias = key_padding_bias(mask_m, dtype) if masked else None
     x = inp.x0
+    # a runner may also run the rest of each step (input projection, output head, CFG) in fewer kernels
+    step_base = getattr(runner, "step_base", None)
+    base = step_base(cond_m, te) if step_base is not None else None
     for (t0, t1), step in zip(itertools.pairwise(ts), steps, strict=True):
-        xm = x.to(dtype)
-        if use_cfg:
-            xm = torch.cat([xm, xm])
-        pred = model(xm, cond_m, te, step, fwd_mask, rope=rope, bias=bias, runner=runner, pos=pos).float()
-        if use_cfg:
-            cond_pred, uncond_pred = pred.chunk(2, dim=0)
-            pred = torch.lerp(uncond_pred, cond_pred, 1.0 + cfg_strength)  # cond + (cond − uncond)·cfg
+        if base is not None:
+            pred = runner.flow_step(x, base, step, fwd_mask, bias, rope, cfg_strength, use_cfg, pos)
+        else:
+            xm = x.to(dtype)
+            if use_cfg:
+                xm = torch.cat([xm, xm])
+            pred = model(xm, cond_m, te, step, fwd_mask, rope=rope, bias=bias, runner=runner, pos=pos).float()
+            if use_cfg:
+                cond_pred, uncond_pred = pred.chunk(2, dim=0)
+                pred = torch.lerp(uncond_pred, cond_pred, 1.0 + cfg_strength)  # cond + (cond − uncond)·cfg
         x = torch.add(x, pred, alpha=t1 - t0)
     ref_keep = (frames.unsqueeze(0) < inp.ref_lens.unsqueeze(1)).unsqueeze(-1)
     out = torch.where(ref_keep, inp.cond, x)
