@@ -218,20 +218,14 @@ def run_nfe(
     rope = model.rotary_embed.table(n)
     bias = key_padding_bias(mask_m, dtype) if masked else None
     x = inp.x0
-    # a runner may also run the rest of each step (input projection, output head, CFG) in fewer kernels
-    step_base = getattr(runner, "step_base", None)
-    base = step_base(cond_m, te) if step_base is not None else None
     for (t0, t1), step in zip(itertools.pairwise(ts), steps, strict=True):
-        if base is not None:
-            pred = runner.flow_step(x, base, step, fwd_mask, bias, rope, cfg_strength, use_cfg, pos)
-        else:
-            xm = x.to(dtype)
-            if use_cfg:
-                xm = torch.cat([xm, xm])
-            pred = model(xm, cond_m, te, step, fwd_mask, rope=rope, bias=bias, runner=runner, pos=pos).float()
-            if use_cfg:
-                cond_pred, uncond_pred = pred.chunk(2, dim=0)
-                pred = torch.lerp(uncond_pred, cond_pred, 1.0 + cfg_strength)  # cond + (cond − uncond)·cfg
+        xm = x.to(dtype)
+        if use_cfg:
+            xm = torch.cat([xm, xm])
+        pred = model(xm, cond_m, te, step, fwd_mask, rope=rope, bias=bias, runner=runner, pos=pos).float()
+        if use_cfg:
+            cond_pred, uncond_pred = pred.chunk(2, dim=0)
+            pred = torch.lerp(uncond_pred, cond_pred, 1.0 + cfg_strength)  # cond + (cond − uncond)·cfg
         x = torch.add(x, pred, alpha=t1 - t0)
     ref_keep = (frames.unsqueeze(0) < inp.ref_lens.unsqueeze(1)).unsqueeze(-1)
     out = torch.where(ref_keep, inp.cond, x)
