@@ -281,13 +281,17 @@ class F5Engine(Engine):
             if r.nfe_step < 1:
                 raise InputError(f"nfe_step must be >= 1, got {r.nfe_step}")
             by_nfe.setdefault(r.nfe_step, []).append(i)
+        launched: list[tuple[list[int], list[torch.Tensor]]] = []
         for nfe, idx in by_nfe.items():
             sc = SamplerConfig(nfe_step=nfe, cfg_strength=self.config.cfg_strength, sway_coef=self.config.sway_coef)
             for part in self._parts([prepared[i] for i in idx], sc):
                 sub = [idx[j] for j in part]
-                waves = self._run_split([prepared[i] for i in sub], sc)
-                for i, w in zip(sub, waves, strict=True):
-                    out[i] = w
+                launched.append((sub, self._run_split([prepared[i] for i in sub], sc)))
+        # every sub-batch is queued on the device before the first result is fetched: the GPU does not wait for a
+        # copy back and the next sub-batch's inputs in between
+        for sub, waves in launched:
+            for i, w in zip(sub, waves, strict=True):
+                out[i] = np.ascontiguousarray(w.float().cpu().numpy(), dtype=np.float32)
         return [w for w in out if w is not None]
 
     def _parts(self, items: list[tuple[SampleItem, PreparedVoice]], sc: SamplerConfig) -> list[list[int]]:
@@ -309,7 +313,7 @@ class F5Engine(Engine):
             _log.debug("batch of %d runs as %s", len(items), [[frames[i] for i in p] for p in parts])
         return parts
 
-    def _run_split(self, items: list[tuple[SampleItem, PreparedVoice]], sc: SamplerConfig) -> list[Waveform]:
+    def _run_split(self, items: list[tuple[SampleItem, PreparedVoice]], sc: SamplerConfig) -> list[torch.Tensor]:
         """Run a batch; on CUDA OOM retry it in halves; a single item that still does not fit raises."""
         try:
             return self._run(items, sc)
@@ -325,7 +329,8 @@ class F5Engine(Engine):
             _log.warning("out of accelerator memory on a batch of %d; retrying in halves", len(items))
             return self._run_split(items[:half], sc) + self._run_split(items[half:], sc)
 
-    def _run(self, items: list[tuple[SampleItem, PreparedVoice]], sc: SamplerConfig) -> list[Waveform]:
+    def _run(self, items: list[tuple[SampleItem, PreparedVoice]], sc: SamplerConfig) -> list[torch.Tensor]:
+        """One sub-batch's waveforms on the device (queued, not waited for), loudness restored."""
         assert self.sampler is not None and self.vocoder_backend is not None
         mels = self.sampler.sample([it for it, _ in items], sc)
         # one vocoder call for the whole batch: frame masks make each item equal its own decode
@@ -335,7 +340,7 @@ class F5Engine(Engine):
             if voice.rms < TARGET_RMS:
                 wave = wave * (voice.rms / TARGET_RMS)
             out.append(wave)
-        return [np.ascontiguousarray(w.float().cpu().numpy(), dtype=np.float32) for w in out]
+        return out
 
 
 def timed_synthesize(engine: F5Engine, requests: Sequence[SynthRequest]) -> tuple[list[Waveform], float]:
