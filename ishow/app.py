@@ -25,6 +25,7 @@ from ishow.daemon_controls import DaemonControls
 from ishow.engine.worker import EngineFactory, EngineWorker, default_engine_factory
 from ishow.errors import StartupError
 from ishow.events import Priority
+from ishow.gc_watch import GcPause, GcWatch
 from ishow.intake import Intake
 from ishow.ledger import Ledger
 from ishow.lifecycle import bind_problem, bound_port, has_listener, install_signal_handlers, supervise
@@ -156,6 +157,19 @@ class Daemon:
     async def run(self, stop: asyncio.Event | None = None) -> None:
         """Run until ``stop`` is set (or the task is cancelled)."""
         stop = stop or asyncio.Event()
+        gc_watch = GcWatch(self._gc_pause).install()
+        try:
+            await self._run(stop)
+        finally:
+            gc_watch.uninstall()
+
+    def _gc_pause(self, pause: GcPause) -> None:
+        """A garbage collection stopped every thread this long (see :mod:`ishow.gc_watch`)."""
+        self.metrics.gc_pauses.labels(str(pause.generation)).inc()
+        log.warning("garbage collection paused the daemon", generation=pause.generation,
+                    ms=round(pause.seconds * 1000, 1), collected=pause.collected)  # fmt: skip
+
+    async def _run(self, stop: asyncio.Event) -> None:
         await self.worker.start()
         runner: web.AppRunner | None = None
         try:

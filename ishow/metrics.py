@@ -38,6 +38,10 @@ class Metrics:
         )
         self.spoken = Counter("ishow_utterances_spoken", "Utterances handed to the outputs", registry=r)
         self.synth_errors = Counter("ishow_synth_errors", "Utterances that failed to synthesize", ["kind"], registry=r)
+        self.gc_pauses = Counter(
+            "ishow_gc_pauses", "Garbage collections that stopped the daemon for 50 ms or more", ["generation"],
+            registry=r,
+        )  # fmt: skip
         self.source_state = Gauge(
             "ishow_source_connected", "1 when the source is connected/running", ["source"], registry=r
         )

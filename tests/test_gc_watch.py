@@ -1,0 +1,74 @@
+"""Long garbage-collector pauses are reported (log line + ``ishow_gc_pauses``), short ones are not."""
+
+from __future__ import annotations
+
+import gc
+from typing import Any
+
+import aiohttp
+
+from ishow.gc_watch import GcPause, GcWatch
+from tests.conftest import espeak_config
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.t = 100.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def test_only_collections_over_the_threshold_are_reported() -> None:
+    clock, seen = _Clock(), list[GcPause]()
+    watch = GcWatch(seen.append, threshold_s=0.05, clock=clock)
+    watch("start", {"generation": 0})
+    clock.t += 0.01
+    watch("stop", {"generation": 0, "collected": 3})
+    watch("start", {"generation": 2})
+    clock.t += 1.25
+    watch("stop", {"generation": 2, "collected": 40})
+    watch("stop", {"generation": 1, "collected": 0})  # no start seen (installed mid-collection): ignored
+    assert seen == [GcPause(generation=2, seconds=1.25, collected=40)] and watch.pauses == 1
+
+
+def test_a_failing_report_never_reaches_the_collector() -> None:
+    def boom(pause: GcPause) -> None:
+        raise RuntimeError("sink down")
+
+    watch = GcWatch(boom, threshold_s=0.0).install()
+    try:
+        gc.collect()  # would raise here if the callback leaked the error
+    finally:
+        watch.uninstall()
+    assert watch.pauses >= 1 and watch not in gc.callbacks
+
+
+def test_a_real_full_collection_is_timed() -> None:
+    seen: list[GcPause] = []
+    watch = GcWatch(seen.append, threshold_s=0.0).install()
+    watch.install()  # twice: still one entry
+    assert gc.callbacks.count(watch) == 1
+    try:
+        garbage: list[Any] = []
+        garbage.append(garbage)  # a cycle only the collector frees
+        del garbage
+        gc.collect()
+    finally:
+        watch.uninstall()
+    full = [p for p in seen if p.generation == 2]
+    assert full and full[-1].collected >= 1 and full[-1].seconds >= 0.0
+
+
+async def test_the_daemon_reports_long_pauses_in_its_metrics(start_daemon: Any) -> None:
+    rd = await start_daemon(espeak_config())
+    watches = [cb for cb in gc.callbacks if isinstance(cb, GcWatch)]
+    assert len(watches) == 1  # installed for the daemon's lifetime
+    watches[0].threshold_s = 0.0  # every collection counts as long now
+    gc.collect()
+    async with aiohttp.ClientSession() as http, http.get(f"{rd.url}/metrics") as r:
+        text = await r.text()
+    assert any(line.startswith('ishow_gc_pauses_total{generation="2"}') for line in text.splitlines()), text[:500]
+    rd.stop.set()
+    await rd.task
+    assert not [cb for cb in gc.callbacks if isinstance(cb, GcWatch)]  # uninstalled on the way out
