@@ -465,3 +465,44 @@ def test_miss_log_keeps_the_newest_misses_in_order_and_empties_on_take() -> None
     misses.discard((16, 256))  # never missed: nothing happens
     assert misses.take() == [(2, 256), (8, 256)]  # a repeat keeps its place; past 3, (1, 256) went
     assert misses.take() == []
+
+
+def test_the_warm_plan_reaches_the_longest_single_chunk_a_voice_speaks(tiny: DiT) -> None:
+    # chat up to 40 CJK characters was planned, but text up to ~12 s of speech is one request: a 43-character
+    # message ran with no vocoder graph (eager, and a kernel compile on its path) before this plan
+    from dataclasses import dataclass
+
+    from ishow.config.engine import EngineConfig
+    from ishow.config.voice import VoiceSpec
+    from ishow.engine.accel.vocoder_backends import TorchVocoder
+    from ishow.engine.f5.duration import generated_frames, utf8_len
+    from ishow.engine.f5.vocos import Vocos, VocosConfig
+    from ishow.engine.f5_warmup import WARM_MAX_BYTES, chunk_bytes, plan
+
+    @dataclass(frozen=True)
+    class Prepared:
+        frames: int
+        ref_text: str
+
+    ref = Prepared(644, "大家好，欢迎来到我的直播间，今天我们一起聊天玩游戏。")  # the shipped default_zh voice
+
+    class Engine:
+        config = EngineConfig()
+        sampler = GraphSampler(tiny, capture_on_miss=False)
+        vocoder_backend = TorchVocoder(Vocos(VocosConfig(dim=64, intermediate_dim=192, num_layers=2, head_dim=64)))
+
+        def prepared(self, voice: VoiceSpec) -> Prepared:
+            return ref
+
+    engine = Engine()
+    engine.sampler.use_graphs = True
+    engine.vocoder_backend.use_graphs = True
+    longest = chunk_bytes(ref.frames, utf8_len(ref.ref_text), 1.0)
+    assert longest > WARM_MAX_BYTES  # ~12 s of this voice's speech is more than 40 characters
+    (dit, dit_later), (_voc, voc_later) = plan(engine, [VoiceSpec(id="zh")], 8)
+    gen = generated_frames(ref.frames, utf8_len(ref.ref_text), longest, 1.0)
+    b = engine.sampler.buckets
+    assert (1, b.frames(ref.frames + gen)) in dit_later  # captured after "ready": the wait for it does not grow
+    assert any(rows == 2 and frames >= gen for rows, frames in voc_later)
+    chat = generated_frames(ref.frames, utf8_len(ref.ref_text), WARM_MAX_BYTES, 1.0)
+    assert max(f for r, f in dit if r == 1) == b.frames(ref.frames + chat)  # "ready" still means chat-sized

@@ -292,3 +292,17 @@ def test_warmup_builds_attention_graphs_last_before_ready(
     BucketWarmer([t for t in tasks if t.label == "attention graphs"]).run_plan()
     planned = [tuple(int(v) for v in label.split()[1].split("x")) for label in dit]
     assert asked == [planned]  # every planned DiT bucket, essential and refinement
+
+
+def test_the_warm_plan_s_longest_request_is_the_worker_s_chunk(
+    engine: F5Engine, voices: tuple[VoiceSpec, VoiceSpec]
+) -> None:
+    from ishow.engine.chunking import ChunkPlan
+    from ishow.engine.f5.duration import utf8_len
+    from ishow.engine.f5_warmup import chunk_bytes
+
+    for voice in voices:
+        prepared = engine.prepared(voice)
+        for speed in (1.0, 1.3):
+            want = ChunkPlan.for_budget(engine.length_budget(voice, speed)).target  # what EngineWorker.plan cuts to
+            assert chunk_bytes(prepared.frames, utf8_len(prepared.ref_text), speed * voice.speed) == want

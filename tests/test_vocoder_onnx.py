@@ -53,6 +53,28 @@ def test_torch_backend_on_cpu(vocos: Vocos) -> None:
     assert backend.decode([]) == []
 
 
+def test_eager_fallback_runs_in_a_bucket_shape_and_stays_exact(vocos: Vocos, monkeypatch: pytest.MonkeyPatch) -> None:
+    # no ready graph (before "ready", or a length past the plan): the eager run is padded like a bucket (rows ≥ 2,
+    # frames to the bucket step), so GPU kernels meet a shape they were compiled for; the masks keep it exact
+    backend = TorchVocoder(vocos)
+    monkeypatch.setattr(backend, "use_graphs", True)
+    backend.capture_on_miss = False  # the daemon's mode: never capture on a message's path
+    ms = mels([107])
+    (ref,) = singles(vocos, ms)
+    shapes: list[tuple[int, ...]] = []
+    real = backend.vocos.forward
+
+    def recording(mel: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        shapes.append(tuple(mel.shape))
+        return real(mel, mask)
+
+    monkeypatch.setattr(backend.vocos, "forward", recording)
+    (got,) = backend.decode(ms)
+    assert shapes == [(2, 100, 128)] and backend.ready_buckets() == []
+    assert got.shape == ref.shape
+    torch.testing.assert_close(got, ref, rtol=0, atol=1e-5)
+
+
 def test_istft_basis_is_irfft_times_window() -> None:
     n = 16
     window = torch.hann_window(n, dtype=torch.float64).float()

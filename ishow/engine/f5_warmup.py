@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
@@ -29,8 +29,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# Chat up to this many UTF-8 bytes (40 CJK characters, ~120 Latin ones) gets its own graphs ahead of time; longer
-# messages run padded on the largest ready bucket, or eagerly, and their bucket is captured on demand.
+# Chat up to this many UTF-8 bytes (40 CJK characters, ~120 Latin ones) gets its own graphs ahead of time, and up
+# to the longest single chunk a voice speaks (``chunk_bytes``: ~12 s of speech) when that is longer; longer text is
+# cut into chunks (``EngineWorker.plan``), so no request is longer than that.
 WARM_MAX_BYTES = 120
 WARM_STEP_BYTES = 3  # one CJK character
 # Graph-cache headroom beyond the plan, for buckets captured on demand (other nfe_step values, long messages).
@@ -85,13 +86,17 @@ def after_warmup(cache: Path | None) -> None:
 def save_compile_cache(cache: Path) -> None:
     """Save torch.compiler's cache artifacts (after the warm-up compiled everything)."""
     try:
+        import time
+
         import torch.compiler
 
+        t0 = time.perf_counter()
         got = torch.compiler.save_cache_artifacts()
         if got is not None:
             tmp = cache / "artifacts.bin.tmp"
             tmp.write_bytes(got[0])
             tmp.replace(cache / "artifacts.bin")
+            log.info("compile cache saved: %d bytes in %.2f s", len(got[0]), time.perf_counter() - t0)
     except Exception as e:  # noqa: BLE001 - the cache is an optimisation
         log.warning("compile cache artifacts not saved (%s: %s)", type(e).__name__, e)
 
@@ -122,6 +127,30 @@ class WarmableEngine(Protocol):
     def prepared(self, voice: VoiceSpec) -> _PreparedVoice: ...
 
 
+def chunk_bytes(ref_frames: int, ref_bytes: int, speed: float) -> int:
+    """The most UTF-8 bytes one request carries for a voice with this reference (``EngineWorker.plan``'s chunk
+    target, from the voice's speech rate as ``F5Engine.length_budget`` measures it)."""
+    from ishow.audio_format import HOP, SAMPLE_RATE
+    from ishow.engine.chunking import ChunkPlan, LengthBudget
+
+    rate = speed * max(1, ref_bytes) / max(1, ref_frames) * SAMPLE_RATE / HOP  # bytes per second of speech
+    return ChunkPlan.for_budget(LengthBudget(bytes_per_second=rate, max_bytes=1 << 20)).target
+
+
+def with_long(stages: Stages, lengths: Sequence[int], single: int, frames_of: Callable[[int], int | None]) -> Stages:
+    """``stages`` plus a message alone at each of ``lengths`` (the rare long ones) as refinements: they are captured
+    after "ready", so the wait for it does not grow; until then such a message runs padded (or eagerly)."""
+    essential, refine = stages
+    planned = set(essential) | set(refine)
+    extra: list[Bucket] = []
+    for n in lengths:
+        f = frames_of(n)
+        if f is not None and (single, f) not in planned:
+            planned.add((single, f))
+            extra.append((single, f))
+    return essential, refine + extra
+
+
 def plan(engine: WarmableEngine, voices: Sequence[VoiceSpec], max_batch: int) -> tuple[Stages, Stages]:
     """((essential, refinement) DiT buckets, the same for the vocoder) for ``voices`` and batches up to
     ``max_batch``."""
@@ -131,24 +160,28 @@ def plan(engine: WarmableEngine, voices: Sequence[VoiceSpec], max_batch: int) ->
 
     dit_lengths: list[int] = []
     voc_lengths: list[int] = []
+    long_dit: list[int] = []  # past WARM_MAX_BYTES, up to the longest chunk: batch 1 only, after "ready"
+    long_voc: list[int] = []
     prepared = []
     for v in voices:
         try:
             prepared.append((engine.prepared(v), v.speed * engine.config.speed))
         except IshowError:
             continue  # logged by the worker; its messages use the fallback
-    for gen_bytes in likely_lengths(MIN_GEN_BYTES, WARM_MAX_BYTES, WARM_STEP_BYTES):
+    longest = max([WARM_MAX_BYTES, *(chunk_bytes(pv.frames, utf8_len(pv.ref_text), speed) for pv, speed in prepared)])
+    for gen_bytes in likely_lengths(MIN_GEN_BYTES, longest, WARM_STEP_BYTES):
         for pv, speed in prepared:
             gen = generated_frames(pv.frames, utf8_len(pv.ref_text), gen_bytes, speed)
-            dit_lengths.append(pv.frames + gen)
-            voc_lengths.append(gen)
+            (dit_lengths if gen_bytes <= WARM_MAX_BYTES else long_dit).append(pv.frames + gen)
+            (voc_lengths if gen_bytes <= WARM_MAX_BYTES else long_voc).append(gen)
     rows = row_sizes(max_batch)
     dit: Stages = ([], [])
     voc: Stages = ([], [])
     sampler = engine.sampler
     if isinstance(sampler, GraphSampler) and sampler.use_graphs:
         b = sampler.buckets
-        dit = plan_stages(dit_lengths, rows, b.frames, b.coarse_multiple, max_area=b.max_area)
+        dit = with_long(plan_stages(dit_lengths, rows, b.frames, b.coarse_multiple, max_area=b.max_area), long_dit,
+                        1, b.frames)  # fmt: skip
     vb = engine.vocoder_backend
     if isinstance(vb, TorchVocoder) and vb.use_graphs:
         vbk = vb.buckets
@@ -160,7 +193,8 @@ def plan(engine: WarmableEngine, voices: Sequence[VoiceSpec], max_batch: int) ->
         # the vocoder is cheap (256 frames: ~0.35 ms), so a message alone has its own graphs and batches share the
         # largest batch's (cover_bucket pads up to 4× the area): half the vocoder captures, a faster "ready"
         voc_rows = sorted({r for r in (vbk.rows(1), vbk.rows(rows[-1])) if r is not None})
-        voc = plan_stages(voc_lengths, voc_rows, voc_frames, 2 * vbk.frame_multiple, single=voc_rows[0])
+        voc = with_long(plan_stages(voc_lengths, voc_rows, voc_frames, 2 * vbk.frame_multiple, single=voc_rows[0]),
+                        long_voc, voc_rows[0], voc_frames)  # fmt: skip
     return dit, voc
 
 
