@@ -232,16 +232,22 @@ class GraphSampler:
         eagerly; None where no bucket fits. The ready graphs are read once, now."""
         ready = set(self.ready_buckets(config))
         capture = self.capture_on_miss and self.use_graphs
+        known: dict[Bucket, int] = {}  # many (k, n) share a bucket: each cover is looked up once
 
         def cost(k: int, n: int) -> int | None:
             bucket = self.buckets.bucket(k, n)
             if bucket is None:
                 return None
-            use = bucket if capture or bucket in ready else cover_bucket(bucket, ready, self.max_pad)
-            if use is None:
-                planned = self.buckets.area(k, n)
-                return EAGER_FACTOR * (planned if planned is not None else bucket[0] * bucket[1])
-            return use[0] * use[1]
+            got = known.get(bucket)
+            if got is None:
+                use = bucket if capture or bucket in ready else cover_bucket(bucket, ready, self.max_pad)
+                if use is None:
+                    planned = self.buckets.area(k, n)
+                    got = EAGER_FACTOR * (planned if planned is not None else bucket[0] * bucket[1])
+                else:
+                    got = use[0] * use[1]
+                known[bucket] = got
+            return got
 
         return cost
 
