@@ -77,3 +77,21 @@ async def test_replay_loop_rounds_get_fresh_message_ids() -> None:
     task.cancel()
     assert len(seen) >= 3 * len(src.lines)
     assert len(set(seen)) == len(seen)  # a looping demo is not eaten by the duplicate-id filter
+
+
+def test_has_cjk_matches_the_code_point_ranges_on_every_edge() -> None:
+    import random
+
+    from ishow.policy.compose import _CJK_RANGES, has_cjk
+
+    def by_ranges(text: str) -> bool:
+        return any(lo <= ord(ch) <= hi for ch in text for lo, hi in _CJK_RANGES)
+
+    edges = [c for lo, hi in _CJK_RANGES for c in (lo - 1, lo, hi, hi + 1)]
+    for c in edges:
+        assert has_cjk(f"ab{chr(c)}c") == by_ranges(chr(c)), hex(c)
+    rng = random.Random(7)
+    for _ in range(2000):
+        text = "".join(chr(rng.choice([rng.randint(32, 0x3000), rng.randint(0x3000, 0x30000)])) for _ in range(6))
+        assert has_cjk(text) == by_ranges(text), [hex(ord(ch)) for ch in text]
+    assert not has_cjk("") and has_cjk("主播 hello") and not has_cjk("hello 123")

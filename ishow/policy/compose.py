@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import re
 import zlib
 from dataclasses import dataclass
 
@@ -13,10 +14,11 @@ from ishow.policy.gates import ChatGate
 from ishow.policy.normalize import normalize
 
 _CJK_RANGES = ((0x3400, 0x4DBF), (0x4E00, 0x9FFF), (0xF900, 0xFAFF), (0x20000, 0x2FA1F))
+_CJK = re.compile("[" + "".join(f"{chr(lo)}-{chr(hi)}" for lo, hi in _CJK_RANGES) + "]")
 
 
 def has_cjk(text: str) -> bool:
-    return any(lo <= ord(ch) <= hi for ch in text for lo, hi in _CJK_RANGES)
+    return _CJK.search(text) is not None
 
 
 @dataclass(frozen=True)

@@ -90,6 +90,8 @@ def _lang(lang: str | None, text: str) -> str:
 
 
 def _strip_controls(text: str) -> str:
+    if text.isprintable():  # no Cc/Cf/Cs/Co/Zl/Zp in it (the usual case): nothing to strip
+        return text
     out: list[str] = []
     for ch in text:
         cat = unicodedata.category(ch)
@@ -100,7 +102,13 @@ def _strip_controls(text: str) -> str:
     return "".join(out)
 
 
+# characters _half_width changes: fullwidth ASCII, the ideographic space, fullwidth ¥£¢, non-ASCII decimal digits
+_WIDE = re.compile("[\uFF01-\uFF5E\u3000\uFFE0\uFFE1\uFFE5]|(?![0-9])\\d")
+
+
 def _half_width(text: str, lang: str) -> str:
+    if _WIDE.search(text) is None:  # the usual case: nothing to fold
+        return text.translate(_EN_PUNCT) if lang == "en" else text
     out: list[str] = []
     for ch in text:
         code = ord(ch)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
+_ASCII_DIGIT = re.compile("[0-9]")
 _ONES = (
     "zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven", "twelve",
     "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen", "nineteen",
@@ -243,7 +244,7 @@ def read_numbers_en(text: str) -> str:
         (_ANY_DIGITS, lambda m: digits_en(m.group(0))),
     )
     for rx, fn in passes:
-        if not any("0" <= c <= "9" for c in text):
+        if _ASCII_DIGIT.search(text) is None:
             break
         text = _pad_sub(rx, fn, text)
     return text

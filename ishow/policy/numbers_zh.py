@@ -18,6 +18,7 @@ import re
 from collections.abc import Callable
 from decimal import Decimal
 
+_ASCII_DIGIT = re.compile("[0-9]")
 _DIGITS = "零一二三四五六七八九"
 _MAX_WORD_DIGITS = 20  # longer digit strings are read digit by digit
 _NUM_STR = re.compile(r"([+\-−]?)([0-9][0-9,]*)(?:\.([0-9]+))?")
@@ -221,7 +222,7 @@ def read_numbers_zh(text: str) -> str:
         (_ANY_DIGITS, lambda m: digits_zh(m.group(0))),
     )
     for rx, fn in passes:
-        if not any("0" <= c <= "9" for c in text):
+        if _ASCII_DIGIT.search(text) is None:
             break
         text = rx.sub(fn, text)
     return text
