@@ -103,7 +103,7 @@ def _strip_controls(text: str) -> str:
 
 
 # characters _half_width changes: fullwidth ASCII, the ideographic space, fullwidth ¥£¢, non-ASCII decimal digits
-_WIDE = re.compile("[\uFF01-\uFF5E\u3000\uFFE0\uFFE1\uFFE5]|(?![0-9])\\d")
+_WIDE = re.compile("[\uff01-\uff5e\u3000\uffe0\uffe1\uffe5]|(?![0-9])\\d")
 
 
 def _half_width(text: str, lang: str) -> str:
