@@ -4,12 +4,14 @@ equals it too (Triton's CPU interpreter where Triton is installed; the real kern
 from __future__ import annotations
 
 import copy
+import logging
 
 import pytest
 import torch
 import torch.nn.functional as F
 
 from ishow.engine.accel import conv_pos as cp
+from ishow.engine.accel.fallback import Fallback, triton_available
 from ishow.engine.accel.graphs import GraphSampler
 from ishow.engine.f5.checkpoint import randomize_
 from ishow.engine.f5.dit import DiT, DiTConfig
@@ -67,8 +69,8 @@ def test_conv_pos_falls_back_to_the_module_off_cuda_and_after_a_failure(monkeypa
         want = m(x, mask) + x
         assert not runner.usable(x)  # CPU
         torch.testing.assert_close(runner(x, mask), want, rtol=0, atol=0)
-        monkeypatch.setattr(cp, "_BROKEN", [])
-        monkeypatch.setattr(cp.ConvPos, "usable", lambda self, x: not cp._BROKEN)
+        monkeypatch.setattr(cp, "_KERNEL", Fallback("test kernel", "the fallback", logging.getLogger("test")))
+        monkeypatch.setattr(cp.ConvPos, "usable", lambda self, x: not cp._KERNEL.broken)
 
         def broken(*a: object, **k: object) -> torch.Tensor:
             raise RuntimeError("PTX not supported")
@@ -140,7 +142,7 @@ print("ok")
 """
 
 
-@pytest.mark.skipif(not cp.triton_available(), reason="Triton is not installed (the CUDA test runs the kernel)")
+@pytest.mark.skipif(not triton_available(), reason="Triton is not installed (the CUDA test runs the kernel)")
 def test_triton_kernel_in_the_interpreter_equals_the_module() -> None:
     run_script(INTERPRETER_SCRIPT)
 

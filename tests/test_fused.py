@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 import torch
 
+from ishow.engine.accel.fallback import Fallback
 from ishow.engine.accel.fast_vocos import FastVocos, overlap_add
 from ishow.engine.accel.fused import FusedBlocks
 from ishow.engine.accel.graphs import GraphSampler
@@ -234,8 +237,8 @@ def test_varlen_failure_falls_back_to_the_mask(tiny: DiT, monkeypatch: pytest.Mo
         raise RuntimeError("seqused_k is not supported")
 
     monkeypatch.setattr(torch.ops.aten, "_flash_attention_forward", broken)
-    monkeypatch.setattr(fused, "varlen_usable", lambda q: not fused._VARLEN_BROKEN)
-    monkeypatch.setattr(fused, "_VARLEN_BROKEN", [])
+    monkeypatch.setattr(fused, "varlen_usable", lambda q: not fused._VARLEN.broken)
+    monkeypatch.setattr(fused, "_VARLEN", Fallback("test kernel", "the fallback", logging.getLogger("test")))
     gen = torch.Generator().manual_seed(8)
     q, k, v = (torch.randn(2, 2, 12, 16, generator=gen) for _ in range(3))
     mask = torch.arange(12)[None] < torch.tensor([12, 5])[:, None]
@@ -245,7 +248,7 @@ def test_varlen_failure_falls_back_to_the_mask(tiny: DiT, monkeypatch: pytest.Mo
     got = fused.attend(q, k, v, bias, fused.key_lens(bias))
     want = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=bias)
     torch.testing.assert_close(got, want, rtol=0, atol=0)
-    assert fused._VARLEN_BROKEN and "seqused_k" in fused._VARLEN_BROKEN[0]
+    assert fused._VARLEN.failure and "seqused_k" in fused._VARLEN.failure
 
 
 def test_kernel_switches_env(tiny: DiT, monkeypatch: pytest.MonkeyPatch) -> None:

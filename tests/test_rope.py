@@ -4,10 +4,13 @@ either; the kernel is only used where it can run, and a failure falls back for g
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 import torch
 
 from ishow.engine.accel import rope as rp
+from ishow.engine.accel.fallback import Fallback
 from ishow.engine.accel.fused import FusedBlocks
 from ishow.engine.accel.kernel_choice import Kernels
 from ishow.engine.f5.checkpoint import randomize_
@@ -74,8 +77,8 @@ def test_a_kernel_failure_falls_back_for_good(monkeypatch: pytest.MonkeyPatch) -
         calls.append(1)
         raise RuntimeError("PTX too new for this driver")
 
-    monkeypatch.setattr(rp, "_BROKEN", [])
-    monkeypatch.setattr(rp, "usable", lambda qkv, heads, tile=rp.DEFAULT_TILE: not rp._BROKEN)
+    monkeypatch.setattr(rp, "_KERNEL", Fallback("test kernel", "the fallback", logging.getLogger("test")))
+    monkeypatch.setattr(rp, "usable", lambda qkv, heads, tile=rp.DEFAULT_TILE: not rp._KERNEL.broken)
     monkeypatch.setattr(rp, "split_rope_triton", broken)
     qkv, rot = case(2, 16, 2, 8)
     want = rp.split_rope_torch(qkv, rot[..., 0], rot[..., 1], 2)

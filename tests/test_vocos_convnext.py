@@ -6,12 +6,14 @@ only used where it can run, and a failure falls back for good."""
 from __future__ import annotations
 
 import copy
+import logging
 from typing import Any
 
 import pytest
 import torch
 
 from ishow.engine.accel import vocos_convnext as vc
+from ishow.engine.accel.fallback import Fallback
 from ishow.engine.accel.fast_vocos import FastVocos
 from ishow.engine.accel.mels import pad_mels
 from ishow.engine.f5.vocos import Vocos, VocosConfig
@@ -107,8 +109,8 @@ def test_a_kernel_failure_falls_back_for_good(monkeypatch: pytest.MonkeyPatch) -
         calls.append(1)
         raise RuntimeError("out of resources: shared memory")
 
-    monkeypatch.setattr(vc, "_BROKEN", [])
-    monkeypatch.setattr(vc, "usable", lambda x, w: not vc._BROKEN)
+    monkeypatch.setattr(vc, "_KERNEL", Fallback("test kernel", "the fallback", logging.getLogger("test")))
+    monkeypatch.setattr(vc, "usable", lambda x, w: not vc._KERNEL.broken)
     monkeypatch.setattr(vc, "dw_ln_triton", broken)
     d = case(2, 12, 16, [12, 4])
     args = (d["x"], d["y"], d["gamma"], d["lens"], d["w"], d["b"], d["ln_w"], d["ln_b"])

@@ -15,7 +15,6 @@ computes the same maths with plain torch ops from the same rearranged weights (C
 
 from __future__ import annotations
 
-import functools
 import logging
 from dataclasses import dataclass
 
@@ -23,10 +22,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ishow.engine.accel.fallback import Fallback, triton_available
+
 log = logging.getLogger(__name__)
 
 MISH_LINEAR_FROM = 20.0  # softplus(x) == x above this (torch's threshold), so mish(x) == x there
-_BROKEN: list[str] = []  # the first kernel failure (then every call takes the cuDNN path)
+_KERNEL = Fallback("the Triton conv position kernel", "cuDNN", log)  # after its first failure: cuDNN for good
 
 
 @dataclass(frozen=True)
@@ -93,15 +94,6 @@ def conv_pos_torch(x: Tensor, lens: Tensor, w1: Tensor, b1: Tensor, w2: Tensor, 
     return conv_mish_torch(conv_mish_torch(x, w1, b1, lens), w2, b2, lens, residual=x)
 
 
-@functools.cache
-def triton_available() -> bool:
-    try:
-        import triton  # noqa: F401
-    except ImportError:  # CPU-only torch installs: the module runs instead
-        return False
-    return True
-
-
 def conv_mish_triton(
     x: Tensor, w: Tensor, b: Tensor, lens: Tensor, residual: Tensor | None = None, tile: Tile | None = None
 ) -> Tensor:
@@ -139,7 +131,7 @@ class ConvPos:
         conv = convs(self.module)[0]
         cg = conv.in_channels // conv.groups
         return (
-            not _BROKEN
+            not _KERNEL.broken
             and x.is_cuda
             and x.dtype in (torch.float16, torch.bfloat16)
             and cg >= 16
@@ -160,11 +152,10 @@ class ConvPos:
                 mid = conv_mish_triton(xc, w1, b1, lens, None, self.tile)
                 return conv_mish_triton(mid, w2, b2, lens, xc, self.tile)
             except Exception as e:  # noqa: BLE001 (triton compile/launch errors have many types)
-                _BROKEN.append(f"{type(e).__name__}: {e}")
-                log.warning("the Triton conv position kernel failed (%s); using cuDNN", _BROKEN[0])
+                _KERNEL.fail(e)
         out: Tensor = self.module(x, mask) + x
         return out
 
 
 def kernel_failure() -> str | None:
-    return _BROKEN[0] if _BROKEN else None
+    return _KERNEL.failure

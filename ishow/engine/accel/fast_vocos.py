@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ishow.engine.accel.conv_pos import triton_available
+from ishow.engine.accel.fallback import triton_available
 from ishow.engine.accel.fused import compiled, mark_dynamic
 from ishow.engine.accel.kernel_choice import from_env
 from ishow.engine.accel.vocos_convnext import dw_ln

@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ishow.engine.accel.fallback import Fallback
 from ishow.engine.accel.kernel_choice import Kernels, from_env
 from ishow.engine.accel.rope import split_rope, split_rope_torch
 
@@ -169,8 +170,9 @@ def attn_out_ff_in(
     return x, q, k, v
 
 
-_VARLEN_BROKEN: list[str] = []  # the first failure of the varlen flash call (then every call takes the mask)
-_CUDNN_BROKEN: list[str] = []  # likewise for cuDNN attention
+# after its first failure, padded attention takes the key padding mask for good
+_VARLEN = Fallback("varlen flash attention", "the key padding mask", log)
+_CUDNN = Fallback("cuDNN attention", "the key padding mask", log)
 
 
 def key_lens(bias: Tensor) -> Tensor:
@@ -186,7 +188,7 @@ def row_starts(b: int, n: int, device: torch.device) -> Tensor:
 def varlen_usable(q: Tensor) -> bool:
     """Whether :func:`attend` can run ``q`` [B, H, N, Dh] through the flash kernel's varlen entry point."""
     return (
-        not _VARLEN_BROKEN
+        not _VARLEN.broken
         and q.is_cuda
         and q.dtype in (torch.float16, torch.bfloat16)
         and q.shape[-1] % 8 == 0
@@ -244,17 +246,15 @@ def attend(
         try:
             return flash_varlen(q, k, v, lens, cu)
         except RuntimeError as e:  # an older torch without seqused_k, or a GPU the kernel does not support
-            _VARLEN_BROKEN.append(f"{type(e).__name__}: {e}")
-            log.warning("varlen flash attention failed (%s); using the key padding mask", _VARLEN_BROKEN[0])
-    if mode == "cudnn" and q.is_cuda and not _CUDNN_BROKEN:
+            _VARLEN.fail(e)
+    if mode == "cudnn" and q.is_cuda and not _CUDNN.broken:
         from torch.nn.attention import SDPBackend, sdpa_kernel
 
         try:
             with sdpa_kernel(SDPBackend.CUDNN_ATTENTION):
                 return F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
         except RuntimeError as e:  # no cuDNN attention for these shapes / this GPU
-            _CUDNN_BROKEN.append(f"{type(e).__name__}: {e}")
-            log.warning("cuDNN attention failed (%s); using the key padding mask", _CUDNN_BROKEN[0])
+            _CUDNN.fail(e)
     return F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
 
 

@@ -21,14 +21,14 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from ishow.engine.accel.conv_pos import triton_available
+from ishow.engine.accel.fallback import Fallback, triton_available
 
 __all__ = ["DEFAULT_TILE", "Tile", "kernel_failure", "rope", "split_rope", "split_rope_torch", "split_rope_triton",
            "triton_available", "usable"]  # fmt: skip
 
 log = logging.getLogger(__name__)
 
-_BROKEN: list[str] = []  # the first kernel failure (then every call takes the torch ops)
+_KERNEL = Fallback("the Triton RoPE kernel", "torch ops", log)  # after its first failure: the torch ops for good
 
 
 @dataclass(frozen=True)
@@ -67,7 +67,7 @@ def usable(qkv: Tensor, heads: int, tile: Tile = DEFAULT_TILE) -> bool:
     dim that is a power of two ≥ 4 (whole-row loads), ``tile.heads`` dividing 2·H, Triton importable."""
     dh = qkv.shape[-1] // (3 * heads) if heads > 0 else 0
     return (
-        not _BROKEN
+        not _KERNEL.broken
         and qkv.is_cuda
         and qkv.dtype in (torch.float16, torch.bfloat16)
         and qkv.dim() == 3
@@ -102,10 +102,9 @@ def split_rope(qkv: Tensor, rot: Tensor, heads: int, tile: Tile = DEFAULT_TILE) 
         try:
             return split_rope_triton(qkv, rot, heads, tile)
         except Exception as e:  # noqa: BLE001 (triton compile/launch errors have many types)
-            _BROKEN.append(f"{type(e).__name__}: {e}")
-            log.warning("the Triton RoPE kernel failed (%s); using torch ops", _BROKEN[0])
+            _KERNEL.fail(e)
     return split_rope_torch(qkv, rot[..., 0], rot[..., 1], heads)
 
 
 def kernel_failure() -> str | None:
-    return _BROKEN[0] if _BROKEN else None
+    return _KERNEL.failure

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ishow.engine.accel.conv_pos import triton_available
+from ishow.engine.accel.fallback import Fallback, triton_available
 
 __all__ = ["DEFAULT_TILE", "LN_EPS", "Tile", "dw_ln", "dw_ln_torch", "dw_ln_triton", "kernel_failure", "stream",
            "triton_available", "usable"]  # fmt: skip
@@ -30,7 +30,7 @@ __all__ = ["DEFAULT_TILE", "LN_EPS", "Tile", "dw_ln", "dw_ln_torch", "dw_ln_trit
 log = logging.getLogger(__name__)
 
 LN_EPS = 1e-6  # every Vocos LayerNorm
-_BROKEN: list[str] = []  # the first kernel failure (then every call takes the torch ops)
+_KERNEL = Fallback("the Triton Vocos block kernel", "torch ops", log)  # after its first failure: torch ops for good
 
 
 @dataclass(frozen=True)
@@ -82,7 +82,7 @@ def usable(x: Tensor, w: Tensor) -> bool:
     kernel, Triton importable."""
     c = x.shape[-1]
     return (
-        not _BROKEN
+        not _KERNEL.broken
         and x.is_cuda
         and x.dtype in (torch.float16, torch.bfloat16)
         and x.dim() == 3
@@ -132,10 +132,9 @@ def dw_ln(
         try:
             return dw_ln_triton(x, y, gamma, lens, w, b, ln_w, ln_b, tile)
         except Exception as e:  # noqa: BLE001 (triton compile/launch errors have many types)
-            _BROKEN.append(f"{type(e).__name__}: {e}")
-            log.warning("the Triton Vocos block kernel failed (%s); using torch ops", _BROKEN[0])
+            _KERNEL.fail(e)
     return dw_ln_torch(x, y, gamma, lens, w, b, ln_w, ln_b)
 
 
 def kernel_failure() -> str | None:
-    return _BROKEN[0] if _BROKEN else None
+    return _KERNEL.failure
