@@ -92,6 +92,12 @@ def _lang(lang: str | None, text: str) -> str:
 def _strip_controls(text: str) -> str:
     if text.isprintable():  # no Cc/Cf/Cs/Co/Zl/Zp in it (the usual case): nothing to strip
         return text
+    return _strip_each(text)
+
+
+def _strip_each(text: str) -> str:
+    """The per-character rule: line/paragraph separators and control characters → space; format, surrogate and
+    private-use characters dropped."""
     out: list[str] = []
     for ch in text:
         cat = unicodedata.category(ch)
@@ -102,13 +108,19 @@ def _strip_controls(text: str) -> str:
     return "".join(out)
 
 
-# characters _half_width changes: fullwidth ASCII, the ideographic space, fullwidth ¥£¢, non-ASCII decimal digits
+# characters _fold_each changes: fullwidth ASCII, the ideographic space, fullwidth ¥£¢, non-ASCII decimal digits
 _WIDE = re.compile("[\uff01-\uff5e\u3000\uffe0\uffe1\uffe5]|(?![0-9])\\d")
 
 
 def _half_width(text: str, lang: str) -> str:
-    if _WIDE.search(text) is None:  # the usual case: nothing to fold
-        return text.translate(_EN_PUNCT) if lang == "en" else text
+    if _WIDE.search(text) is not None:  # else (the usual case) nothing to fold
+        text = _fold_each(text, lang)
+    return text.translate(_EN_PUNCT) if lang == "en" else text
+
+
+def _fold_each(text: str, lang: str) -> str:
+    """The per-character rule: fullwidth ASCII → ASCII (Chinese punctuation kept in zh), the ideographic space →
+    space, fullwidth ¥£¢ → ¥£¢, other decimal digits → 0–9."""
     out: list[str] = []
     for ch in text:
         code = ord(ch)
@@ -122,8 +134,7 @@ def _half_width(text: str, lang: str) -> str:
             out.append(str(unicodedata.decimal(ch)))
         else:
             out.append(ch)
-    text = "".join(out)
-    return text.translate(_EN_PUNCT) if lang == "en" else text
+    return "".join(out)
 
 
 def _replace_urls(text: str, word: str) -> str:
