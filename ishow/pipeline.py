@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import structlog
 
@@ -22,7 +23,7 @@ from ishow.engine.worker import EngineWorker
 from ishow.events import Audio, Batch, Priority, Utterance
 from ishow.ledger import Ledger
 from ishow.metrics import Metrics
-from ishow.synth_stage import SynthStage
+from ishow.synth_stage import BatchReport, SynthStage
 from ishow.utterance_queue import AsyncUtteranceQueue, QueueDrop
 
 log = structlog.get_logger(__name__)
@@ -89,30 +90,75 @@ class Pipeline:
         while not self.stopping.is_set() or self.stage.has_pending:
             self.inflight = []
             max_items = self._cfg().batch.max_items
-            if self.stage.has_pending:  # the rest of a long message is due: don't wait for new chat
-                while len(self.inflight) < max_items and not self.stopping.is_set():
-                    item = self.queue.get_nowait()
-                    if item is None:
-                        break
-                    self.inflight.append(item)
-                batch = Batch(tuple(self.inflight))
-            else:
-                batch = await next_batch(self.queue, window, items=self.inflight)
-            self.busy = True
             try:
-                await self._synthesize(batch)
+                if self.stage.has_pending:  # the rest of a long message is due: don't wait for new chat
+                    while len(self.inflight) < max_items and not self.stopping.is_set():
+                        item = self.queue.get_nowait()
+                        if item is None:
+                            break
+                        self.inflight.append(item)
+                    await self._synthesize(Batch(tuple(self.inflight)))
+                else:
+                    await self._window(window)
             except asyncio.CancelledError:
                 raise
             except Exception:
-                log.exception("batch failed", size=len(batch.items))
+                log.exception("batch failed", size=len(self.inflight))
             finally:
                 self.busy = False
                 self.inflight = []
+
+    async def _window(self, window: BatchWindow) -> None:
+        """Collect one window's batch and synthesize it.
+
+        With ``batch.early_start`` (the default), the engine does not sit idle while the window is open: when the
+        collector first has to wait for more chat, the messages it holds already (on an idle stream, the one
+        message) start synthesizing as an *early* batch. Their audio is handed over when the window closes — the
+        window's timing and the batch's order stay what the streamer configured — and whatever arrived meanwhile
+        is synthesized after them as the rest of the batch. An idle message's latency becomes the window plus the
+        hand-off instead of the window plus its synthesis.
+        """
+        early: asyncio.Task[BatchReport | None] | None = None
+        early_items: tuple[Utterance, ...] = ()
+        closed = asyncio.Event()
+
+        def start_early(items: Sequence[Utterance]) -> None:
+            nonlocal early, early_items
+            if not self._cfg().batch.early_start or self.stopping.is_set():
+                return
+            early_items = tuple(items)
+            self.busy = True
+            early = asyncio.create_task(self.stage.run(early_items, release=closed.wait), name="early batch")
+
+        try:
+            batch = await next_batch(self.queue, window, items=self.inflight, on_wait=start_early)
+            closed.set()
+            self.busy = True
+            if early is not None:
+                try:
+                    self._report(await early, early=True)
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    log.exception("batch failed", size=len(early_items), early=True)
+                self.inflight = list(batch.items[len(early_items) :])  # the early ones are handed over
+                batch = Batch(tuple(self.inflight))
+                if not batch.items:
+                    return
+            await self._synthesize(batch)
+        finally:
+            if early is not None and not early.done():  # cancelled (shutdown): the early run is dropped with it
+                early.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await early
 
     async def _synthesize(self, batch: Batch) -> None:
         self.metrics.queue_depth.set(len(self.queue))
         report = await self.stage.run(batch.items)
         self.inflight = []
+        self._report(report)
+
+    def _report(self, report: BatchReport | None, early: bool = False) -> None:
         if report is None:
             return
         self.metrics.batches.labels(report.engine).inc()
@@ -125,6 +171,7 @@ class Pipeline:
             size=report.rows,
             synth_s=round(report.synth_s, 3),
             audio_s=round(report.audio_s, 2),
+            early=early,
         )
 
     def on_spoken(self, audio: Audio) -> None:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -93,7 +93,13 @@ class SynthStage:
             await self._finish(c, [], last=True)
         return len(conts)
 
-    async def run(self, items: Sequence[Utterance]) -> BatchReport | None:
+    async def run(
+        self, items: Sequence[Utterance], release: Callable[[], Awaitable[object]] | None = None
+    ) -> BatchReport | None:
+        """Synthesize ``items`` (and the next part of every streamed message) and hand the audio to the player.
+
+        ``release`` (optional) is awaited between synthesis and hand-off: an early batch is synthesized while its
+        window is still open and handed over when the window closes (see ``Pipeline``)."""
         conts = list(self.pending)
         self.pending.clear()
         requests: list[SynthRequest] = []
@@ -126,6 +132,9 @@ class SynthStage:
         t0 = time.perf_counter()
         try:
             results = await self.worker.synthesize(requests)
+            elapsed = time.perf_counter() - t0
+            if release is not None:
+                await release()
         except BaseException as e:
             # synthesis raised (or shutdown cancelled it): nothing of this batch is left hanging
             for u in firsts:
@@ -134,7 +143,6 @@ class SynthStage:
             for c in conts:
                 self._streams.discard(c.utterance.id)
             raise
-        elapsed = time.perf_counter() - t0
         audio_s = 0.0
         try:
             for c in conts:

@@ -78,8 +78,13 @@ async def test_realtime_pacing_and_skip(start_daemon: Any) -> None:
             if msg.type == aiohttp.WSMsgType.TEXT:
                 frames.append(json.loads(msg.data))
         first = next(f for f in frames if f["type"] == "utterance")
-        # while the long one plays, the second is held back by the player
-        snap = await (await http.get(f"{u}/api/queue")).json()
+        # while the long one plays, the second is held back by the player (once synthesized: with early start the
+        # second, which arrived during the first's window, is synthesized after the first is handed over)
+        for _ in range(200):
+            snap = await (await http.get(f"{u}/api/queue")).json()
+            if [r["state"] for r in snap["items"]] != ["playing", "synthesizing"]:
+                break
+            await asyncio.sleep(0.02)
         assert [r["state"] for r in snap["items"]] == ["playing", "ready"]
         assert snap["items"][0]["id"] == first["id"]
         _, body = await post(http, f"{u}/api/control", {"action": "skip"})

@@ -142,3 +142,34 @@ async def test_the_last_stretch_of_a_window_is_waited_by_yielding_and_still_coll
     assert [u.id for u in batch.items] == ["u1", "u2"]
     assert len(q.waits) == 1 and abs(q.waits[0] - (0.08 - SPIN_S)) < 1e-9  # one timed wait, then yields
     assert seen[-1] == 50.0801  # it closed once its clock passed 50.08, not before
+
+
+async def test_on_wait_gets_the_items_once_before_the_first_wait() -> None:
+    # an idle stream: one message, the window open — the caller hears about it before the batcher waits, once
+    q = _RecordingQueue()
+    q.put(utt(1, created=50.0))
+    calls: list[tuple[list[str], int]] = []
+    times = iter([50.0, 50.0, 50.03, 50.05, 50.0799, 50.0801])
+
+    def clock() -> float:
+        t = next(times)
+        if t == 50.03:
+            q.put(utt(2, created=t))  # arrives during the window: collected, no second call
+        return t
+
+    batch = await asyncio.wait_for(
+        next_batch(q, BatchWindow(0.08, 8), clock=clock, on_wait=lambda items: calls.append(
+            ([u.id for u in items], len(q.waits)))), 5)  # fmt: skip
+    assert [u.id for u in batch.items] == ["u1", "u2"]
+    assert calls == [(["u1"], 0)]  # with what it held then, and before its first wait
+
+
+async def test_on_wait_is_not_called_when_the_batch_never_waits() -> None:
+    calls: list[object] = []
+    q = _RecordingQueue()
+    for i in range(3):  # full at once: no wait
+        q.put(utt(i, created=50.0))
+    await asyncio.wait_for(next_batch(q, BatchWindow(0.08, 3), clock=lambda: 50.0, on_wait=calls.append), 5)
+    q.put(utt(9, created=100.0))  # its window closed long ago: taken without a wait
+    await asyncio.wait_for(next_batch(q, BatchWindow(0.08, 3), clock=lambda: 101.0, on_wait=calls.append), 5)
+    assert calls == [] and q.waits == []

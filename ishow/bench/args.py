@@ -37,6 +37,12 @@ def build_parser(p: argparse.ArgumentParser | None = None) -> argparse.ArgumentP
     e2e.add_argument("--engine", default="auto", choices=["auto", "f5", "espeak"], help="auto: f5 on CUDA, else espeak")
     e2e.add_argument("--window-ms", type=int, default=80)
     e2e.add_argument("--max-items", type=int, default=8, help="batch.max_items (8: the shipped default)")
+    e2e.add_argument(
+        "--early-start",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="batch.early_start (on: the shipped default)",
+    )
     e2e.add_argument("--idle", type=int, default=28, help="idle messages, one at a time, each a new length")
     e2e.add_argument("--idle-gap", type=float, default=0.3, help="seconds between idle messages")
     e2e.add_argument("--burst", type=int, default=16)

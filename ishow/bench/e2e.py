@@ -160,7 +160,8 @@ def write_config(path: Path, args: argparse.Namespace, engine: str, port: int, p
     if engine == "f5":
         lines += [f"model = {q(args.model)}", f"checkpoint = {q(paths.checkpoint or '')}",
                   f"vocab = {q(paths.vocab or '')}", f"vocoder = {q(paths.vocoder or '')}"]  # fmt: skip
-    lines += ["[batch]", f"window_ms = {args.window_ms}", f"max_items = {args.max_items}", "[queue]",
+    lines += ["[batch]", f"window_ms = {args.window_ms}", f"max_items = {args.max_items}",
+              f"early_start = {str(args.early_start).lower()}", "[queue]",
               "max_size = 64", "max_age_s = 600", "[filter]", "duplicate_window_s = 0", "user_rate_limit = 0",
               "[outputs]", "realtime = false", "[outputs.local]", "enabled = false", "[outputs.obs]", "enabled = true",
               "max_client_queue = 256", "[[sources]]", 'kind = "demo"', "enabled = false"]  # fmt: skip
@@ -389,8 +390,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     log = Path(args.daemon_log) if args.daemon_log else work / "daemon.log"
     cache = Path(args.cache_dir)
     out: dict[str, Any] = {"engine": engine, "weights": paths.note, "window_ms": args.window_ms,
-                           "max_items": args.max_items, "compile_cache_was_empty": not any(cache.glob("*")),
-                           "starts": [], "log": str(log)}  # fmt: skip
+                           "max_items": args.max_items, "early_start": args.early_start,
+                           "compile_cache_was_empty": not any(cache.glob("*")), "starts": [],
+                           "log": str(log)}  # fmt: skip
     daemon = Daemon(config, log)
     for attempt in range(1 + args.restarts):
         daemon.start()
@@ -416,7 +418,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def table(r: dict[str, Any]) -> str:
-    lines = [f"e2e: engine {r['engine']} ({r['weights']}), window {r['window_ms']} ms, max_items {r['max_items']}"]
+    lines = [
+        f"e2e: engine {r['engine']} ({r['weights']}), window {r['window_ms']} ms, max_items {r['max_items']}, "
+        f"early start {'on' if r.get('early_start', True) else 'off'}"
+    ]
     for i, s in enumerate(r["starts"]):
         w = s.get("warmup") or {}
         lines.append(f"start {i}: /healthz {s['http_s']} s, ready {s['ready_s']} s (warm-up {w.get('done')}/"

@@ -42,6 +42,8 @@ class ServerConfig:
 class BatchConfig:
     window_ms: int = 80  # clamped to 50–100 ms
     max_items: int = 8
+    # while a window is open and the engine idle, synthesize the messages already in it; handed over at the close
+    early_start: bool = True
 
 
 @dataclass(frozen=True)

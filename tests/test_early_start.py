@@ -1,0 +1,124 @@
+"""``batch.early_start``: the engine works while a batch window is open, and the audio still goes out when the
+window closes. The real daemon with espeak; the engine call is wrapped only to observe (and hold) it."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import time
+from typing import Any
+
+import pytest
+from structlog.testing import capture_logs
+
+from ishow.app import Daemon
+from ishow.events import Audio, Utterance
+from tests.conftest import espeak_config
+from tests.test_nothing_lost import until
+
+
+class Observed:
+    """Wraps the daemon's engine call and audio hand-off: which task called the engine with which texts, and when
+    each message was handed to the player. ``hold`` (set) keeps the engine call waiting until it is cleared."""
+
+    def __init__(self, daemon: Daemon) -> None:
+        self.calls: list[tuple[str, list[str]]] = []
+        self.handed: list[tuple[str, float]] = []
+        self.entered = asyncio.Event()
+        self.hold: asyncio.Event | None = None
+        synthesize, put = daemon.worker.synthesize, daemon.audio.put
+
+        async def observed_synthesize(requests: Any, **kw: Any) -> Any:
+            task = asyncio.current_task()
+            self.calls.append((task.get_name() if task else "", [r.text for r in requests]))
+            self.entered.set()
+            if self.hold is not None:
+                await self.hold.wait()
+            return await synthesize(requests, **kw)
+
+        async def observed_put(audio: Audio | None) -> None:
+            if audio is not None:
+                self.handed.append((audio.utterance.id, time.monotonic()))
+            await put(audio)
+
+        daemon.worker.synthesize = observed_synthesize  # type: ignore[method-assign]
+        daemon.audio.put = observed_put  # type: ignore[method-assign]
+
+
+def submit(daemon: Daemon, user: str, text: str) -> Utterance:
+    u = daemon.intake.submit_text(user, text)
+    assert isinstance(u, Utterance)
+    return u
+
+
+@pytest.mark.parametrize("early_start", [True, False])
+async def test_an_idle_message_is_synthesized_in_its_window_and_handed_over_at_its_close(
+    start_daemon: Any, early_start: bool
+) -> None:
+    cfg = espeak_config()
+    rd = await start_daemon(dataclasses.replace(cfg, batch=dataclasses.replace(cfg.batch, early_start=early_start)))
+    seen = Observed(rd.daemon)
+    with capture_logs() as logs:
+        u = submit(rd.daemon, "a", "hello there")
+        await until(lambda: seen.handed, "the hand-off")
+    # early: the engine ran from the window's own task, started while the window was collecting; else after it
+    assert seen.calls == [("early batch" if early_start else "batcher", [u.text])]
+    assert seen.handed[0][0] == u.id
+    assert seen.handed[0][1] >= u.created + rd.daemon.cfg.window_s  # never before the window closed
+    (line,) = [e for e in logs if e["event"] == "batch synthesized"]
+    assert line["early"] is early_start and line["size"] == 1
+
+
+async def test_chat_arriving_during_the_early_run_follows_it_in_order(start_daemon: Any) -> None:
+    rd = await start_daemon(espeak_config())
+    d = rd.daemon
+    seen = Observed(d)
+    seen.hold = asyncio.Event()
+    a = submit(d, "a", "first message")
+    await asyncio.wait_for(seen.entered.wait(), 10)  # the early run is in the engine now
+    b = submit(d, "b", "second message")
+    c = submit(d, "c", "third message")
+    seen.hold.set()
+    await until(lambda: d.ledger.spoken_count == 3, "all three spoken")
+    assert seen.calls == [("early batch", [a.text]), ("batcher", [b.text, c.text])]
+    assert [i for i, _ in seen.handed] == [a.id, b.id, c.id]
+    assert d.ledger.accepted == 3 and d.ledger.dropped_counts == {}
+
+
+async def test_a_message_removed_during_its_early_run_is_dropped_and_the_rest_goes_on(start_daemon: Any) -> None:
+    rd = await start_daemon(espeak_config())
+    d = rd.daemon
+    seen = Observed(d)
+    seen.hold = asyncio.Event()
+    a = submit(d, "a", "remove me")
+    await asyncio.wait_for(seen.entered.wait(), 10)
+    b = submit(d, "b", "keep me")
+    assert d.controls.remove(a.id)
+    seen.hold.set()
+    await until(lambda: not d.ledger.still_open() and not d.pipeline.busy, "both settled")
+    assert [i for i, _ in seen.handed] == [b.id]
+    assert d.ledger.dropped_counts == {"removed": 1} and d.ledger.spoken_count == 1
+    assert d.pipeline.cancelled == set()  # no id left behind
+
+
+@pytest.mark.parametrize("on_shutdown", ["finish", "drop"])
+async def test_shutdown_during_an_early_run(start_daemon: Any, on_shutdown: str) -> None:
+    # "finish": the early batch is a batch in flight — it is finished and spoken. "drop": it is counted as dropped
+    cfg = espeak_config()
+    cfg = dataclasses.replace(cfg, engine=dataclasses.replace(cfg.engine, on_shutdown=on_shutdown))
+    rd = await start_daemon(cfg)
+    d = rd.daemon
+    seen = Observed(d)
+    seen.hold = asyncio.Event()
+    a = submit(d, "a", "said at the end")
+    await asyncio.wait_for(seen.entered.wait(), 10)
+    assert d.pipeline.busy
+    rd.stop.set()
+    await asyncio.sleep(0.2)  # shutdown has begun while the engine holds the early run
+    seen.hold.set()
+    await asyncio.wait_for(rd.task, 30)
+    if on_shutdown == "finish":
+        assert [i for i, _ in seen.handed] == [a.id] and d.ledger.spoken_count == 1
+    else:
+        assert seen.handed == [] and d.ledger.dropped_counts == {"shutdown": 1}
+    assert not d.ledger.still_open()
