@@ -263,7 +263,9 @@ async def test_shutdown_restores_volume_and_clears_caption(start_daemon: Any, fa
     await until(lambda: sink.status == "connected", "connected")
     async with aiohttp.ClientSession() as http:
         await say(http, rd.url, "viewer", "a long message that is still being read when the daemon stops")
+    # all shown: the music ducked (a ramp), then the scene item, which the sender sends after the ramp
     await until(lambda: obs.inputs["Music"].volume_db == -18.0, "ducked")
+    await until(lambda: obs.item_enabled.get(("Scene", 7)) is True, "scene item shown")
     rd.stop.set()
     await asyncio.wait_for(rd.task, 30)
     assert obs.inputs["Music"].volume_db == -6.0
