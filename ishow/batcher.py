@@ -3,16 +3,14 @@
 The window counts from the first message's *arrival* (``Utterance.created``), not from when the batcher got to
 it: after a long synthesis, a message that has already waited a window goes out with whatever else is queued.
 
-``on_wait`` lets the caller use the window: it is called once, with the items collected so far, while the collector
-waits for more, once no more than ``lead_s`` of the window is left (default: at its first wait). The pipeline starts
-synthesizing those items then (``batch.early_start``), so an idle stream's message is ready when its window closes,
-and chat that arrives before the lead point still joins them.
+``on_wait`` lets the caller use the window: it is called once, with the items collected so far, when the collector
+first has to wait for more (the window is open and nothing else is queued). The pipeline starts synthesizing those
+items then (``batch.early_start``), so an idle stream's message is ready when its window closes.
 """
 
 from __future__ import annotations
 
 import asyncio
-import math
 import time
 from collections.abc import Callable, Sequence
 
@@ -50,15 +48,13 @@ async def next_batch(
     clock: Callable[[], float] = time.monotonic,
     items: list[Utterance] | None = None,
     on_wait: Callable[[Sequence[Utterance]], None] | None = None,
-    lead_s: float = math.inf,
 ) -> Batch:
     """Block for the first item, then collect until the window (from its arrival) closes or the batch is full.
 
     Items already queued are always taken (up to ``max_items``), even when the window has already closed.
     ``clock`` must be the clock of ``Utterance.created`` (monotonic). ``items`` (optional) is the list collected
     into, so the caller can see (and cancel) items mid-collection. ``on_wait`` (optional) is called at most once,
-    with a copy of the items so far, when the batcher is waiting for more and at most ``lead_s`` of the window is
-    left (default: at its first wait); see the module doc.
+    with a copy of the items so far, just before the first wait for more (see the module doc).
     """
     items = [] if items is None else items
     first = await queue.get()
@@ -75,12 +71,9 @@ async def next_batch(
         if left <= 0.0:
             break
         if not timed_out and left > SPIN_S:
-            if on_wait is not None and left <= lead_s:
+            if on_wait is not None:
                 on_wait(tuple(items))
                 on_wait = None
-            if on_wait is not None:  # wake up when the lead is left (or at an arrival) to call it
-                await queue.wait_nonempty(left - lead_s)
-                continue
             # an arrival ends the wait early (take it, wait again); a timeout leaves only the last stretch
             timed_out = not await queue.wait_nonempty(left - SPIN_S)
             continue

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import math
 import time
 from collections.abc import Callable, Sequence
 
@@ -30,11 +29,6 @@ from ishow.utterance_queue import AsyncUtteranceQueue, QueueDrop
 log = structlog.get_logger(__name__)
 
 RECENT_EVICTIONS = 50  # accepted messages dropped later (queue_full, stale, removed...) listed in /api/queue
-# An early batch starts when the window has this much left: the slowest of the last EARLY_HISTORY early batches'
-# synthesis times × EARLY_MARGIN + EARLY_SLACK_S (at the window's first wait until there is a history).
-EARLY_HISTORY = 32
-EARLY_MARGIN = 1.25
-EARLY_SLACK_S = 0.005
 
 
 class Pipeline:
@@ -63,7 +57,6 @@ class Pipeline:
         # accepted ("queued": true) messages dropped afterwards: counted by reason, the last few shown in /api/queue
         self.eviction_counts: collections.Counter[str] = collections.Counter()
         self.evictions: collections.deque[dict[str, object]] = collections.deque(maxlen=RECENT_EVICTIONS)
-        self.early_synth_s: collections.deque[float] = collections.deque(maxlen=EARLY_HISTORY)
 
     # ------------------------------------------------------------------ drops after acceptance
 
@@ -124,10 +117,6 @@ class Pipeline:
         window's timing and the batch's order stay what the streamer configured — and whatever arrived meanwhile
         is synthesized after them as the rest of the batch. An idle message's latency becomes the window plus the
         hand-off instead of the window plus its synthesis.
-
-        The early batch starts as late as it can still be done by the close (:meth:`early_lead`), so chat that
-        arrives in the window's first part joins it: one run for a cluster of messages, not one for the first
-        and another for the rest.
         """
         early: asyncio.Task[BatchReport | None] | None = None
         early_items: tuple[Utterance, ...] = ()
@@ -142,17 +131,12 @@ class Pipeline:
             early = asyncio.create_task(self.stage.run(early_items, release=closed.wait), name="early batch")
 
         try:
-            batch = await next_batch(
-                self.queue, window, items=self.inflight, on_wait=start_early, lead_s=self.early_lead()
-            )
+            batch = await next_batch(self.queue, window, items=self.inflight, on_wait=start_early)
             closed.set()
             self.busy = True
             if early is not None:
                 try:
-                    report = await early
-                    if report is not None:
-                        self.early_synth_s.append(report.synth_s)
-                    self._report(report, early=True)
+                    self._report(await early, early=True)
                 except asyncio.CancelledError:
                     raise
                 except Exception:
@@ -167,13 +151,6 @@ class Pipeline:
                 early.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await early
-
-    def early_lead(self) -> float:
-        """How much of the window is left when its early batch starts: the slowest recent early batch's synthesis
-        time with a margin, so it is done by the close; ``inf`` (at the window's first wait) until there is one."""
-        if not self.early_synth_s:
-            return math.inf
-        return max(self.early_synth_s) * EARLY_MARGIN + EARLY_SLACK_S
 
     async def _synthesize(self, batch: Batch) -> None:
         self.metrics.queue_depth.set(len(self.queue))

@@ -122,24 +122,3 @@ async def test_shutdown_during_an_early_run(start_daemon: Any, on_shutdown: str)
     else:
         assert seen.handed == [] and d.ledger.dropped_counts == {"shutdown": 1}
     assert not d.ledger.still_open()
-
-
-async def test_the_early_batch_starts_late_enough_for_a_cluster_to_join_it(start_daemon: Any) -> None:
-    rd = await start_daemon(espeak_config())
-    d = rd.daemon
-    seen = Observed(d)
-    assert d.pipeline.early_lead() == float("inf")  # no history: at the window's first wait
-    first = submit(d, "a", "one alone")
-    await until(lambda: d.ledger.spoken_count == 1, "the first spoken")
-    (synth_s,) = d.pipeline.early_synth_s
-    assert d.pipeline.early_lead() == pytest.approx(synth_s * 1.25 + 0.005)
-    # a history of fast early batches: the next one starts 5 ms before its window closes, so a message 20 ms
-    # behind the first is in it — one engine call for both, not one each
-    d.pipeline.early_synth_s.clear()
-    d.pipeline.early_synth_s.append(0.0)
-    a = submit(d, "b", "first of two")
-    await asyncio.sleep(0.02)
-    b = submit(d, "c", "second of two")
-    await until(lambda: d.ledger.spoken_count == 3, "both spoken")
-    assert seen.calls == [("early batch", [first.text]), ("early batch", [a.text, b.text])]
-    assert [i for i, _ in seen.handed] == [first.id, a.id, b.id]

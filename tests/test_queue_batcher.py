@@ -173,24 +173,3 @@ async def test_on_wait_is_not_called_when_the_batch_never_waits() -> None:
     q.put(utt(9, created=100.0))  # its window closed long ago: taken without a wait
     await asyncio.wait_for(next_batch(q, BatchWindow(0.08, 3), clock=lambda: 101.0, on_wait=calls.append), 5)
     assert calls == [] and q.waits == []
-
-
-async def test_on_wait_waits_for_its_lead_and_gets_what_arrived_before() -> None:
-    # lead 30 ms of an 80 ms window: the batcher first waits 50 ms (an arrival at 20 ms joins), then calls on_wait
-    q = _RecordingQueue()
-    q.put(utt(1, created=50.0))
-    calls: list[list[str]] = []
-    times = iter([50.0, 50.0, 50.02, 50.05, 50.07, 50.0799, 50.0801])
-
-    def clock() -> float:
-        t = next(times)
-        if t in (50.02, 50.07):
-            q.put(utt(int(t * 100) % 100, created=t))  # u2 before the lead point, u7 after it
-        return t
-
-    batch = await asyncio.wait_for(
-        next_batch(q, BatchWindow(0.08, 8), clock=clock, on_wait=lambda items: calls.append([u.id for u in items]),
-                   lead_s=0.03), 5)  # fmt: skip
-    assert [u.id for u in batch.items] == ["u1", "u2", "u7"]
-    assert calls == [["u1", "u2"]]
-    assert abs(q.waits[0] - 0.05) < 1e-9 and abs(q.waits[1] - (0.08 - 0.02 - 0.03)) < 1e-9  # to the lead point
