@@ -12,8 +12,9 @@ import pytest
 from structlog.testing import capture_logs
 
 from ishow.app import Daemon
+from ishow.config.schema import Config
 from ishow.events import Audio, Utterance
-from tests.conftest import espeak_config
+from tests.conftest import RunningDaemon, espeak_config
 from tests.test_nothing_lost import until
 
 
@@ -51,6 +52,16 @@ def submit(daemon: Daemon, user: str, text: str) -> Utterance:
     return u
 
 
+async def held_early_run(start_daemon: Any, cfg: Config, text: str) -> tuple[RunningDaemon, Observed, Utterance]:
+    """A daemon whose early batch (the one message ``text``) is in the engine now, held there until ``hold``."""
+    rd = await start_daemon(cfg)
+    seen = Observed(rd.daemon)
+    seen.hold = asyncio.Event()
+    u = submit(rd.daemon, "a", text)
+    await asyncio.wait_for(seen.entered.wait(), 10)
+    return rd, seen, u
+
+
 @pytest.mark.parametrize("early_start", [True, False])
 async def test_an_idle_message_is_synthesized_in_its_window_and_handed_over_at_its_close(
     start_daemon: Any, early_start: bool
@@ -70,12 +81,9 @@ async def test_an_idle_message_is_synthesized_in_its_window_and_handed_over_at_i
 
 
 async def test_chat_arriving_during_the_early_run_follows_it_in_order(start_daemon: Any) -> None:
-    rd = await start_daemon(espeak_config())
+    rd, seen, a = await held_early_run(start_daemon, espeak_config(), "first message")
     d = rd.daemon
-    seen = Observed(d)
-    seen.hold = asyncio.Event()
-    a = submit(d, "a", "first message")
-    await asyncio.wait_for(seen.entered.wait(), 10)  # the early run is in the engine now
+    assert seen.hold is not None
     b = submit(d, "b", "second message")
     c = submit(d, "c", "third message")
     seen.hold.set()
@@ -86,12 +94,9 @@ async def test_chat_arriving_during_the_early_run_follows_it_in_order(start_daem
 
 
 async def test_a_message_removed_during_its_early_run_is_dropped_and_the_rest_goes_on(start_daemon: Any) -> None:
-    rd = await start_daemon(espeak_config())
+    rd, seen, a = await held_early_run(start_daemon, espeak_config(), "remove me")
     d = rd.daemon
-    seen = Observed(d)
-    seen.hold = asyncio.Event()
-    a = submit(d, "a", "remove me")
-    await asyncio.wait_for(seen.entered.wait(), 10)
+    assert seen.hold is not None
     b = submit(d, "b", "keep me")
     assert d.controls.remove(a.id)
     seen.hold.set()
@@ -106,13 +111,9 @@ async def test_shutdown_during_an_early_run(start_daemon: Any, on_shutdown: str)
     # "finish": the early batch is a batch in flight — it is finished and spoken. "drop": it is counted as dropped
     cfg = espeak_config()
     cfg = dataclasses.replace(cfg, engine=dataclasses.replace(cfg.engine, on_shutdown=on_shutdown))
-    rd = await start_daemon(cfg)
+    rd, seen, a = await held_early_run(start_daemon, cfg, "said at the end")
     d = rd.daemon
-    seen = Observed(d)
-    seen.hold = asyncio.Event()
-    a = submit(d, "a", "said at the end")
-    await asyncio.wait_for(seen.entered.wait(), 10)
-    assert d.pipeline.busy
+    assert d.pipeline.busy and seen.hold is not None
     rd.stop.set()
     await asyncio.sleep(0.2)  # shutdown has begun while the engine holds the early run
     seen.hold.set()
