@@ -46,7 +46,7 @@ def install(path: str | Path) -> Callable[[], None]:
 
     out = open(path, "a", buffering=1, encoding="utf-8")  # noqa: SIM115 (open until uninstall)
     lock = threading.Lock()
-    cover = threading.local()  # the graph the current run picked (set by the _ready_cover wrappers)
+    replayed = threading.local()  # the graph the current run replayed (set by the _replay wrappers)
 
     def mark(tag: str, extra: str) -> None:
         with lock:
@@ -59,16 +59,16 @@ def install(path: str | Path) -> Callable[[], None]:
         originals.append((cls, name, original))
         setattr(cls, name, make(original))
 
-    def dit_cover(original: Any) -> Any:
-        def wrapper(self: Any, bucket: Any, config: Any) -> Any:
-            cover.dit = original(self, bucket, config)
-            return cover.dit
+    def graph_replay(original: Any) -> Any:
+        def wrapper(self: Any, bucket: Any, *args: Any, **kwargs: Any) -> Any:
+            replayed.bucket = bucket
+            return original(self, bucket, *args, **kwargs)
 
         return wrapper
 
     def sample_full(original: Any) -> Any:
         def wrapper(self: Any, items: Sequence[Any], *args: Any, **kwargs: Any) -> Any:
-            cover.dit = None
+            replayed.bucket = None
             _sync(self.device)
             t0 = time.perf_counter()
             result = original(self, items, *args, **kwargs)
@@ -76,22 +76,14 @@ def install(path: str | Path) -> Callable[[], None]:
             ms = (time.perf_counter() - t0) * 1000
             frames = [int(it.total_frames()) for it in items]
             bucket = self.buckets.bucket(len(frames), max(frames))
-            use = bucket if self.capture_on_miss and self.use_graphs else cover.dit
-            mark("dit", f"n={len(frames)} frames={frames} bucket={bucket} use={use} ms={ms:.2f}")
+            mark("dit", f"n={len(frames)} frames={frames} bucket={bucket} use={replayed.bucket} ms={ms:.2f}")
             return result
-
-        return wrapper
-
-    def voc_cover(original: Any) -> Any:
-        def wrapper(self: Any, bucket: Any) -> Any:
-            cover.voc = original(self, bucket)
-            return cover.voc
 
         return wrapper
 
     def decode(original: Any) -> Any:
         def wrapper(self: Any, mels: Sequence[torch.Tensor]) -> Any:
-            cover.voc = None
+            replayed.bucket = None
             _sync(self.device)
             t0 = time.perf_counter()
             result = original(self, mels)
@@ -99,8 +91,7 @@ def install(path: str | Path) -> Callable[[], None]:
             ms = (time.perf_counter() - t0) * 1000
             lens = [int(m.shape[0]) for m in mels]
             bucket = self.buckets.bucket(len(lens), max(lens)) if lens and self.use_graphs else None
-            use = bucket if self.capture_on_miss else cover.voc
-            mark("voc", f"n={len(lens)} lens={lens} bucket={bucket} use={use} ms={ms:.2f}")
+            mark("voc", f"n={len(lens)} lens={lens} bucket={bucket} use={replayed.bucket} ms={ms:.2f}")
             return result
 
         return wrapper
@@ -122,9 +113,9 @@ def install(path: str | Path) -> Callable[[], None]:
 
         return wrapper
 
-    patch(GraphSampler, "_ready_cover", dit_cover)
+    patch(GraphSampler, "_replay", graph_replay)
     patch(GraphSampler, "sample_full", sample_full)
-    patch(TorchVocoder, "_ready_cover", voc_cover)
+    patch(TorchVocoder, "_replay", graph_replay)
     patch(TorchVocoder, "decode", decode)
     patch(F5Engine, "_parts", parts)
     patch(F5Engine, "synthesize", synthesize)
