@@ -20,21 +20,22 @@ from tests.test_nothing_lost import until
 
 class Observed:
     """Wraps the daemon's engine call and audio hand-off: which task called the engine with which texts, and when
-    each message was handed to the player. ``hold`` (set) keeps the engine call waiting until it is cleared."""
+    each message was handed to the player. The engine call waits until ``release`` is set (it is, unless a test
+    clears it)."""
 
     def __init__(self, daemon: Daemon) -> None:
         self.calls: list[tuple[str, list[str]]] = []
         self.handed: list[tuple[str, float]] = []
         self.entered = asyncio.Event()
-        self.hold: asyncio.Event | None = None
+        self.release = asyncio.Event()
+        self.release.set()
         synthesize, put = daemon.worker.synthesize, daemon.audio.put
 
         async def observed_synthesize(requests: Any, **kw: Any) -> Any:
             task = asyncio.current_task()
             self.calls.append((task.get_name() if task else "", [r.text for r in requests]))
             self.entered.set()
-            if self.hold is not None:
-                await self.hold.wait()
+            await self.release.wait()
             return await synthesize(requests, **kw)
 
         async def observed_put(audio: Audio | None) -> None:
@@ -53,10 +54,10 @@ def submit(daemon: Daemon, user: str, text: str) -> Utterance:
 
 
 async def held_early_run(start_daemon: Any, cfg: Config, text: str) -> tuple[RunningDaemon, Observed, Utterance]:
-    """A daemon whose early batch (the one message ``text``) is in the engine now, held there until ``hold``."""
+    """A daemon whose early batch (the one message ``text``) is in the engine now, held until ``release`` is set."""
     rd = await start_daemon(cfg)
     seen = Observed(rd.daemon)
-    seen.hold = asyncio.Event()
+    seen.release.clear()
     u = submit(rd.daemon, "a", text)
     await asyncio.wait_for(seen.entered.wait(), 10)
     return rd, seen, u
@@ -83,10 +84,9 @@ async def test_an_idle_message_is_synthesized_in_its_window_and_handed_over_at_i
 async def test_chat_arriving_during_the_early_run_follows_it_in_order(start_daemon: Any) -> None:
     rd, seen, a = await held_early_run(start_daemon, espeak_config(), "first message")
     d = rd.daemon
-    assert seen.hold is not None
     b = submit(d, "b", "second message")
     c = submit(d, "c", "third message")
-    seen.hold.set()
+    seen.release.set()
     await until(lambda: d.ledger.spoken_count == 3, "all three spoken")
     assert seen.calls == [("early batch", [a.text]), ("batcher", [b.text, c.text])]
     assert [i for i, _ in seen.handed] == [a.id, b.id, c.id]
@@ -96,10 +96,9 @@ async def test_chat_arriving_during_the_early_run_follows_it_in_order(start_daem
 async def test_a_message_removed_during_its_early_run_is_dropped_and_the_rest_goes_on(start_daemon: Any) -> None:
     rd, seen, a = await held_early_run(start_daemon, espeak_config(), "remove me")
     d = rd.daemon
-    assert seen.hold is not None
     b = submit(d, "b", "keep me")
     assert d.controls.remove(a.id)
-    seen.hold.set()
+    seen.release.set()
     await until(lambda: not d.ledger.still_open() and not d.pipeline.busy, "both settled")
     assert [i for i, _ in seen.handed] == [b.id]
     assert d.ledger.dropped_counts == {"removed": 1} and d.ledger.spoken_count == 1
@@ -113,10 +112,10 @@ async def test_shutdown_during_an_early_run(start_daemon: Any, on_shutdown: str)
     cfg = dataclasses.replace(cfg, engine=dataclasses.replace(cfg.engine, on_shutdown=on_shutdown))
     rd, seen, a = await held_early_run(start_daemon, cfg, "said at the end")
     d = rd.daemon
-    assert d.pipeline.busy and seen.hold is not None
+    assert d.pipeline.busy
     rd.stop.set()
     await asyncio.sleep(0.2)  # shutdown has begun while the engine holds the early run
-    seen.hold.set()
+    seen.release.set()
     await asyncio.wait_for(rd.task, 30)
     if on_shutdown == "finish":
         assert [i for i, _ in seen.handed] == [a.id] and d.ledger.spoken_count == 1
