@@ -22,12 +22,14 @@ from ishow.engine.accel.kernel_choice import KERNELS_ENV, LEGACY, Kernels, from_
         ("rope-inductor", Kernels(triton_rope=False)),
         ("vocos-stages", Kernels(vocos_triton=False)),
         ("vocos-fp32-head", Kernels(vocos_half_head=False)),
+        ("vocos-exact-gelu", Kernels(vocos_gelu_epilogue=False)),
+        ("vocos-conv-embed", Kernels(vocos_gemm_embed=False)),
         (" Cudnn-Conv , gelu-apart ", Kernels(triton_conv=False, gelu_epilogue=False)),
         ("legacy", LEGACY),
         ("vocos-fused", Kernels(vocos_fused=True)),
-        ("legacy,cudnn-attn", Kernels("cudnn", False, False, False, False, False, False, False)),
-        ("legacy,cudnn-fe", Kernels("cudnn-fe", False, False, False, False, False, False, False)),
-        ("legacy,varlen", Kernels("varlen", False, False, False, False, False, False, False)),
+        ("legacy,cudnn-attn", Kernels("cudnn", False, False, False, False, False, False, False, False, False)),
+        ("legacy,cudnn-fe", Kernels("cudnn-fe", False, False, False, False, False, False, False, False, False)),
+        ("legacy,varlen", Kernels("varlen", False, False, False, False, False, False, False, False, False)),
     ],
 )
 def test_words(monkeypatch: pytest.MonkeyPatch, value: str, want: Kernels) -> None:
@@ -46,6 +48,8 @@ def test_defaults_without_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
         triton_rope=True,
         vocos_triton=True,
         vocos_half_head=True,
+        vocos_gelu_epilogue=True,
+        vocos_gemm_embed=True,
     )
 
 

@@ -89,6 +89,68 @@ def test_fast_vocos_with_the_block_kernel_equals_per_stage_and_the_module(vocos:
         assert float((got[i, : len(ref)] - ref).abs().max()) <= 1e-5 * max(1.0, float(ref.abs().max()))
 
 
+def test_the_embedding_as_one_gemm_equals_the_conv(vocos: Vocos) -> None:
+    from ishow.engine.accel.fast_vocos import im2col_weight, vocos_embed_cl, vocos_embed_gemm
+
+    bb = vocos.backbone
+    w = bb.embed.weight.detach()
+    b = bb.embed.bias
+    assert b is not None
+    cols = im2col_weight(w)
+    assert cols.shape == (64, 704) and cols.shape[1] % 8 == 0  # 7 taps × 100 mels, padded to 16-byte rows
+    assert torch.equal(cols[:, 700:], torch.zeros(64, 4))
+    assert torch.equal(cols[:, 2 * 100 + 5], w[:, 5, 2])  # tap-major: tap 2, mel 5
+    gen = torch.Generator().manual_seed(8)
+    lens = torch.tensor([40, 13, 1])
+    stored = torch.randn(3, 40, 100, generator=gen)  # [B, T, n_mels], as the vocoder's graphs stage it
+    stored[1, 13:] = float("nan")  # whatever lies past an item's length is ignored
+    mel = stored.transpose(1, 2)  # a [B, n_mels, T] view: not contiguous
+    with torch.no_grad():
+        got = vocos_embed_gemm(mel, lens, cols, b, bb.norm.weight, bb.norm.bias, w.shape[-1])
+        want = vocos_embed_cl(mel.contiguous(), lens, w, b, bb.norm.weight, bb.norm.bias)
+    assert got.is_contiguous() and got.shape == (3, 40, 64)
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+    assert torch.equal(got[1, 13:], torch.zeros(27, 64)) and torch.equal(got[2, 1:], torch.zeros(39, 64))
+
+
+def test_the_ff_with_the_gemm_epilogue_equals_the_compiled_ff() -> None:
+    from ishow.engine.accel.fast_vocos import vocos_ff, vocos_ff_epilogue
+
+    gen = torch.Generator().manual_seed(9)
+    h = torch.randn(2, 11, 64, generator=gen)
+    w1, b1 = torch.randn(192, 64, generator=gen) * 0.1, torch.randn(192, generator=gen)
+    w2, b2 = torch.randn(64, 192, generator=gen) * 0.1, torch.randn(64, generator=gen)
+    with torch.no_grad():
+        got = vocos_ff_epilogue(h, w1, b1, w2, b2)
+        torch.testing.assert_close(got, vocos_ff(h, w1, b1, w2, b2), rtol=1e-5, atol=1e-5)  # CPU: the exact GELU
+    assert got.shape == (2, 11, 64)
+    if torch.cuda.is_available():  # cuBLASLt's epilogue: the tanh approximation
+        args = [t.cuda().half() for t in (h, w1, b1, w2, b2)]
+        with torch.no_grad():
+            got = vocos_ff_epilogue(*args).float()
+            f = torch.nn.functional
+            tanh = f.linear(f.gelu(f.linear(args[0], args[1], args[2]), approximate="tanh"), args[3], args[4])
+        torch.testing.assert_close(got, tanh.float(), rtol=2e-2, atol=2e-2)
+
+
+def test_the_triton_path_picks_its_embedding_and_ff(vocos: Vocos, monkeypatch: pytest.MonkeyPatch) -> None:
+    from ishow.engine.accel.kernel_choice import KERNELS_ENV
+
+    monkeypatch.delenv(KERNELS_ENV, raising=False)
+    blocks = FastVocos(vocos, triton=True)
+    assert blocks.gemm_embed and blocks._w_embed is not None
+    assert not blocks.gelu_epilogue  # CUDA only
+    assert not FastVocos(vocos, triton=False).gemm_embed  # the per-stage path keeps its conv
+    monkeypatch.setenv(KERNELS_ENV, "vocos-conv-embed")
+    assert not FastVocos(vocos, triton=True).gemm_embed
+    if torch.cuda.is_available():
+        gpu = copy.deepcopy(vocos).to("cuda")
+        monkeypatch.delenv(KERNELS_ENV)
+        assert FastVocos(gpu, torch.float16, triton=True).gelu_epilogue
+        monkeypatch.setenv(KERNELS_ENV, "vocos-exact-gelu")
+        assert not FastVocos(gpu, torch.float16, triton=True).gelu_epilogue
+
+
 def test_the_kernel_is_only_used_where_it_runs() -> None:
     d = case(2, 16, 64, [16, 9])
     assert not vc.usable(d["x"], d["w"])  # CPU

@@ -4,7 +4,9 @@ graph, through ``TorchVocoder.decode`` (what ``ishow bench`` times: host work, g
 (batch 1) and 8 × 600 frames, with each output vs the eager fp32 vocoder; first, the fp32 module's batch of 8 vs
 each item alone, and a launch-shape sweep of the block kernel.
 
-One device call: ``python3 tools/vocoder_ab.py [--settings ,vocos-stages]``."""
+One device call: ``python3 tools/vocoder_ab.py [--settings ,vocos-stages,vocos-exact-gelu+vocos-conv-embed,1-row]``
+(``+`` joins words into one setting; ``1-row`` is the default kernels with 1-row graph buckets, so one mel
+decodes on its own frames instead of a 2-row bucket with a 1-frame dummy row)."""
 
 from __future__ import annotations
 
@@ -17,7 +19,7 @@ import torch
 
 from ishow.bench.local import random_models, rel_l2
 from ishow.engine.accel.kernel_choice import KERNELS_ENV
-from ishow.engine.accel.vocoder_backends import TorchVocoder
+from ishow.engine.accel.vocoder_backends import VOCODER_BATCH_BUCKETS, TorchVocoder, VocoderBuckets
 
 
 def block_kernel_sweep(device: torch.device) -> None:
@@ -78,8 +80,9 @@ def main() -> None:
     print("fp32 module, batch of 8 vs each alone:", " ".join(f"{e:.1e}" for e in errs))
     block_kernel_sweep(device)
     for setting in args.settings.split(","):
-        os.environ[KERNELS_ENV] = "" if setting == "fp32 graph" else setting
-        voc = TorchVocoder(vocos, half=setting != "fp32 graph", compile=setting != "fp32 graph")
+        os.environ[KERNELS_ENV] = "" if setting in ("fp32 graph", "1-row") else setting.replace("+", ",")
+        buckets = VocoderBuckets(batch_sizes=(1, *VOCODER_BATCH_BUCKETS)) if setting == "1-row" else VocoderBuckets()
+        voc = TorchVocoder(vocos, half=setting != "fp32 graph", compile=setting != "fp32 graph", buckets=buckets)
         for label, mels in cases.items():
             got = voc.decode(mels)
             errs = [rel_l2(a, b) for a, b in zip(got, want[label], strict=True)]

@@ -6,8 +6,11 @@ batch decodes exactly like its items alone):
 
 * the default on CUDA fp16/bf16 with Triton: channels-last, each ConvNeXt block as the Triton kernel of
   :mod:`ishow.engine.accel.vocos_convnext` (the previous block's masked residual, depthwise conv, LayerNorm) and
-  :func:`vocos_ff` (Linear, GELU, Linear; one compiled graph shared by the 8 blocks), between
-  :func:`vocos_embed_cl` and :func:`vocos_tail`: ~4 kernels a block;
+  :func:`vocos_ff_epilogue` (Linear with the bias + GELU epilogue, Linear: two cuBLASLt GEMMs), between
+  :func:`vocos_embed_gemm` (the embedding conv as one GEMM) and :func:`vocos_tail`: 3 kernels a block, ~30 in
+  all at 256 frames (58 before, session 6's profile), every frame mask built inside them from the lengths.
+  ``vocos-exact-gelu`` compiles the FF as :func:`vocos_ff` instead (the exact GELU, one more kernel a block),
+  ``vocos-conv-embed`` the embedding as :func:`vocos_embed_cl` (cuDNN's conv);
 * per stage (``ISHOW_DIT_KERNELS=vocos-stages``, and fp32): :func:`vocos_embed`, :func:`vocos_block` (one compiled
   graph shared by the 8 blocks, ~12 kernels each);
 * ``ISHOW_DIT_KERNELS=vocos-fused``: the whole backbone as ONE compiled graph over channels-last activations
@@ -117,9 +120,40 @@ def vocos_backbone(
     return x
 
 
-def vocos_embed_cl(mel: Tensor, mask: Tensor, w: Tensor, b: Tensor, ln_w: Tensor, ln_b: Tensor) -> Tensor:
-    """:func:`vocos_embed` channels-last: → embedded, normed, masked [B, T, C] (contiguous)."""
+def frame_mask(lens: Tensor, t: int) -> Tensor:
+    """[B, T] bool: frame < the row's length (lens [B], any integer dtype, on the frames' device)."""
+    return torch.arange(t, device=lens.device)[None, :] < lens[:, None]
+
+
+def vocos_embed_cl(mel: Tensor, lens: Tensor, w: Tensor, b: Tensor, ln_w: Tensor, ln_b: Tensor) -> Tensor:
+    """:func:`vocos_embed` channels-last, the mask from ``lens`` [B]: → embedded, normed, masked [B, T, C]
+    (contiguous)."""
+    mask = frame_mask(lens, mel.shape[-1]).unsqueeze(1)
     return vocos_embed(mel, mask, w, b, ln_w, ln_b).transpose(1, 2).contiguous()
+
+
+def im2col_weight(w: Tensor) -> Tensor:
+    """A conv1d weight [C_out, C_in, k] → [C_out, K] for :func:`vocos_embed_gemm`: tap-major columns (tap j's C_in
+    inputs side by side), K = k·C_in rounded up to a multiple of 8 with zero columns (16-byte rows in fp16)."""
+    c_out, c_in, k = w.shape
+    cols = w.permute(0, 2, 1).reshape(c_out, k * c_in)
+    return F.pad(cols, (0, -(-k * c_in // 8) * 8 - k * c_in)).contiguous()
+
+
+def vocos_embed_gemm(
+    mel: Tensor, lens: Tensor, w_cols: Tensor, b: Tensor, ln_w: Tensor, ln_b: Tensor, k: int
+) -> Tensor:
+    """:func:`vocos_embed_cl` with the conv (zero padding k//2) as ONE GEMM over each frame's k neighbours (im2col,
+    ``w_cols`` from :func:`im2col_weight`), so inductor builds the columns in one kernel instead of cuDNN's
+    layout transposes around its conv: mel [B, n_mels, T] (any strides; anything past an item's length), lens [B]
+    → embedded, normed, masked [B, T, C] contiguous."""
+    t = mel.shape[-1]
+    keep = frame_mask(lens, t).unsqueeze(-1)  # [B, T, 1]
+    x = torch.where(keep, mel.transpose(1, 2).to(w_cols.dtype), 0.0)  # [B, T, n_mels]
+    xp = F.pad(x, (0, 0, k // 2, k // 2))
+    cols = torch.cat([xp[:, j : j + t] for j in range(k)], dim=-1)  # [B, T, k·n_mels]
+    h = F.linear(F.pad(cols, (0, w_cols.shape[1] - cols.shape[-1])), w_cols, b)
+    return F.layer_norm(h, (h.shape[-1],), ln_w, ln_b, 1e-6) * keep
 
 
 def vocos_ff(h: Tensor, w1: Tensor, b1: Tensor, w2: Tensor, b2: Tensor) -> Tensor:
@@ -128,12 +162,21 @@ def vocos_ff(h: Tensor, w1: Tensor, b1: Tensor, w2: Tensor, b2: Tensor) -> Tenso
     return F.linear(F.gelu(F.linear(h, w1, b1)), w2, b2)
 
 
+def vocos_ff_epilogue(h: Tensor, w1: Tensor, b1: Tensor, w2: Tensor, b2: Tensor) -> Tensor:
+    """:func:`vocos_ff` as two GEMMs and nothing between them: on CUDA cuBLASLt with the bias + GELU epilogue on the
+    first, whose GELU is the tanh approximation (at most 5e-4 from the exact one; fp16 rounds the activations by
+    up to 1e-3), and the bias epilogue on the second (CPU: the exact GELU). Run eagerly (captured in the
+    vocoder's CUDA graphs): inductor would split the epilogue back out."""
+    flat = h.reshape(-1, h.shape[-1])
+    a = torch._addmm_activation(b1, flat, w1.t(), use_gelu=True)
+    return torch.addmm(b2, a, w2.t()).view(*h.shape[:-1], w2.shape[0])
+
+
 def vocos_tail(
     x: Tensor,
     y: Tensor,
     gamma: Tensor,
-    keep: Tensor,
-    maskf: Tensor,
+    lens: Tensor,
     ln_w: Tensor,
     ln_b: Tensor,
     w_out: Tensor,
@@ -142,8 +185,10 @@ def vocos_tail(
     win_sq: Tensor,
     hop: int,
 ) -> Tensor:
-    """The last block's masked residual add (stream x, FF output y, layer scale gamma; keep [B, T, 1]), then
+    """The last block's masked residual add (stream x, FF output y, layer scale gamma; the mask from lens [B]), then
     :func:`vocos_head`."""
+    maskf = frame_mask(lens, x.shape[1]).to(torch.float32)
+    keep = maskf.unsqueeze(-1).to(x.dtype)
     return vocos_head((x + y * gamma) * keep, maskf, ln_w, ln_b, w_out, b_out, basis, win_sq, hop)
 
 
@@ -229,10 +274,15 @@ class FastVocos(nn.Module):
         self._basis_head = self.basis.half() if half_head else self.basis
         fast_dtype = dtype in (torch.float16, torch.bfloat16) and device.type == "cuda" and triton_available()
         self.triton = not self.fused and (kernels.vocos_triton and fast_dtype if triton is None else triton)
+        # the Triton path's embedding and FF (see vocos_embed_gemm, vocos_ff_epilogue)
+        self.gemm_embed = self.triton and kernels.vocos_gemm_embed
+        self.gelu_epilogue = self.triton and kernels.vocos_gelu_epilogue and device.type == "cuda"
+        self._w_embed = im2col_weight(self.backbone.embed.weight.detach()) if self.gemm_embed else None
         if self.fused:
             names: tuple[str, ...] = ("vocos.backbone", "vocos.head")
         elif self.triton:
-            names = ("vocos.embed_cl", "vocos.ff", "vocos.tail")
+            embed = "vocos.embed_gemm" if self.gemm_embed else "vocos.embed_cl"
+            names = (embed, "vocos.tail") if self.gelu_epilogue else (embed, "vocos.ff", "vocos.tail")
         else:
             names = ("vocos.embed", "vocos.block", "vocos.head")
         fns: dict[str, Callable[..., Any]] = {
@@ -241,6 +291,7 @@ class FastVocos(nn.Module):
             "vocos.block": vocos_block,
             "vocos.head": vocos_head,
             "vocos.embed_cl": vocos_embed_cl,
+            "vocos.embed_gemm": vocos_embed_gemm,
             "vocos.ff": vocos_ff,
             "vocos.tail": vocos_tail,
         }
@@ -258,8 +309,10 @@ class FastVocos(nn.Module):
         ]  # fmt: skip
 
     def forward(self, mel: Tensor, lens: Tensor) -> Tensor:
-        t = mel.shape[-1]
-        maskb = torch.arange(t, device=mel.device).unsqueeze(0) < lens.to(mel.device).unsqueeze(1)  # [B, T]
+        lens = lens.to(mel.device)
+        if self.triton:
+            return self._forward_blocks(mel, lens)
+        maskb = frame_mask(lens, mel.shape[-1])  # [B, T]
         maskf = maskb.to(torch.float32)
         mask = maskb.unsqueeze(1)
         if self.compiled:
@@ -267,8 +320,6 @@ class FastVocos(nn.Module):
                 mark_dynamic(tensor, 0, tensor.dim() - 1)
         bb = self.backbone
         fl = bb.final_layer_norm
-        if self.triton:
-            return self._forward_blocks(mel, mask, maskb, maskf, lens)
         if self.fused:
             keep = maskb.unsqueeze(-1).to(self.dtype)
             if self.compiled:
@@ -291,27 +342,37 @@ class FastVocos(nn.Module):
                                              self._basis_head, self.win_sq, self.hop)  # fmt: skip
         return out
 
-    def _forward_blocks(self, mel: Tensor, mask: Tensor, maskb: Tensor, maskf: Tensor, lens: Tensor) -> Tensor:
-        """The backbone as :func:`vocos_embed_cl`, then per block the kernel of
-        :mod:`ishow.engine.accel.vocos_convnext` (the previous block's residual, depthwise conv, LayerNorm) and
-        :func:`vocos_ff`, then :func:`vocos_tail` (the last residual and the head)."""
+    def _forward_blocks(self, mel: Tensor, lens: Tensor) -> Tensor:
+        """The backbone as its embedding (:func:`vocos_embed_gemm`, or :func:`vocos_embed_cl`), then per block the
+        kernel of :mod:`ishow.engine.accel.vocos_convnext` (the previous block's residual, depthwise conv,
+        LayerNorm) and the FF (:func:`vocos_ff_epilogue`, or :func:`vocos_ff` compiled), then :func:`vocos_tail`
+        (the last residual and the head). Every mask comes from ``lens`` inside these kernels."""
         bb = self.backbone
         fl = bb.final_layer_norm
-        keep = maskb.unsqueeze(-1).to(self.dtype)
-        lens32 = lens.to(device=mel.device, dtype=torch.int32)
-        x = self._fn["vocos.embed_cl"](mel, mask, bb.embed.weight, bb.embed.bias, bb.norm.weight, bb.norm.bias)
+        if self.compiled:
+            mark_dynamic(mel, 0, 2)
+            mark_dynamic(lens, 0)
+        if self._w_embed is not None:
+            x = self._fn["vocos.embed_gemm"](mel, lens, self._w_embed, bb.embed.bias, bb.norm.weight, bb.norm.bias,
+                                             bb.embed.weight.shape[-1])  # fmt: skip
+        else:
+            x = self._fn["vocos.embed_cl"](mel, lens, bb.embed.weight, bb.embed.bias, bb.norm.weight, bb.norm.bias)
         y: Tensor | None = None
         gamma: Tensor | None = None
         for dw_w, dw_b, n_w, n_b, w1, b1, w2, b2, g in self._weights:
-            x, h = dw_ln(x, y, gamma, lens32, dw_w, dw_b, n_w, n_b)
-            if self.compiled:
-                mark_dynamic(h, 0, 1)
-            y, gamma = self._fn["vocos.ff"](h, w1, b1, w2, b2), g
+            x, h = dw_ln(x, y, gamma, lens, dw_w, dw_b, n_w, n_b)
+            if self.gelu_epilogue:
+                y = vocos_ff_epilogue(h, w1, b1, w2, b2)
+            else:
+                if self.compiled:
+                    mark_dynamic(h, 0, 1)
+                y = self._fn["vocos.ff"](h, w1, b1, w2, b2)
+            gamma = g
         if y is None or gamma is None:
             raise ValueError("a Vocos backbone has at least one ConvNeXt block")
         if self.compiled:
-            for t in (keep, x, y):
+            for t in (x, y):
                 mark_dynamic(t, 0, 1)
-        out: Tensor = self._fn["vocos.tail"](x, y, gamma, keep, maskf, fl.weight, fl.bias, self._w_head,
-                                             self.out.bias, self._basis_head, self.win_sq, self.hop)  # fmt: skip
+        out: Tensor = self._fn["vocos.tail"](x, y, gamma, lens, fl.weight, fl.bias, self._w_head, self.out.bias,
+                                             self._basis_head, self.win_sq, self.hop)  # fmt: skip
         return out

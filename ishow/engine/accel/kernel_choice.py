@@ -26,11 +26,16 @@ GPU memory (``tools/dit_kernels_ab.py``, ``tools/warm_memory.py``).
 * ``vocos-fp32-head``: the fp16 vocoder's head GEMMs (Linear to log-magnitude/phase, inverse DFT) in fp32 instead
   of on fp16 operands with fp32 accumulation and output (the default on CUDA: 256 frames 0.316 → 0.278 ms,
   8 × 600 1.166 → 0.847 ms; wave error vs fp32 6.7e-4 → 8.2e-4, ``tools/vocoder_ab.py`` on an H200);
+* ``vocos-exact-gelu``: the fp16 vocoder's block FF (Linear, GELU, Linear) compiled by inductor with the exact
+  (erf) GELU as its own kernel, instead of two cuBLASLt GEMMs with the bias + GELU epilogue on the first; that
+  epilogue's GELU is the tanh approximation (max 5e-4 from the exact one, below fp16's own rounding of it);
+* ``vocos-conv-embed``: the fp16 vocoder's embedding conv (k 7) on cuDNN with its layout transposes, instead of
+  one GEMM over the 7 shifted frames (im2col) inside the embedding's compiled graph;
 * ``vocos-fused`` (opt-in): the vocoder's whole backbone as one channels-last compiled graph
   (:mod:`ishow.engine.accel.fast_vocos`) instead of its stages compiled apart: fewer kernels, but a much longer
   first compile (19.6 s + 28.8 s for the first two buckets cold on an H200) for a gain the bench did not confirm;
 * ``legacy``: the kernels before issue 14's item 4 (``masked``, ``unfused``, ``cudnn-conv``, ``gelu-apart``,
-  ``rope-inductor``, ``vocos-stages``, ``vocos-fp32-head``); with
+  ``rope-inductor``, ``vocos-stages``, ``vocos-fp32-head``, ``vocos-exact-gelu``, ``vocos-conv-embed``); with
   an attention word, that attention instead of ``masked``.
 """
 
@@ -42,7 +47,8 @@ from dataclasses import dataclass
 
 KERNELS_ENV = "ISHOW_DIT_KERNELS"
 WORDS = ("varlen", "masked", "cudnn-attn", "cudnn-fe", "unfused", "rope-inductor", "cudnn-conv", "gelu-apart",
-         "vocos-stages", "vocos-fp32-head", "vocos-fused", "legacy")  # fmt: skip
+         "vocos-stages", "vocos-fp32-head", "vocos-exact-gelu", "vocos-conv-embed", "vocos-fused",
+         "legacy")  # fmt: skip
 ATTENTION = ("cudnn-fe", "varlen", "masked", "cudnn")
 
 
@@ -56,6 +62,8 @@ class Kernels:
     triton_rope: bool = True
     vocos_triton: bool = True
     vocos_half_head: bool = True
+    vocos_gelu_epilogue: bool = True
+    vocos_gemm_embed: bool = True
 
     def __post_init__(self) -> None:
         if self.attention not in ATTENTION:
@@ -64,7 +72,8 @@ class Kernels:
 
 _ATTENTION_OF = {"varlen": "varlen", "masked": "masked", "cudnn-attn": "cudnn", "cudnn-fe": "cudnn-fe"}
 LEGACY = Kernels(attention="masked", merge=False, triton_conv=False, gelu_epilogue=False, vocos_fused=False,
-                 triton_rope=False, vocos_triton=False, vocos_half_head=False)  # fmt: skip
+                 triton_rope=False, vocos_triton=False, vocos_half_head=False, vocos_gelu_epilogue=False,
+                 vocos_gemm_embed=False)  # fmt: skip
 
 
 def from_env() -> Kernels:
@@ -83,4 +92,5 @@ def from_env() -> Kernels:
     return Kernels(attention=attention, merge="unfused" not in off, triton_conv="cudnn-conv" not in off,
                    gelu_epilogue="gelu-apart" not in off, vocos_fused="vocos-fused" in off,
                    triton_rope="rope-inductor" not in off, vocos_triton="vocos-stages" not in off,
-                   vocos_half_head="vocos-fp32-head" not in off)  # fmt: skip
+                   vocos_half_head="vocos-fp32-head" not in off, vocos_gelu_epilogue="vocos-exact-gelu" not in off,
+                   vocos_gemm_embed="vocos-conv-embed" not in off)  # fmt: skip

@@ -73,7 +73,8 @@ class VocoderBuckets:
 
 @dataclass(eq=False)
 class _VocGraph:
-    mel: Tensor  # static [B, n_mels, T]: item i's mel on its first lens_i frames (the rest is ignored)
+    mel: Tensor  # static [B, T, n_mels] (each mel's own layout: one contiguous copy in): item i on its first lens_i
+    # frames (the rest is ignored); the graph reads it as [B, n_mels, T] through a transposed view
     lens: Tensor  # static [B] long
     graph: torch.cuda.CUDAGraph
     out: Tensor
@@ -219,7 +220,7 @@ class TorchVocoder:
         rows = bucket[0]
         entry.lens.copy_(torch.tensor(lens + [1] * (rows - len(lens)), dtype=torch.long), non_blocking=True)
         for i, m in enumerate(mels):
-            entry.mel[i, :, : lens[i]].copy_(m.transpose(0, 1), non_blocking=True)
+            entry.mel[i, : lens[i]].copy_(m, non_blocking=True)
         entry.graph.replay()
         return entry.out
 
@@ -245,17 +246,17 @@ class TorchVocoder:
     def _capture_with(self, bucket: tuple[int, int], compile: bool) -> _VocGraph:
         rows, frames = bucket
         n_mels = self.vocos.config.input_channels
-        mel = torch.zeros(rows, n_mels, frames, device=self.device)
+        mel = torch.zeros(rows, frames, n_mels, device=self.device)
         lens = torch.full((rows,), frames, dtype=torch.long, device=self.device)
         side = self._warm_stream()
         side.wait_stream(torch.cuda.current_stream(self.device))
         with torch.cuda.stream(side):  # compile / autotune / cuDNN handles outside the capture
             for _ in range(2):
-                self._forward(mel, lens, compile)
+                self._forward(mel.transpose(1, 2), lens, compile)
         side.synchronize()  # a CPU wait on this thread only: the engine's stream never queues behind a warm-up
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph, pool=self.pool.handle(), capture_error_mode="thread_local"):
-            out = self._forward(mel, lens, compile)
+            out = self._forward(mel.transpose(1, 2), lens, compile)
         return _VocGraph(mel=mel, lens=lens, graph=graph, out=out)
 
 
