@@ -7,8 +7,10 @@ batch decodes exactly like its items alone):
 * the default on CUDA fp16/bf16 with Triton: channels-last, each ConvNeXt block as the Triton kernel of
   :mod:`ishow.engine.accel.vocos_convnext` (the previous block's masked residual, depthwise conv, LayerNorm) and
   :func:`vocos_ff_epilogue` (Linear with the bias + GELU epilogue, Linear: two cuBLASLt GEMMs), between
-  :func:`vocos_embed_gemm` (the embedding conv as one GEMM) and :func:`vocos_tail`: 3 kernels a block, ~30 in
-  all at 256 frames (58 before, session 6's profile), every frame mask built inside them from the lengths.
+  :func:`vocos_embed_gemm` (the embedding conv as one GEMM: 3 kernels) and :func:`vocos_tail`: 3 kernels a block,
+  every frame mask built inside them from the lengths (session 6's profile counted 58 kernels at 256 frames with
+  a compiled FF and cuDNN's embedding conv; this form launches about 25 fewer). 256 frames: 0.28 → 0.23 ms
+  (``ishow bench``, H200).
   ``vocos-exact-gelu`` compiles the FF as :func:`vocos_ff` instead (the exact GELU, one more kernel a block),
   ``vocos-conv-embed`` the embedding as :func:`vocos_embed_cl` (cuDNN's conv);
 * per stage (``ISHOW_DIT_KERNELS=vocos-stages``, and fp32): :func:`vocos_embed`, :func:`vocos_block` (one compiled

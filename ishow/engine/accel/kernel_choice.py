@@ -22,7 +22,7 @@ GPU memory (``tools/dit_kernels_ab.py``, ``tools/warm_memory.py``).
 * ``gelu-apart``: the FF's GELU as its own kernel instead of the first FF GEMM's epilogue (cuBLASLt);
 * ``vocos-stages``: each Vocos ConvNeXt block as one compiled graph (depthwise conv on cuDNN, ~12 kernels) instead
   of the Triton kernel of :mod:`ishow.engine.accel.vocos_convnext` (depthwise conv + LayerNorm + the previous
-  block's residual) and one compiled graph for the two Linears (~4 kernels a block);
+  block's residual) and the FF's two GEMMs (3 kernels a block);
 * ``vocos-fp32-head``: the fp16 vocoder's head GEMMs (Linear to log-magnitude/phase, inverse DFT) in fp32 instead
   of on fp16 operands with fp32 accumulation and output (the default on CUDA: 256 frames 0.316 → 0.278 ms,
   8 × 600 1.166 → 0.847 ms; wave error vs fp32 6.7e-4 → 8.2e-4, ``tools/vocoder_ab.py`` on an H200);
@@ -30,7 +30,10 @@ GPU memory (``tools/dit_kernels_ab.py``, ``tools/warm_memory.py``).
   (erf) GELU as its own kernel, instead of two cuBLASLt GEMMs with the bias + GELU epilogue on the first; that
   epilogue's GELU is the tanh approximation (max 5e-4 from the exact one, below fp16's own rounding of it);
 * ``vocos-conv-embed``: the fp16 vocoder's embedding conv (k 7) on cuDNN with its layout transposes, instead of
-  one GEMM over the 7 shifted frames (im2col) inside the embedding's compiled graph;
+  one GEMM over the 7 shifted frames (im2col) inside the embedding's compiled graph. The two defaults together,
+  with the frame masks built inside the compiled graphs (``tools/vocoder_ab.py``, H200, median of 200 decodes;
+  default / both words): 256 frames 0.233 / 0.267–0.285 ms, 8 × 600 0.727–0.758 / 0.832–0.915 ms; the wave
+  error vs the fp32 vocoder stays 8.24e-4;
 * ``vocos-fused`` (opt-in): the vocoder's whole backbone as one channels-last compiled graph
   (:mod:`ishow.engine.accel.fast_vocos`) instead of its stages compiled apart: fewer kernels, but a much longer
   first compile (19.6 s + 28.8 s for the first two buckets cold on an H200) for a gain the bench did not confirm;

@@ -4,7 +4,7 @@ add, as ONE Triton kernel over channels-last activations [B, T, C].
 Compiled by inductor per stage, this part was 5 kernels per block (cuDNN's depthwise conv, its bias, three
 LayerNorm/transpose kernels: ~9.5 µs at 256 frames on an H200) plus 1 for the residual add (~1.3 µs), and the
 whole decode ~97 kernels for 0.25 ms of GPU time (``tools/gpu_profile.py``, session 3). Here a block is this kernel,
-then the two Linears with the GELU between them (:func:`ishow.engine.accel.fast_vocos.vocos_ff`, compiled), and
+then the two Linears with the GELU between them (:func:`ishow.engine.accel.fast_vocos.vocos_ff_epilogue`), and
 the residual is finished by the next block's kernel (or the head). See :mod:`ishow.engine.accel.vocos_kernel`.
 Through ``TorchVocoder.decode`` (``tools/vocoder_ab.py``, A/B in one process on an H200): 256 frames 0.400 →
 0.320 ms, one item of 600 frames 0.514 → 0.447 ms, 8 × 600 1.352 → 1.144 ms; wave error vs fp32 6.7e-4 (7.0e-4).
