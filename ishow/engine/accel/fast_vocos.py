@@ -8,9 +8,9 @@ batch decodes exactly like its items alone):
   :mod:`ishow.engine.accel.vocos_convnext` (the previous block's masked residual, depthwise conv, LayerNorm) and
   :func:`vocos_ff_epilogue` (Linear with the bias + GELU epilogue, Linear: two cuBLASLt GEMMs), between
   :func:`vocos_embed_gemm` (the embedding conv as one GEMM: 3 kernels) and :func:`vocos_tail`: 3 kernels a block,
-  every frame mask built inside them from the lengths (session 6's profile counted 58 kernels at 256 frames with
-  a compiled FF and cuDNN's embedding conv; this form launches about 25 fewer). 256 frames: 0.28 → 0.23 ms
-  (``ishow bench``, H200).
+  every frame mask built inside them from the lengths. At 256 frames on an H200 (``tools/gpu_profile.py``): 38
+  kernels, 0.18 ms of GPU time (session 6: 58 kernels with a compiled FF and cuDNN's embedding conv); through
+  ``TorchVocoder.decode`` (``ishow bench``) 0.28 → 0.23 ms.
   ``vocos-exact-gelu`` compiles the FF as :func:`vocos_ff` instead (the exact GELU, one more kernel a block),
   ``vocos-conv-embed`` the embedding as :func:`vocos_embed_cl` (cuDNN's conv);
 * per stage (``ISHOW_DIT_KERNELS=vocos-stages``, and fp32): :func:`vocos_embed`, :func:`vocos_block` (one compiled
