@@ -25,6 +25,7 @@ from ishow.engine.accel.bucket_plan import (
     plan_buckets,
     plan_stages,
     split_batch,
+    weighted_area,
 )
 from ishow.engine.accel.graphs import Buckets, GraphSampler, _Captured
 from ishow.engine.accel.warmer import BucketWarmer, WarmupTask
@@ -155,14 +156,36 @@ def test_split_batch_pads_fewer_rows_than_one_graph_for_the_whole_batch() -> Non
     # 4 rows for 3 messages: 2 + 1 (2 × 768 + 768 + 2 runs' overhead) costs less than 4 × 768 + 1 run
     assert sorted(map(len, split_batch([700, 650, 690], b.area, None))) == [1, 2]
     assert split_batch([700, 650, 690], b.area, None, overhead=1024) == [[0, 1, 2]]  # not when a run costs more
+    # priced as the engine prices them (a graph of few rows costs more per row-frame, ROW_WEIGHTS):
     # one long message pads every short row of its batch to its length: it runs alone
-    assert split_batch([600, 600, 2900, 600, 600], b.area, None) == [[0, 1, 3, 4], [2]]
+    assert split_batch([600, 600, 2900, 600, 600], b.area, None, b.cost) == [[0, 1, 3, 4], [2]]
     # the e2e burst's first batch of 8 (frames with the shipped voices): one 8 × 1024 graph pads the short half to
     # 1024 frames; 4 × 768 + 4 × 1024 does not (116.6 → 109.5 ms on the H200, tools/burst_split.py)
     burst = [694, 614, 760, 681, 835, 732, 909, 814]
-    parts = split_batch(burst, b.area, 8192)
+    parts = split_batch(burst, b.area, 8192, b.cost)
     assert [sorted(burst[i] for i in p) for p in parts] == [[614, 681, 694, 732], [760, 814, 835, 909]]
-    assert _plan_cost(parts, burst, b, 8192) < _plan_cost([list(range(8))], burst, b, 8192)
+    # by area alone (every row-frame alike), graphs of 1 row would look cheap
+    assert len(split_batch(burst, b.area, 8192)) > 2
+
+
+def test_rows_weigh_what_a_graph_of_few_rows_leaves_idle() -> None:
+    b = Buckets(max_area=10240)
+    # per row-frame: fewer rows cost more, longer rows cost more (attention), a row count without a weight counts 1
+    assert weighted_area(1, 768) / 768 > weighted_area(2, 768) / 1536 > weighted_area(4, 768) / 3072
+    assert weighted_area(4, 768) / 3072 > weighted_area(8, 768) / 6144 == weighted_area(16, 768) / 12288
+    assert weighted_area(8, 1280) / 10240 > weighted_area(8, 1024) / 8192
+    assert weighted_area(3, 1000) == round(3 * 1000 * (1 + 1000 / 3000))
+    assert b.cost(3, 700) == weighted_area(4, 768) and b.cost(1, 700) == weighted_area(1, 768)
+    assert b.cost(1, 5000) is None
+    # measured on the H200 (session 9): the e2e burst's second batch of 8 ran as 1 + 2 + 1 + 4 rows in 169 ms of
+    # synthesis, as one 8 × 1280 graph in 161–163 ms; it needs max_area ≥ 10240
+    burst = [903, 984, 1000, 1065, 1075, 1125, 1174, 1248]
+    assert split_batch(burst, b.area, 10240, b.cost) == [list(range(8))]
+    assert len(split_batch(burst, b.area, 8192, b.cost)) > 1
+    # ... while 8 messages of 880–1215 frames took 145.3 ms as 4 × 1024 + 4 × 1280, and 155.3 ms as one 8 × 1280
+    other = [984, 880, 1066, 954, 1141, 1021, 1215, 1088]
+    parts = split_batch(other, b.area, 10240, b.cost)
+    assert [sorted(other[i] for i in p) for p in parts] == [[880, 954, 984, 1021], [1066, 1088, 1141, 1215]]
 
 
 @pytest.mark.parametrize("seed", range(40))
@@ -186,8 +209,9 @@ def test_split_costs_come_from_the_graphs_ready_now(tiny: DiT) -> None:
     ready = [(1, 1024), (8, 768)]
     gs.ready_buckets = lambda config=None: list(ready)  # type: ignore[method-assign]
     cost = gs.cost_of()
-    assert cost(8, 700) == 8 * 768 and cost(4, 700) == 8 * 768  # both served by the 8 × 768 graph
-    assert cost(1, 700) == 1024 and cost(1, 1100) == EAGER_FACTOR * 1152  # no ready 1-row graph ≥ 1100: eager
+    assert cost(8, 700) == cost(4, 700) == weighted_area(8, 768)  # both served by the 8 × 768 graph
+    # priced by rows and length (weighted_area); no ready 1-row graph ≥ 1100: eager
+    assert cost(1, 700) == weighted_area(1, 1024) and cost(1, 1100) == EAGER_FACTOR * weighted_area(1, 1152)
     assert cost(1, 5000) is None
     # 4 + 1 would replay the 8-row graph and a 1-row one, 5 × 1 five 1024-frame graphs: the batch stays whole
     assert split_batch([700] * 5, gs.buckets.area, None, gs.cost_of()) == [[0, 1, 2, 3, 4]]

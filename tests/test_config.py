@@ -148,6 +148,6 @@ def test_validation_accepts_exactly_the_choices(key: str, values: str) -> None:
 
 def test_max_batch_frames_is_read_and_checked() -> None:
     assert parse_config("[engine]\nmax_batch_frames = 16384\n", REPO).engine.max_batch_frames == 16384
-    assert default_config().engine.max_batch_frames == 8192
+    assert default_config().engine.max_batch_frames == 10240
     with pytest.raises(ConfigError, match=r"engine.max_batch_frames: must be 1024–1048576 \(rows × frames\), got 100"):
         parse_config("[engine]\nmax_batch_frames = 100\n", REPO)

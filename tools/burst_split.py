@@ -1,9 +1,12 @@
 """How a burst's batches of 8 run: the e2e's burst messages (``ishow bench --e2e``'s 16, with the shipped voices)
-as its two batches, each timed whole (one graph, as far as ``max_batch_frames`` allows), split the old way (greedy:
-as many as fit) and split by :func:`ishow.engine.accel.bucket_plan.split_batch` (least cost). Every sub-batch's
-sampler and vocoder times are shown, so a slow one stands out. Graphs are captured first (untimed).
+as its two batches, each timed whole (one graph, as far as ``--cap`` rows × frames allows: the engine's
+``max_batch_frames`` by default), split the old way (greedy: as many as fit), split by
+:func:`ishow.engine.accel.bucket_plan.split_batch` priced by area (session 7: every row-frame alike, 280 per
+sub-batch) and priced as the engine does now (by rows, ``GraphSampler.cost_of``). Every sub-batch's sampler and
+vocoder times are shown, so a slow one stands out. Graphs are captured first (untimed).
 
-One device call: ``python3 tools/burst_split.py [--iters 5]``. Random weights at the real size, fp16, compiled.
+One device call: ``python3 tools/burst_split.py [--iters 5] [--cap 8192]``. Random weights at the real size, fp16,
+compiled.
 """
 
 from __future__ import annotations
@@ -58,23 +61,26 @@ def ms(fn: Callable[[], object], iters: int) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--iters", type=int, default=5)
+    ap.add_argument("--cap", type=int, default=EngineConfig().max_batch_frames, help="rows × frames per graph")
     a = ap.parse_args()
     device = torch.device("cuda")
     dit, vocos = random_models()
-    eng = make_engine(EngineConfig(device="cuda", precision="fp16"), dit, vocos, device, torch.float16)
+    cfg = EngineConfig(device="cuda", precision="fp16", max_batch_frames=a.cap)
+    eng = make_engine(cfg, dit, vocos, device, torch.float16)
     assert eng.sampler is not None and eng.vocoder_backend is not None
     voices = {v: VoiceSpec(id=v, ref_audio=REPO / "voices" / f"{v}.wav", ref_text=t) for v, t in VOICES.items()}
     msgs = idle_messages(16)
     reqs = [SynthRequest(text=f"{t} {i}", voice=voices[v], seed=i) for i, (t, v) in enumerate(msgs)]
     b = eng.sampler.buckets
-    cap = 8192
+    cap = a.cap
     for label, batch in (("burst batch 1", reqs[:8]), ("burst batch 2", reqs[8:])):
         items = [eng._item(r) for r in batch]
         frames = [it.total_frames() for it, _ in items]
         print(f"{label}: frames {frames}")
         plans = {
             "greedy (before)": greedy(frames, b.area, cap),
-            "least cost (now)": split_batch(frames, b.area, cap),
+            "least cost, area": split_batch(frames, b.area, cap, overhead=280),
+            "least cost, rows": split_batch(frames, b.area, cap, eng.sampler.cost_of()),
         }
         whole_area = b.area(len(frames), max(frames))
         if whole_area is not None and whole_area <= cap:

@@ -41,6 +41,7 @@ class EngineConfig:
     engines_dir: Path = Path("models/engines")  # built TensorRT engines and the exported ONNX vocoder
     compile_cache: Path = Path("models/compile-cache")  # torch.compile (inductor/triton) artifacts: fast restarts
     # CUDA: the most rows × frames one multi-row DiT graph covers; a bigger batch runs as several (its memory grows
-    # with the area: 8 × 1024 frames 672 MB, 8 × 1792 frames 1124 MB on an H200, measured with tools/bucket_memory.py)
-    max_batch_frames: int = 8192
+    # with the area: 8 × 1024 frames 672 MB, 8 × 1792 frames 1124 MB on an H200, measured with tools/bucket_memory.py).
+    # 8 × 1280: a burst of 8 messages of up to ~30 CJK characters runs as one graph
+    max_batch_frames: int = 10240
     remote: RemoteConfig = RemoteConfig()

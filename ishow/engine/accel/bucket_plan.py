@@ -139,12 +139,27 @@ def plan_stages(
     return unique, [b for b in dict.fromkeys(refine) if b not in unique]
 
 
-# What one more sub-batch costs beyond its graph's rows × frames, in row-frames: measured on an H200 (session 7),
-# one synthesis takes ~14.5 µs per row-frame of its bucket plus ~4 ms per run (batch 1 × 768: 16.4 ms, 4 × 768:
-# 48.6 ms, 16 × 768: 182 ms), and 4 ms ≈ 280 row-frames.
-SPLIT_OVERHEAD = 280
+# What a DiT graph of rows × frames costs to replay, relative to row-frames of an 8-row graph of few frames: a graph of
+# few rows leaves much of the GPU idle (ROW_WEIGHTS), and attention grows with the square of the frames (each
+# row-frame costs 1 + frames / ATTENTION_FRAMES). Fitted to `tools/burst_split.py` and `ishow bench` on an H200
+# (session 9, untraced): µs per row-frame 14.2 at 8 × 1024 and 15.2 at 8 × 1280, 15.1 at 4 × 768, 15.3 at
+# 4 × 1024 and 16.1 at 4 × 1280, 21.0 at 1 × 768; session 8's trace gave 17.2 at 2 × 768–1024 (with its sync
+# overhead, so a little high).
+ROW_WEIGHTS: dict[int, float] = {1: 1.4, 2: 1.15, 4: 1.05, 8: 1.0, 16: 1.0}
+ATTENTION_FRAMES = 3000
+# What one more sub-batch costs beyond its graph (:func:`weighted_area`), in the same units (~10.6 µs each on an
+# H200): its vocoder run and the host work around both, ~1 ms.
+SPLIT_OVERHEAD = 90
 # A group with no ready graph runs eagerly: this many times its bucket's cost (batch 1: 93 vs 16 ms on an H200).
 EAGER_FACTOR = 4
+
+
+def weighted_area(rows: int, frames: int) -> int:
+    """What replaying a graph of ``rows`` × ``frames`` costs: its row-frames × its rows' weight (:data:`ROW_WEIGHTS`;
+    1.0 for other row counts) × (1 + frames / :data:`ATTENTION_FRAMES`). E.g. on an H200 the e2e burst's second
+    batch of 8 runs faster as one 8 × 1280 graph than as 1 + 2 + 1 + 4 rows (161–163 vs 169 ms), and 8 messages of
+    880–1215 frames faster as 4 × 1024 + 4 × 1280 than as one 8 × 1280 graph (145.3 vs 155.3 ms)."""
+    return round(rows * frames * ROW_WEIGHTS.get(rows, 1.0) * (1 + frames / ATTENTION_FRAMES))
 
 
 def split_batch(
@@ -159,9 +174,9 @@ def split_batch(
     ``frames``: each item's frame count; ``area(k, n)``: rows × frames of the bucket a batch of ``k`` items of up
     to ``n`` frames runs in (None: no bucket, it runs eagerly); no group of more than one item may exceed
     ``max_area`` (None: no limit); a single item is always a group of its own if need be, however long.
-    ``cost(k, n)``: what running such a group costs now, in row-frames (default ``area``; the engine passes the
-    ready graph's area, with a penalty where only the eager path is left; None: that group is not allowed), plus
-    ``overhead`` per group.
+    ``cost(k, n)``: what running such a group costs now (default ``area``: every row-frame alike; the engine passes
+    the ready graph's :func:`weighted_area`, with a penalty where only the eager path is left; None: that group is
+    not allowed), plus ``overhead`` per group.
 
     Groups are runs of the items sorted by length (for a cost that grows with the rows and with the longest item,
     some best split is always such runs: similar lengths together, least padding). A batch whose best plan is one

@@ -43,6 +43,7 @@ from ishow.engine.accel.bucket_plan import (
     coarse_frames,
     cover_bucket,
     smallest_at_least,
+    weighted_area,
 )
 from ishow.engine.accel.capture_cost import GraphPool, timed_capture
 from ishow.engine.accel.conv_pos import ConvPos
@@ -97,6 +98,13 @@ class Buckets:
             return None
         rows, frames = b
         return rows * (coarse_frames(frames, self.coarse_multiple, self.frames) if rows > 1 else frames)
+
+    def cost(self, n_items: int, n_frames: int) -> int | None:
+        """:meth:`area` weighted by its rows (:func:`ishow.engine.accel.bucket_plan.weighted_area`): what that graph
+        costs to replay once every planned graph is ready (``GraphSampler.cost_of`` prices the graphs ready now)."""
+        b = self.bucket(n_items, n_frames)
+        a = self.area(n_items, n_frames)
+        return None if b is None or a is None else weighted_area(b[0], a // b[0])
 
     def allowed(self, bucket: Bucket) -> bool:
         """Whether ``bucket`` may be captured: one row, or rows × frames within ``max_area``."""
@@ -226,10 +234,11 @@ class GraphSampler:
             return [(int(k[0]), int(k[1])) for k in self._graphs if k[2:] == ck]  # type: ignore[call-overload]
 
     def cost_of(self, config: SamplerConfig = DEFAULT_CONFIG) -> Callable[[int, int], int | None]:
-        """``cost(k, n)``: what a batch of ``k`` items of up to ``n`` frames costs to run now, in row-frames (for
-        :func:`ishow.engine.accel.bucket_plan.split_batch`): the area of the graph it would replay (its own bucket,
-        or the ready larger one that serves it), or ``EAGER_FACTOR`` × its bucket's area where it would run
-        eagerly; None where no bucket fits. The ready graphs are read once, now."""
+        """``cost(k, n)``: what a batch of ``k`` items of up to ``n`` frames costs to run now, in row-frames of an
+        8-row graph (for :func:`ishow.engine.accel.bucket_plan.split_batch`): the weighted area
+        (:func:`ishow.engine.accel.bucket_plan.weighted_area`) of the graph it would replay (its own bucket, or
+        the ready larger one that serves it), or ``EAGER_FACTOR`` × its bucket's where it would run eagerly; None
+        where no bucket fits. The ready graphs are read once, now."""
         ready = set(self.ready_buckets(config))
         capture = self.capture_on_miss and self.use_graphs
         known: dict[Bucket, int] = {}  # many (k, n) share a bucket: each cover is looked up once
@@ -243,9 +252,10 @@ class GraphSampler:
                 use = bucket if capture or bucket in ready else cover_bucket(bucket, ready, self.max_pad)
                 if use is None:
                     planned = self.buckets.area(k, n)
-                    got = EAGER_FACTOR * (planned if planned is not None else bucket[0] * bucket[1])
+                    frames = planned // bucket[0] if planned is not None else bucket[1]
+                    got = EAGER_FACTOR * weighted_area(bucket[0], frames)
                 else:
-                    got = use[0] * use[1]
+                    got = weighted_area(*use)
                 known[bucket] = got
             return got
 
