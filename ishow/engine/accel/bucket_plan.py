@@ -157,8 +157,8 @@ EAGER_FACTOR = 4
 def weighted_area(rows: int, frames: int) -> int:
     """What replaying a graph of ``rows`` × ``frames`` costs: its row-frames × its rows' weight (:data:`ROW_WEIGHTS`;
     1.0 for other row counts) × (1 + frames / :data:`ATTENTION_FRAMES`). E.g. on an H200 the e2e burst's second
-    batch of 8 runs faster as one 8 × 1280 graph than as 1 + 2 + 1 + 4 rows (161–163 vs 169 ms), and 8 messages of
-    880–1215 frames faster as 4 × 1024 + 4 × 1280 than as one 8 × 1280 graph (145.3 vs 155.3 ms)."""
+    batch of 8 runs faster as one 8 × 1280 graph than as 1 + 2 + 1 + 4 rows (161–168 vs 169 ms), and 8 messages of
+    880–1215 frames faster as 4 × 1024 + 4 × 1280 than as one 8 × 1280 graph (145–150 vs 155–161 ms)."""
     return round(rows * frames * ROW_WEIGHTS.get(rows, 1.0) * (1 + frames / ATTENTION_FRAMES))
 
 
