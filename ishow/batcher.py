@@ -3,9 +3,10 @@
 The window counts from the first message's *arrival* (``Utterance.created``), not from when the batcher got to
 it: after a long synthesis, a message that has already waited a window goes out with whatever else is queued.
 
-``on_wait`` lets the caller use the window: it is called once, with the items collected so far, when the collector
-first has to wait for more (the window is open and nothing else is queued). The pipeline starts synthesizing those
-items then (``batch.early_start``), so an idle stream's message is ready when its window closes.
+``on_wait`` lets the caller use the window: it is called with the items collected so far each time the collector has
+to wait for more (the window is open and nothing else is queued). The pipeline starts synthesizing the items it
+has not started yet then, if the engine is free (``batch.early_start``), so an idle stream's message is ready when
+its window closes.
 """
 
 from __future__ import annotations
@@ -53,8 +54,8 @@ async def next_batch(
 
     Items already queued are always taken (up to ``max_items``), even when the window has already closed.
     ``clock`` must be the clock of ``Utterance.created`` (monotonic). ``items`` (optional) is the list collected
-    into, so the caller can see (and cancel) items mid-collection. ``on_wait`` (optional) is called at most once,
-    with a copy of the items so far, just before the first wait for more (see the module doc).
+    into, so the caller can see (and cancel) items mid-collection. ``on_wait`` (optional) is called with a copy of
+    the items so far just before each wait for more (see the module doc).
     """
     items = [] if items is None else items
     first = await queue.get()
@@ -73,7 +74,6 @@ async def next_batch(
         if not timed_out and left > SPIN_S:
             if on_wait is not None:
                 on_wait(tuple(items))
-                on_wait = None
             # an arrival ends the wait early (take it, wait again); a timeout leaves only the last stretch
             timed_out = not await queue.wait_nonempty(left - SPIN_S)
             continue

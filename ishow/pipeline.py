@@ -111,46 +111,70 @@ class Pipeline:
     async def _window(self, window: BatchWindow) -> None:
         """Collect one window's batch and synthesize it.
 
-        With ``batch.early_start`` (the default), the engine does not sit idle while the window is open: when the
-        collector first has to wait for more chat, the messages it holds already (on an idle stream, the one
-        message) start synthesizing as an *early* batch. Their audio is handed over when the window closes — the
-        window's timing and the batch's order stay what the streamer configured — and whatever arrived meanwhile
-        is synthesized after them as the rest of the batch. An idle message's latency becomes the window plus the
-        hand-off instead of the window plus its synthesis.
+        With ``batch.early_start`` (the default), the engine does not sit idle while the window is open: each time
+        the collector has to wait for more chat and the engine is free, the messages it holds that no run has
+        taken yet start synthesizing as an *early* run (on an idle stream, the one message); when a run's
+        synthesis ends with the window still open, whatever arrived meanwhile starts at once as the next one.
+        Their audio is handed over when the window closes, run after run — the window's timing and the batch's
+        order stay what the streamer configured — and what arrived too late for a run is synthesized after them
+        as the rest of the batch. An idle message's latency becomes the window plus the hand-off instead of the
+        window plus its synthesis, and chat arriving during a window is mostly synthesized before it closes.
         """
-        early: asyncio.Task[BatchReport | None] | None = None
-        early_items: tuple[Utterance, ...] = ()
+        runs: list[tuple[asyncio.Task[BatchReport | None], tuple[Utterance, ...]]] = []
         closed = asyncio.Event()
+        engine_free = True
+        taken = 0  # the first ``taken`` items of self.inflight are in early runs
 
-        def start_early(items: Sequence[Utterance]) -> None:
-            nonlocal early, early_items
-            if not self._cfg().batch.early_start or self.stopping.is_set():
+        def start_early(_items: Sequence[Utterance] = ()) -> None:
+            nonlocal engine_free, taken
+            if not engine_free or closed.is_set() or self.stopping.is_set() or not self._cfg().batch.early_start:
                 return
-            early_items = tuple(items)
-            self.busy = True
-            early = asyncio.create_task(self.stage.run(early_items, release=closed.wait), name="early batch")
+            items = tuple(self.inflight[taken:])
+            if not items:
+                return
+            before = runs[-1][0] if runs else None
+
+            def synthesized(_task: object = None) -> None:  # the engine is free again (or the run failed)
+                nonlocal engine_free
+                if not engine_free and runs[-1][0] is task:
+                    engine_free = True
+                    start_early()
+
+            async def release() -> None:
+                synthesized()
+                await closed.wait()
+                if before is not None:
+                    await asyncio.wait([before])  # handed over after the run before it
+
+            engine_free, taken, self.busy = False, taken + len(items), True
+            task = asyncio.create_task(self.stage.run(items, release=release), name="early batch")
+            task.add_done_callback(synthesized)
+            runs.append((task, items))
 
         try:
             batch = await next_batch(self.queue, window, items=self.inflight, on_wait=start_early)
             closed.set()
             self.busy = True
-            if early is not None:
+            for task, items in runs:
                 try:
-                    self._report(await early, early=True)
+                    self._report(await task, early=True)
                 except asyncio.CancelledError:
                     raise
                 except Exception:
-                    log.exception("batch failed", size=len(early_items), early=True)
-                self.inflight = list(batch.items[len(early_items) :])  # the early ones are handed over
+                    log.exception("batch failed", size=len(items), early=True)
+            if runs:
+                self.inflight = list(batch.items[taken:])  # the early ones are handed over
                 batch = Batch(tuple(self.inflight))
                 if not batch.items:
                     return
             await self._synthesize(batch)
         finally:
-            if early is not None and not early.done():  # cancelled (shutdown): the early run is dropped with it
-                early.cancel()
+            for task, _ in runs:
+                if not task.done():  # cancelled (shutdown): the early runs are dropped with it
+                    task.cancel()
+            for task, _ in runs:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await early
+                    await task
 
     async def _synthesize(self, batch: Batch) -> None:
         self.metrics.queue_depth.set(len(self.queue))

@@ -144,24 +144,19 @@ async def test_the_last_stretch_of_a_window_is_waited_by_yielding_and_still_coll
     assert seen[-1] == 50.0801  # it closed once its clock passed 50.08, not before
 
 
-async def test_on_wait_gets_the_items_once_before_the_first_wait() -> None:
-    # an idle stream: one message, the window open — the caller hears about it before the batcher waits, once
+async def test_on_wait_gets_the_items_so_far_before_each_wait() -> None:
+    # an idle stream: one message, the window open — the caller hears about it before the batcher waits; a second
+    # message arrives during that wait, and the caller hears about both before the next wait
     q = _RecordingQueue()
     q.put(utt(1, created=50.0))
     calls: list[tuple[list[str], int]] = []
-    times = iter([50.0, 50.0, 50.03, 50.05, 50.0799, 50.0801])
-
-    def clock() -> float:
-        t = next(times)
-        if t == 50.03:
-            q.put(utt(2, created=t))  # arrives during the window: collected, no second call
-        return t
-
+    times = iter([50.0, 50.0, 50.01, 50.0799, 50.0801])
+    asyncio.get_running_loop().call_later(0.002, lambda: q.put(utt(2, created=50.005)))
     batch = await asyncio.wait_for(
-        next_batch(q, BatchWindow(0.08, 8), clock=clock, on_wait=lambda items: calls.append(
+        next_batch(q, BatchWindow(0.08, 8), clock=lambda: next(times), on_wait=lambda items: calls.append(
             ([u.id for u in items], len(q.waits)))), 5)  # fmt: skip
     assert [u.id for u in batch.items] == ["u1", "u2"]
-    assert calls == [(["u1"], 0)]  # with what it held then, and before its first wait
+    assert calls == [(["u1"], 0), (["u1", "u2"], 1)]  # with what it held then, before each wait
 
 
 async def test_on_wait_is_not_called_when_the_batch_never_waits() -> None:
