@@ -124,10 +124,13 @@ class Pipeline:
         closed = asyncio.Event()
         engine_free = True
         taken = 0  # the first ``taken`` items of self.inflight are in early runs
+        over = False  # this window is done with (closed, failed or cancelled): no more runs, even from a callback
 
         def start_early(_items: Sequence[Utterance] = ()) -> None:
             nonlocal engine_free, taken
-            if not engine_free or closed.is_set() or self.stopping.is_set() or not self._cfg().batch.early_start:
+            if over or not engine_free or closed.is_set() or self.stopping.is_set():
+                return
+            if not self._cfg().batch.early_start:
                 return
             items = tuple(self.inflight[taken:])
             if not items:
@@ -169,6 +172,7 @@ class Pipeline:
                     return
             await self._synthesize(batch)
         finally:
+            over = True
             for task, _ in runs:
                 if not task.done():  # cancelled (shutdown): the early runs are dropped with it
                     task.cancel()
