@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ishow.engine.accel.fallback import Fallback, triton_available
+from ishow.engine.accel.mels import frame_mask
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +79,7 @@ def conv_mish_torch(x: Tensor, w: Tensor, b: Tensor, lens: Tensor, residual: Ten
     = mask · mish(grouped conv(mask · x) + b) (+ residual), in x's dtype."""
     bsz, n, _ = x.shape
     g, k, cg_in, cg_out = w.shape
-    keep = (torch.arange(n, device=x.device).unsqueeze(0) < lens.to(x.device).unsqueeze(1)).unsqueeze(-1)
+    keep = frame_mask(lens.to(x.device), n).unsqueeze(-1)
     xf = torch.where(keep, x.float(), 0.0)
     xp = F.pad(xf, (0, 0, k // 2, k // 2))  # [B, N + K - 1, C]
     win = xp.unfold(1, k, 1).reshape(bsz, n, g, cg_in, k)  # [B, N, G, in, K]

@@ -42,6 +42,7 @@ from torch import Tensor, nn
 from ishow.engine.accel.fallback import triton_available
 from ishow.engine.accel.fused import compiled, mark_dynamic
 from ishow.engine.accel.kernel_choice import from_env
+from ishow.engine.accel.mels import frame_mask
 from ishow.engine.accel.vocos_convnext import dw_ln
 from ishow.engine.f5.vocos import LOG_MAG_MAX, Vocos
 
@@ -120,11 +121,6 @@ def vocos_backbone(
         h = F.linear(F.gelu(F.linear(h, w1, b1)), w2, b2) * gamma
         x = (x + h) * keep
     return x
-
-
-def frame_mask(lens: Tensor, t: int) -> Tensor:
-    """[B, T] bool: frame < the row's length (lens [B], any integer dtype, on the frames' device)."""
-    return torch.arange(t, device=lens.device)[None, :] < lens[:, None]
 
 
 def vocos_embed_cl(mel: Tensor, lens: Tensor, w: Tensor, b: Tensor, ln_w: Tensor, ln_b: Tensor) -> Tensor:

@@ -1,4 +1,5 @@
-"""Batched vocoder input: mels of different lengths padded into one tensor with a frame mask (every backend)."""
+"""Padded batches: mels of different lengths padded into one tensor with a frame mask (every vocoder backend), and
+the frame mask of a padded batch from its lengths (the vocoder's and the DiT's torch paths)."""
 
 from __future__ import annotations
 
@@ -20,3 +21,8 @@ def pad_mels(mels: Sequence[Tensor], n_rows: int, n_frames: int, device: torch.d
         mel[i, :, :t] = m.to(device=device, dtype=torch.float32).transpose(0, 1)
         mask[i, :t] = 1.0
     return mel, mask
+
+
+def frame_mask(lens: Tensor, t: int) -> Tensor:
+    """[B, T] bool: frame < its row's length (``lens`` [B], any integer dtype; the mask is on its device)."""
+    return torch.arange(t, device=lens.device)[None, :] < lens[:, None]

@@ -34,7 +34,7 @@ from ishow.audio_format import HOP
 from ishow.config.choices import BATCH_BUCKETS, VOCODER_BACKENDS
 from ishow.engine.accel.bucket_plan import MAX_PAD_FACTOR, Bucket, MissLog, cover_bucket, smallest_at_least
 from ishow.engine.accel.capture_cost import GraphPool, timed_capture
-from ishow.engine.accel.mels import pad_mels
+from ishow.engine.accel.mels import frame_mask, pad_mels
 from ishow.engine.f5.vocos import Vocos
 from ishow.errors import ConfigError, IshowError, ModelLoadError
 
@@ -141,7 +141,7 @@ class TorchVocoder:
         if compile or self.half:
             out: Tensor = self._fast_model(compile)(mel, lens)
             return out
-        mask = (torch.arange(mel.shape[-1], device=mel.device).unsqueeze(0) < lens.unsqueeze(1)).to(torch.float32)
+        mask = frame_mask(lens, mel.shape[-1]).to(torch.float32)
         mel = torch.where(mask.unsqueeze(1) > 0, mel, 0.0)
         plain: Tensor = self.vocos(mel, mask)
         return plain

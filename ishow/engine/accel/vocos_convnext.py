@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ishow.engine.accel.fallback import Fallback, triton_available
+from ishow.engine.accel.mels import frame_mask
 
 __all__ = ["DEFAULT_TILE", "LN_EPS", "Tile", "dw_ln", "dw_ln_torch", "dw_ln_triton", "kernel_failure", "stream",
            "triton_available", "usable"]  # fmt: skip
@@ -50,7 +51,7 @@ def stream(x: Tensor, y: Tensor | None, gamma: Tensor | None, lens: Tensor) -> T
     """The residual stream after the previous block: mask·(x + gamma·y) in x's dtype (x itself without ``y``)."""
     if y is None or gamma is None:
         return x
-    keep = (torch.arange(x.shape[1], device=x.device)[None, :] < lens.to(x.device)[:, None]).unsqueeze(-1)
+    keep = frame_mask(lens.to(x.device), x.shape[1]).unsqueeze(-1)
     return torch.where(keep, x.float() + y.float() * gamma.float(), 0.0).to(x.dtype)
 
 
