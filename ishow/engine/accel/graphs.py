@@ -90,21 +90,25 @@ class Buckets:
         rows, frames = self.rows(n_rows), self.frames(n_frames)
         return None if rows is None or frames is None else (rows, frames)
 
-    def area(self, n_items: int, n_frames: int) -> int | None:
-        """rows × frames of the graph a batch of ``n_items`` items of up to ``n_frames`` frames runs in once the
+    def planned(self, n_items: int, n_frames: int) -> Bucket | None:
+        """The (rows, frames) graph a batch of ``n_items`` items of up to ``n_frames`` frames runs in once the
         warm-up plan is captured (multi-row buckets at the coarse step); None: no bucket (it runs eagerly)."""
         b = self.bucket(n_items, n_frames)
         if b is None:
             return None
         rows, frames = b
-        return rows * (coarse_frames(frames, self.coarse_multiple, self.frames) if rows > 1 else frames)
+        return rows, (coarse_frames(frames, self.coarse_multiple, self.frames) if rows > 1 else frames)
+
+    def area(self, n_items: int, n_frames: int) -> int | None:
+        """rows × frames of the :meth:`planned` graph; None: no bucket."""
+        p = self.planned(n_items, n_frames)
+        return None if p is None else p[0] * p[1]
 
     def cost(self, n_items: int, n_frames: int) -> int | None:
-        """:meth:`area` weighted by its rows (:func:`ishow.engine.accel.bucket_plan.weighted_area`): what that graph
-        costs to replay once every planned graph is ready (``GraphSampler.cost_of`` prices the graphs ready now)."""
-        b = self.bucket(n_items, n_frames)
-        a = self.area(n_items, n_frames)
-        return None if b is None or a is None else weighted_area(b[0], a // b[0])
+        """The :meth:`planned` graph's :func:`ishow.engine.accel.bucket_plan.weighted_area`: what it costs to replay
+        once every planned graph is ready (``GraphSampler.cost_of`` prices the graphs ready now); None: no bucket."""
+        p = self.planned(n_items, n_frames)
+        return None if p is None else weighted_area(*p)
 
     def allowed(self, bucket: Bucket) -> bool:
         """Whether ``bucket`` may be captured: one row, or rows × frames within ``max_area``."""
@@ -251,9 +255,7 @@ class GraphSampler:
             if got is None:
                 use = bucket if capture or bucket in ready else cover_bucket(bucket, ready, self.max_pad)
                 if use is None:
-                    planned = self.buckets.area(k, n)
-                    frames = planned // bucket[0] if planned is not None else bucket[1]
-                    got = EAGER_FACTOR * weighted_area(bucket[0], frames)
+                    got = EAGER_FACTOR * weighted_area(*(self.buckets.planned(k, n) or bucket))
                 else:
                     got = weighted_area(*use)
                 known[bucket] = got
