@@ -65,9 +65,13 @@ class VocoderBuckets:
         """The smallest bucket batch size ≥ n, or None when n is larger than all of them."""
         return smallest_at_least(self.batch_sizes, n)
 
+    def frames(self, n: int) -> int:
+        """n rounded up to the frame multiple (however long)."""
+        return -(-n // self.frame_multiple) * self.frame_multiple
+
     def bucket(self, n_rows: int, n_frames: int) -> tuple[int, int] | None:
         rows = self.rows(n_rows)
-        frames = -(-n_frames // self.frame_multiple) * self.frame_multiple
+        frames = self.frames(n_frames)
         return None if rows is None or frames > self.max_frames else (rows, frames)
 
 
@@ -160,7 +164,7 @@ class TorchVocoder:
             # compiling a new one for this exact shape on the message's path (~1.3 s on an H200)
             rows, frames = len(mels), max(lens)
             if self.use_graphs:
-                rows, frames = max(rows, 2), -(-frames // self.buckets.frame_multiple) * self.buckets.frame_multiple
+                rows, frames = max(rows, 2), self.buckets.frames(frames)
             mel, mask = pad_mels(mels, rows, frames, self.device)
             half = self.half
             wave = self._forward(mel, mask.sum(dim=1).long(), compile=False) if half else self.vocos(mel, mask)
