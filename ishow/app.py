@@ -25,7 +25,7 @@ from ishow.daemon_controls import DaemonControls
 from ishow.engine.worker import EngineFactory, EngineWorker, default_engine_factory
 from ishow.errors import StartupError
 from ishow.events import Priority
-from ishow.gc_watch import GcPause, GcWatch
+from ishow.gc_watch import GcPause, GcWatch, freeze_heap, thaw_heap
 from ishow.intake import Intake
 from ishow.ledger import Ledger
 from ishow.lifecycle import bind_problem, bound_port, has_listener, install_signal_handlers, supervise
@@ -110,7 +110,10 @@ class Daemon:
             cfg.queue.max_size, cfg.queue.max_age_s, lambda drop: self.pipeline.on_queue_drop(drop),
             max_paid=cfg.queue.max_paid,
         )  # fmt: skip
-        self.worker = EngineWorker(cfg.engine, cfg.voices, engine_factory, max_batch=cfg.batch.max_items)
+        self.worker = EngineWorker(
+            cfg.engine, cfg.voices, engine_factory, max_batch=cfg.batch.max_items,
+            after_warmup=lambda: self._freeze_heap("warm-up done"),
+        )  # fmt: skip
         self.sinks = build_sinks(cfg) if sinks is None else sinks
         self.obs = next((s for s in self.sinks if isinstance(s, ObsHub)), None)
         self.sources = build_sources(cfg) if sources is None else sources
@@ -162,6 +165,13 @@ class Daemon:
             await self._run(stop)
         finally:
             gc_watch.uninstall()
+            thaw_heap()
+
+    def _freeze_heap(self, when: str) -> None:
+        """What is alive now lives as long as the daemon: no full collection scans it again (see
+        :func:`ishow.gc_watch.freeze_heap`)."""
+        frozen = freeze_heap()
+        log.info("heap frozen", when=when, objects=frozen)
 
     def _gc_pause(self, pause: GcPause) -> None:
         """A garbage collection stopped every thread this long (see :mod:`ishow.gc_watch`)."""
@@ -171,6 +181,7 @@ class Daemon:
 
     async def _run(self, stop: asyncio.Event) -> None:
         await self.worker.start()
+        self._freeze_heap("engine loaded")
         runner: web.AppRunner | None = None
         try:
             for sink in self.sinks:

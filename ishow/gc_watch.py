@@ -8,6 +8,13 @@ spike in the logs can be told apart from slow synthesis.
 
 :class:`GcWatch` is a ``gc.callbacks`` entry: install it once (the daemon does for its lifetime), uninstall it on
 the way out. It does no I/O itself: ``report`` gets each long pause.
+
+:func:`freeze_heap` makes such pauses rare and short: the daemon calls it once the engine is loaded and again when
+its warm-up is done. Every object alive then (torch's, the model's, dynamo's and inductor's: most of the heap, and
+alive for the process's lifetime) moves to the collector's permanent generation, which no collection scans again.
+A full collection then walks only what chat created since. Garbage among the frozen objects (cycles the load left
+behind) is kept rather than collected: a one-time cost, bounded by the load. :func:`thaw_heap` undoes it when the
+daemon stops (so a process that runs a daemon and goes on, e.g. the tests, collects normally afterwards).
 """
 
 from __future__ import annotations
@@ -64,3 +71,15 @@ class GcWatch:
     def uninstall(self) -> None:
         while self in gc.callbacks:
             gc.callbacks.remove(self)
+
+
+def freeze_heap() -> int:
+    """Move every object the collector tracks into its permanent generation (``gc.freeze``; no collection runs,
+    so this takes no pause itself); returns how many objects are frozen now in all."""
+    gc.freeze()
+    return gc.get_freeze_count()
+
+
+def thaw_heap() -> None:
+    """Back to normal collection for everything :func:`freeze_heap` froze (``gc.unfreeze``)."""
+    gc.unfreeze()

@@ -530,3 +530,54 @@ def test_the_warm_plan_reaches_the_longest_single_chunk_a_voice_speaks(tiny: DiT
     assert any(rows == 2 and frames >= gen for rows, frames in voc_later)
     chat = generated_frames(ref.frames, utf8_len(ref.ref_text), WARM_MAX_BYTES, 1.0)
     assert max(f for r, f in dit if r == 1) == b.frames(ref.frames + chat)  # "ready" still means chat-sized
+
+
+async def test_the_worker_calls_after_warmup_once_the_plan_is_done_even_when_the_engine_s_own_hook_fails() -> None:
+    import asyncio
+    from collections.abc import Sequence
+
+    import numpy as np
+    import numpy.typing as npt
+
+    from ishow.config.engine import EngineConfig
+    from ishow.config.voice import VoiceSpec
+    from ishow.engine.base import Engine, SynthRequest
+    from ishow.engine.worker import EngineWorker
+
+    gate = threading.Event()
+    called: list[str] = []
+
+    class Warming(Engine):
+        kind = "f5"
+
+        def load(self) -> None:
+            pass
+
+        def synthesize(self, requests: Sequence[SynthRequest]) -> list[npt.NDArray[np.float32]]:
+            return [np.zeros(240, dtype=np.float32) for _ in requests]
+
+        def warmup_tasks(self, voices: Sequence[VoiceSpec], max_batch: int) -> list[WarmupTask]:
+            return [WarmupTask("capture", lambda: {"ok": gate.wait(20)})]
+
+        def warmup_done(self) -> None:
+            called.append("engine")
+            raise RuntimeError("cache dir gone")
+
+    done = threading.Event()
+
+    def after() -> None:
+        called.append("worker")
+        done.set()
+
+    engine = Warming()
+    w = EngineWorker(EngineConfig(kind="f5", fallback="none"), (VoiceSpec(id="a"),), lambda k, c: engine,
+                     after_warmup=after)  # fmt: skip
+    await asyncio.wait_for(w.start(), 10)
+    try:
+        assert called == []  # the plan is still running
+        gate.set()
+        assert await asyncio.to_thread(done.wait, 10)
+        assert called == ["engine", "worker"] and w.primary is engine
+    finally:
+        gate.set()
+        await w.close()

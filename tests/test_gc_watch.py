@@ -7,7 +7,7 @@ from typing import Any
 
 import aiohttp
 
-from ishow.gc_watch import GcPause, GcWatch
+from ishow.gc_watch import GcPause, GcWatch, freeze_heap, thaw_heap
 from tests.conftest import espeak_config
 
 
@@ -72,3 +72,27 @@ async def test_the_daemon_reports_long_pauses_in_its_metrics(start_daemon: Any) 
     rd.stop.set()
     await rd.task
     assert not [cb for cb in gc.callbacks if isinstance(cb, GcWatch)]  # uninstalled on the way out
+
+
+def test_freeze_heap_moves_what_is_alive_out_of_every_collection_until_thawed() -> None:
+    thaw_heap()
+    try:
+        assert gc.get_freeze_count() == 0
+        frozen = freeze_heap()
+        assert frozen == gc.get_freeze_count() > 1000  # the interpreter's and the test run's own objects
+        garbage: list[Any] = []
+        garbage.append(garbage)  # made after the freeze: still collected
+        del garbage
+        assert gc.collect() >= 1
+    finally:
+        thaw_heap()
+    assert gc.get_freeze_count() == 0
+
+
+async def test_the_daemon_freezes_its_heap_while_it_runs_and_thaws_it_when_it_stops(start_daemon: Any) -> None:
+    thaw_heap()
+    rd = await start_daemon(espeak_config())
+    assert gc.get_freeze_count() > 1000  # after the engine loaded (espeak warms up synchronously: done too)
+    rd.stop.set()
+    await rd.task
+    assert gc.get_freeze_count() == 0

@@ -105,8 +105,10 @@ class EngineWorker:
         factory: EngineFactory = default_engine_factory,
         max_batch: int = 16,
         background_warmup: bool = True,
+        after_warmup: Callable[[], None] | None = None,
     ) -> None:
         self.cfg = cfg
+        self.after_warmup = after_warmup  # called once the primary engine's warm-up is done, on the thread that did it
         self.max_batch = max_batch
         self.background_warmup = background_warmup
         self.warmer: BucketWarmer | None = None
@@ -177,12 +179,26 @@ class EngineWorker:
         tasks = engine.warmup_tasks(list(self._voices.values()), self.max_batch) if self.background_warmup else []
         if not tasks:
             self._warmup(engine)
+            self._warmed_up()
             return
-        self.warmer = BucketWarmer(
-            tasks, demand=lambda: self._when_idle(engine.demand_tasks), on_plan_done=engine.warmup_done
-        )
+
+        def plan_done() -> None:
+            try:
+                engine.warmup_done()
+            finally:
+                self._warmed_up()
+
+        self.warmer = BucketWarmer(tasks, demand=lambda: self._when_idle(engine.demand_tasks), on_plan_done=plan_done)
         self.warmer.start()
         log.info("engine warming up in the background", engine=engine.kind, buckets=len(tasks))
+
+    def _warmed_up(self) -> None:
+        if self.after_warmup is None:
+            return
+        try:
+            self.after_warmup()
+        except Exception:
+            log.exception("after-warm-up hook failed")
 
     def _when_idle(self, demand: Callable[[], list[WarmupTask]]) -> list[WarmupTask]:
         """Captures asked for by traffic run only after the engine has been idle a while (they never block a batch,
