@@ -56,6 +56,7 @@ def test_e2e_bench_runs_the_real_daemon(tmp_path: Path) -> None:
     assert r["idle"]["p50_ms"] <= r["idle"]["p99_ms"] <= r["idle"]["max_ms"]
     assert r["burst"]["sent"] == r["burst"]["delivered"] == 4
     assert r["burst"]["first_ms"] <= r["burst"]["last_ms"]
+    assert r["burst"]["answered_ms"] > 0 and "all posts answered after" in proc.stdout
     assert r["sustained"]["sent"] == r["sustained"]["delivered"] == 4
     assert r["health_after"]["ready"] is True
     assert "ishow is running" in log.read_text(encoding="utf-8")
