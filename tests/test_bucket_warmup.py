@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any, cast
 
 import pytest
 import torch
@@ -499,9 +500,11 @@ def test_the_warm_plan_reaches_the_longest_single_chunk_a_voice_speaks(tiny: DiT
     from ishow.config.engine import EngineConfig
     from ishow.config.voice import VoiceSpec
     from ishow.engine.accel.vocoder_backends import TorchVocoder
+    from ishow.engine.chunking import ChunkPlan, LengthBudget
     from ishow.engine.f5.duration import generated_frames, utf8_len
     from ishow.engine.f5.vocos import Vocos, VocosConfig
-    from ishow.engine.f5_warmup import WARM_MAX_BYTES, chunk_bytes, plan
+    from ishow.engine.f5_engine import F5Engine
+    from ishow.engine.f5_warmup import WARM_MAX_BYTES, plan
 
     @dataclass(frozen=True)
     class Prepared:
@@ -518,10 +521,13 @@ def test_the_warm_plan_reaches_the_longest_single_chunk_a_voice_speaks(tiny: DiT
         def prepared(self, voice: VoiceSpec) -> Prepared:
             return ref
 
+        def length_budget(self, voice: VoiceSpec, speed: float) -> LengthBudget:
+            return F5Engine.length_budget(cast(Any, self), voice, speed)  # the engine's own rule, on this reference
+
     engine = Engine()
     engine.sampler.use_graphs = True
     engine.vocoder_backend.use_graphs = True
-    longest = chunk_bytes(ref.frames, utf8_len(ref.ref_text), 1.0)
+    longest = ChunkPlan.for_budget(engine.length_budget(VoiceSpec(id="zh"), 1.0)).target  # EngineWorker.plan's cut
     assert longest > WARM_MAX_BYTES  # ~12 s of this voice's speech is more than 40 characters
     (dit, dit_later), (_voc, voc_later) = plan(engine, [VoiceSpec(id="zh")], 8)
     gen = generated_frames(ref.frames, utf8_len(ref.ref_text), longest, 1.0)

@@ -297,15 +297,21 @@ def test_warmup_builds_attention_graphs_last_before_ready(
     assert asked == [planned]  # every planned DiT bucket, essential and refinement
 
 
-def test_the_warm_plan_s_longest_request_is_the_worker_s_chunk(
-    engine: F5Engine, voices: tuple[VoiceSpec, VoiceSpec]
+def test_the_warm_plan_covers_the_longest_chunk_the_worker_cuts_a_long_message_into(
+    engine: F5Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from ishow.engine.chunking import ChunkPlan
-    from ishow.engine.f5.duration import utf8_len
-    from ishow.engine.f5_warmup import chunk_bytes
+    from ishow.engine.chunking import ChunkPlan, split_text
+    from ishow.engine.f5_warmup import WARM_MAX_BYTES, plan
 
-    for voice in voices:
-        prepared = engine.prepared(voice)
-        for speed in (1.0, 1.3):
-            want = ChunkPlan.for_budget(engine.length_budget(voice, speed)).target  # what EngineWorker.plan cuts to
-            assert chunk_bytes(prepared.frames, utf8_len(prepared.ref_text), speed * voice.speed) == want
+    # the shipped default_zh voice's speech rate (~25 bytes/s): its 12 s chunk is well past chat size
+    voice = VoiceSpec(id="zh", ref_audio=write_ref(tmp_path / "zh.wav", 3.0, 0.1, 180.0),
+                      ref_text="大家好，欢迎来到我的直播间，今天我们一起聊天玩游戏。")  # fmt: skip
+    assert engine.sampler is not None
+    monkeypatch.setattr(engine.sampler, "use_graphs", True)  # plan as on CUDA (nothing is captured here)
+    (dit, dit_later), _ = plan(engine, [voice], 8)
+    singles = [frames for rows, frames in dit + dit_later if rows == 1]
+    cut = ChunkPlan.for_budget(engine.length_budget(voice, engine.config.speed))  # as EngineWorker.plan cuts
+    chunks = split_text("这是一条很长的付费留言，主播你好，今天的直播真的太精彩了。" * 12, cut.target, cut.first)
+    assert len(chunks) > 2 and cut.target > WARM_MAX_BYTES
+    longest = max(engine._item(SynthRequest(text=c, voice=voice))[0].total_frames() for c in chunks)
+    assert max(singles) >= longest  # each chunk is one row, and the longest has its graph planned

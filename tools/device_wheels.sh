@@ -12,6 +12,6 @@ ORACLE=${ORACLE:-../shared/wheels/oracle}
 python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 \
   --platform manylinux2014_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux_2_28_x86_64 -d .whl \
   structlog watchfiles anyio sniffio idna prometheus_client brotli pyyaml sounddevice espeakng-loader \
-  nvidia-cudnn-frontend==1.28.0  # the [cudnn] extra (1.28: the last release that does not pull NVIDIA's CuTe DSL)
+  pytest-asyncio nvidia-cudnn-frontend==1.28.0  # pytest-asyncio: the async tests; the [cudnn] extra (1.28: the last release that does not pull NVIDIA's CuTe DSL)
 ls .whl | wc -l
 du -sh .whl

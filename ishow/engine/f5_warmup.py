@@ -19,6 +19,7 @@ from ishow.config.choices import BATCH_BUCKETS
 from ishow.config.voice import VoiceSpec
 from ishow.engine.accel.bucket_plan import Bucket, likely_lengths, plan_stages
 from ishow.engine.accel.warmer import WarmupTask
+from ishow.engine.chunking import ChunkPlan, LengthBudget
 from ishow.errors import IshowError
 
 if TYPE_CHECKING:
@@ -30,8 +31,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 # Chat up to this many UTF-8 bytes (40 CJK characters, ~120 Latin ones) gets its own graphs ahead of time, and up
-# to the longest single chunk a voice speaks (``chunk_bytes``: ~12 s of speech) when that is longer; longer text is
-# cut into chunks (``EngineWorker.plan``), so no request is longer than that.
+# to the longest single chunk a voice speaks (``ChunkPlan.for_budget`` of its ``length_budget``: ~12 s of speech)
+# when that is longer; longer text is cut into chunks (``EngineWorker.plan``), so no request is longer than that.
 WARM_MAX_BYTES = 120
 WARM_STEP_BYTES = 3  # one CJK character
 # Graph-cache headroom beyond the plan, for buckets captured on demand (other nfe_step values, long messages).
@@ -126,15 +127,7 @@ class WarmableEngine(Protocol):
 
     def prepared(self, voice: VoiceSpec) -> _PreparedVoice: ...
 
-
-def chunk_bytes(ref_frames: int, ref_bytes: int, speed: float) -> int:
-    """The most UTF-8 bytes one request carries for a voice with this reference (``EngineWorker.plan``'s chunk
-    target, from the voice's speech rate as ``F5Engine.length_budget`` measures it)."""
-    from ishow.audio_format import HOP, SAMPLE_RATE
-    from ishow.engine.chunking import ChunkPlan, LengthBudget
-
-    rate = speed * max(1, ref_bytes) / max(1, ref_frames) * SAMPLE_RATE / HOP  # bytes per second of speech
-    return ChunkPlan.for_budget(LengthBudget(bytes_per_second=rate, max_bytes=1 << 20)).target
+    def length_budget(self, voice: VoiceSpec, speed: float) -> LengthBudget: ...
 
 
 def with_long(stages: Stages, lengths: Sequence[int], single: int, frames_of: Callable[[int], int | None]) -> Stages:
@@ -163,12 +156,14 @@ def plan(engine: WarmableEngine, voices: Sequence[VoiceSpec], max_batch: int) ->
     long_dit: list[int] = []  # past WARM_MAX_BYTES, up to the longest chunk: batch 1 only, after "ready"
     long_voc: list[int] = []
     prepared = []
+    longest = WARM_MAX_BYTES
     for v in voices:
         try:
             prepared.append((engine.prepared(v), v.speed * engine.config.speed))
+            # the longest chunk EngineWorker.plan cuts this voice's text into: one request, one row
+            longest = max(longest, ChunkPlan.for_budget(engine.length_budget(v, engine.config.speed)).target)
         except IshowError:
             continue  # logged by the worker; its messages use the fallback
-    longest = max([WARM_MAX_BYTES, *(chunk_bytes(pv.frames, utf8_len(pv.ref_text), speed) for pv, speed in prepared)])
     for gen_bytes in likely_lengths(MIN_GEN_BYTES, longest, WARM_STEP_BYTES):
         for pv, speed in prepared:
             gen = generated_frames(pv.frames, utf8_len(pv.ref_text), gen_bytes, speed)
