@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import importlib.util
 import json
 import os
 import platform
@@ -127,6 +128,36 @@ def check_torch(cfg: Config) -> list[Check]:
             )
         )
     return out
+
+
+def check_bytecode(cfg: Config, source: Path | None = None, *, dont_write: bool | None = None) -> list[Check]:
+    """Is torch's compiled Python bytecode cached? Without it every start compiles torch's sources again before the
+    engine can load (dynamo and inductor are large: on the H200 test machine, whose image writes no bytecode,
+    importing them took 9–14 s of each start). ``source``: a torch module's ``.py`` (default: inductor's
+    ``compile_fx``); ``dont_write``: Python's own setting (default: ``sys.dont_write_bytecode``)."""
+    if cfg.engine.kind != "f5":
+        return []
+    if source is None:
+        spec = importlib.util.find_spec("torch")
+        if spec is None or spec.origin is None:
+            return []  # check_torch says so
+        source = Path(spec.origin).parent / "_inductor" / "compile_fx.py"
+    if not source.is_file():
+        return []
+    cached = Path(importlib.util.cache_from_source(str(source)))  # honours PYTHONPYCACHEPREFIX
+    if cached.is_file():
+        return [Check("bytecode", True, "info", f"torch's compiled bytecode is cached ({cached.parent})")]
+    folder = source.parent.parent
+    fix = f"run once: {Path(sys.executable).name} -m compileall -q {folder}"
+    if dont_write if dont_write is not None else sys.dont_write_bytecode:
+        detail = ("torch has no cached bytecode and this Python writes none (PYTHONDONTWRITEBYTECODE is set): every "
+                  "start compiles torch's sources again (seconds before the engine loads)")  # fmt: skip
+        return [Check("bytecode", False, "warning", detail, f"unset PYTHONDONTWRITEBYTECODE, or {fix}")]
+    writable = next((d for d in cached.parents if d.is_dir()), None)  # where the cache file would be created
+    if writable is None or not os.access(writable, os.W_OK):
+        detail = f"torch has no cached bytecode and {cached.parent} is not writable: every start compiles it again"
+        return [Check("bytecode", False, "warning", detail, f"{fix} (as its owner), or set PYTHONPYCACHEPREFIX")]
+    return [Check("bytecode", True, "info", "torch's bytecode is not cached yet: the first start writes it")]
 
 
 def check_tensorrt(cfg: Config) -> list[Check]:
@@ -452,7 +483,7 @@ def check_obs_websocket(cfg: Config, daemon: dict[str, object] | None) -> list[C
 def run_checks(path: Path | None, *, audio_query: Callable[[], list[dict[str, object]]] | None = None) -> list[Check]:
     cfg, checks = check_config(path)
     daemon = probe_daemon(cfg) if cfg.server.port else None
-    checks = check_python() + check_torch(cfg) + check_tensorrt(cfg) + checks
+    checks = check_python() + check_torch(cfg) + check_bytecode(cfg) + check_tensorrt(cfg) + checks
     checks += check_weights(cfg) + check_voices(cfg) + check_audio(cfg, audio_query)
     checks += check_port(cfg, daemon) + check_obs(cfg, daemon) + check_obs_websocket(cfg, daemon)
     return checks

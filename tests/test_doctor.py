@@ -177,3 +177,25 @@ def test_cli_doctor_exit_status(tmp_path: Path, tiny: TinyPaths) -> None:
                               capture_output=True, text=True, timeout=120, cwd=REPO)  # fmt: skip
         assert proc.returncode == rc, proc.stdout + proc.stderr
         assert "[FAIL] config" in proc.stdout if rc else "ready to stream" in proc.stdout
+
+
+def test_bytecode_check_warns_when_every_start_would_compile_torch_again(tmp_path: Path) -> None:
+    import py_compile
+
+    from ishow.doctor import check_bytecode
+    from tests.conftest import espeak_config
+
+    cfg = espeak_config()
+    f5 = dataclasses.replace(cfg, engine=dataclasses.replace(cfg.engine, kind="f5"))
+    source = tmp_path / "torch" / "_inductor" / "compile_fx.py"
+    source.parent.mkdir(parents=True)
+    source.write_text("X = 1\n", encoding="utf-8")
+    assert check_bytecode(cfg, source) == []  # espeak: torch's import time does not matter
+    (off,) = check_bytecode(f5, source, dont_write=True)
+    assert not off.ok and off.severity == "warning" and "PYTHONDONTWRITEBYTECODE" in off.detail
+    assert "compileall" in off.fix and str(tmp_path / "torch") in off.fix
+    (first,) = check_bytecode(f5, source, dont_write=False)
+    assert first.ok and "first start writes it" in first.detail
+    py_compile.compile(str(source))  # what `python -m compileall` (or a first start) leaves behind
+    (cached,) = check_bytecode(f5, source, dont_write=True)
+    assert cached.ok and "cached" in cached.detail
