@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import importlib.util
 import json
 import os
 import platform
@@ -23,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from ishow.bytecode_cache import torch_bytecode
 from ishow.config.load import default_config, load_config
 from ishow.config.schema import DEFAULT_CONFIG, Config
 from ishow.errors import ConfigError, IshowError
@@ -131,33 +131,11 @@ def check_torch(cfg: Config) -> list[Check]:
 
 
 def check_bytecode(cfg: Config, source: Path | None = None, *, dont_write: bool | None = None) -> list[Check]:
-    """Is torch's compiled Python bytecode cached? Without it every start compiles torch's sources again before the
-    engine can load (dynamo and inductor are large: on the H200 test machine, whose image writes no bytecode,
-    importing them took 9–14 s of each start). ``source``: a torch module's ``.py`` (default: inductor's
-    ``compile_fx``); ``dont_write``: Python's own setting (default: ``sys.dont_write_bytecode``)."""
-    if cfg.engine.kind != "f5":
+    """Is torch's compiled bytecode cached (:func:`ishow.bytecode_cache.torch_bytecode`)? Only F5 imports torch."""
+    state = torch_bytecode(source, dont_write) if cfg.engine.kind == "f5" else None
+    if state is None:
         return []
-    if source is None:
-        spec = importlib.util.find_spec("torch")
-        if spec is None or spec.origin is None:
-            return []  # check_torch says so
-        source = Path(spec.origin).parent / "_inductor" / "compile_fx.py"
-    if not source.is_file():
-        return []
-    cached = Path(importlib.util.cache_from_source(str(source)))  # honours PYTHONPYCACHEPREFIX
-    if cached.is_file():
-        return [Check("bytecode", True, "info", f"torch's compiled bytecode is cached ({cached.parent})")]
-    folder = source.parent.parent
-    fix = f"run once: {Path(sys.executable).name} -m compileall -q {folder}"
-    if dont_write if dont_write is not None else sys.dont_write_bytecode:
-        detail = ("torch has no cached bytecode and this Python writes none (PYTHONDONTWRITEBYTECODE is set): every "
-                  "start compiles torch's sources again (seconds before the engine loads)")  # fmt: skip
-        return [Check("bytecode", False, "warning", detail, f"unset PYTHONDONTWRITEBYTECODE, or {fix}")]
-    writable = next((d for d in cached.parents if d.is_dir()), None)  # where the cache file would be created
-    if writable is None or not os.access(writable, os.W_OK):
-        detail = f"torch has no cached bytecode and {cached.parent} is not writable: every start compiles it again"
-        return [Check("bytecode", False, "warning", detail, f"{fix} (as its owner), or set PYTHONPYCACHEPREFIX")]
-    return [Check("bytecode", True, "info", "torch's bytecode is not cached yet: the first start writes it")]
+    return [Check("bytecode", state.ok, "info" if state.ok else "warning", state.detail, state.fix)]
 
 
 def check_tensorrt(cfg: Config) -> list[Check]:
