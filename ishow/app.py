@@ -172,8 +172,8 @@ class Daemon:
     def _freeze_heap(self, when: str) -> None:
         """What is alive now lives as long as the daemon: no full collection scans it again (see
         :func:`ishow.gc_watch.freeze_heap`)."""
-        frozen = freeze_heap()
-        log.info("heap frozen", when=when, objects=frozen)
+        freeze_heap()
+        log.info("heap frozen", when=when)
 
     def _gc_pause(self, pause: GcPause) -> None:
         """A garbage collection stopped every thread this long (see :mod:`ishow.gc_watch`)."""
