@@ -26,7 +26,6 @@ from ishow.engine.worker import EngineFactory, EngineWorker, default_engine_fact
 from ishow.errors import StartupError
 from ishow.events import Priority
 from ishow.gc_watch import GcPause, GcWatch, freeze_heap, thaw_heap
-from ishow.gil_turns import short_gil_turns
 from ishow.intake import Intake
 from ishow.ledger import Ledger
 from ishow.lifecycle import bind_problem, bound_port, has_listener, install_signal_handlers, supervise
@@ -163,8 +162,7 @@ class Daemon:
         stop = stop or asyncio.Event()
         gc_watch = GcWatch(self._gc_pause).install()
         try:
-            with short_gil_turns():  # the engine thread gets the GIL back soon after each torch call
-                await self._run(stop)
+            await self._run(stop)
         finally:
             gc_watch.uninstall()
             thaw_heap()
