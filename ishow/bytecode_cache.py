@@ -2,7 +2,7 @@
 
 Without it every start compiles torch's sources again before the engine can load: dynamo and inductor are large.
 On the H200 test machine, whose image sets ``PYTHONDONTWRITEBYTECODE`` and ships no ``.pyc`` files, importing
-torch and inductor took 13.6–14.4 s of each start. A normal ``pip install`` (and ``deploy/Dockerfile``) writes the
+torch and inductor took 13.8–14.9 s of each start. A normal ``pip install`` (and ``deploy/Dockerfile``) writes the
 cache at install time; a container or system image may not. ``ishow doctor`` reports it (``check_bytecode``).
 """
 
