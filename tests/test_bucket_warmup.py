@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, cast
 
+import numpy as np
+import numpy.typing as npt
 import pytest
 import torch
 
+from ishow.config.voice import VoiceSpec
 from ishow.engine.accel.bucket_plan import (
     EAGER_FACTOR,
     SPLIT_OVERHEAD,
@@ -30,6 +33,7 @@ from ishow.engine.accel.bucket_plan import (
 )
 from ishow.engine.accel.graphs import Buckets, GraphSampler, _Captured
 from ishow.engine.accel.warmer import BucketWarmer, WarmupTask
+from ishow.engine.base import Engine, SynthRequest
 from ishow.engine.f5.checkpoint import randomize_
 from ishow.engine.f5.dit import TINY, DiT, StepConditioning
 from ishow.engine.f5.sampler import BatchInputs, SampleItem, run_nfe, sample
@@ -431,38 +435,45 @@ def test_full_cache_takes_no_more_captures(tiny: DiT) -> None:
     assert gs.ready_buckets() == [(1, 128)]
 
 
+class _Warming(Engine):
+    """An engine whose warm-up is one capture that waits for ``gate``; records the batch size it was planned for
+    and its own after-warm-up hook (which raises ``done_error`` when given)."""
+
+    kind = "f5"
+
+    def __init__(self, done_error: Exception | None = None) -> None:
+        self.gate = threading.Event()
+        self.asked: list[int] = []
+        self.done: list[str] = []
+        self.done_error = done_error
+
+    def load(self) -> None:
+        pass
+
+    def synthesize(self, requests: Sequence[SynthRequest]) -> list[npt.NDArray[np.float32]]:
+        return [np.zeros(240, dtype=np.float32) for _ in requests]
+
+    def warmup_tasks(self, voices: Sequence[VoiceSpec], max_batch: int) -> list[WarmupTask]:
+        self.asked.append(max_batch)
+        return [WarmupTask("slow capture", lambda: {"ok": self.gate.wait(20)})]
+
+    def warmup_done(self) -> None:
+        self.done.append("engine")
+        if self.done_error is not None:
+            raise self.done_error
+
+
 # -- the worker: serves while warming, reports progress ---------------------------------------------------------
 
 
 async def test_worker_serves_while_warming_and_reports_ready() -> None:
     import asyncio
-    from collections.abc import Sequence
-
-    import numpy as np
-    import numpy.typing as npt
 
     from ishow.config.engine import EngineConfig
-    from ishow.config.voice import VoiceSpec
-    from ishow.engine.base import Engine, SynthRequest
     from ishow.engine.worker import EngineWorker
 
-    gate = threading.Event()
-    asked: list[int] = []
-
-    class Warming(Engine):
-        kind = "f5"
-
-        def load(self) -> None:
-            pass
-
-        def synthesize(self, requests: Sequence[SynthRequest]) -> list[npt.NDArray[np.float32]]:
-            return [np.zeros(240, dtype=np.float32) for _ in requests]
-
-        def warmup_tasks(self, voices: Sequence[VoiceSpec], max_batch: int) -> list[WarmupTask]:
-            asked.append(max_batch)
-            return [WarmupTask("slow capture", lambda: {"ok": gate.wait(20)})]
-
-    engine = Warming()
+    engine = _Warming()
+    gate, asked = engine.gate, engine.asked
     w = EngineWorker(EngineConfig(kind="f5", fallback="none"), (VoiceSpec(id="a"),), lambda k, c: engine, max_batch=4)
     await asyncio.wait_for(w.start(), 10)  # start() does not wait for the warm-up
     try:
@@ -498,7 +509,6 @@ def test_the_warm_plan_reaches_the_longest_single_chunk_a_voice_speaks(tiny: DiT
     from dataclasses import dataclass
 
     from ishow.config.engine import EngineConfig
-    from ishow.config.voice import VoiceSpec
     from ishow.engine.accel.vocoder_backends import TorchVocoder
     from ishow.engine.chunking import ChunkPlan, LengthBudget
     from ishow.engine.f5.duration import generated_frames, utf8_len
@@ -540,42 +550,18 @@ def test_the_warm_plan_reaches_the_longest_single_chunk_a_voice_speaks(tiny: DiT
 
 async def test_the_worker_calls_after_warmup_once_the_plan_is_done_even_when_the_engine_s_own_hook_fails() -> None:
     import asyncio
-    from collections.abc import Sequence
-
-    import numpy as np
-    import numpy.typing as npt
 
     from ishow.config.engine import EngineConfig
-    from ishow.config.voice import VoiceSpec
-    from ishow.engine.base import Engine, SynthRequest
     from ishow.engine.worker import EngineWorker
 
-    gate = threading.Event()
-    called: list[str] = []
-
-    class Warming(Engine):
-        kind = "f5"
-
-        def load(self) -> None:
-            pass
-
-        def synthesize(self, requests: Sequence[SynthRequest]) -> list[npt.NDArray[np.float32]]:
-            return [np.zeros(240, dtype=np.float32) for _ in requests]
-
-        def warmup_tasks(self, voices: Sequence[VoiceSpec], max_batch: int) -> list[WarmupTask]:
-            return [WarmupTask("capture", lambda: {"ok": gate.wait(20)})]
-
-        def warmup_done(self) -> None:
-            called.append("engine")
-            raise RuntimeError("cache dir gone")
-
+    engine = _Warming(done_error=RuntimeError("cache dir gone"))
+    gate, called = engine.gate, engine.done
     done = threading.Event()
 
     def after() -> None:
         called.append("worker")
         done.set()
 
-    engine = Warming()
     w = EngineWorker(EngineConfig(kind="f5", fallback="none"), (VoiceSpec(id="a"),), lambda k, c: engine,
                      after_warmup=after)  # fmt: skip
     await asyncio.wait_for(w.start(), 10)
