@@ -29,6 +29,7 @@ from ishow.gc_watch import GcPause, GcWatch, freeze_heap, thaw_heap
 from ishow.intake import Intake
 from ishow.ledger import Ledger
 from ishow.lifecycle import bind_problem, bound_port, has_listener, install_signal_handlers, supervise
+from ishow.loop_watch import LOG_LAG_S, LoopWatch
 from ishow.metrics import Metrics
 from ishow.outputs.base import Sink
 from ishow.outputs.obs import ObsHub, ObsSettings
@@ -173,6 +174,12 @@ class Daemon:
         freeze_heap()
         log.info("heap frozen", when=when)
 
+    def _loop_lag(self, lag_s: float) -> None:
+        """The event loop ran a timer this much late (see :mod:`ishow.loop_watch`)."""
+        self.metrics.loop_lag.observe(lag_s)
+        if lag_s >= LOG_LAG_S:
+            log.warning("event loop stalled", ms=round(lag_s * 1000, 1))
+
     def _gc_pause(self, pause: GcPause) -> None:
         """A garbage collection stopped every thread this long (see :mod:`ishow.gc_watch`)."""
         self.metrics.gc_pauses.labels(str(pause.generation)).inc()
@@ -207,6 +214,7 @@ class Daemon:
                 source_tasks = [tg.create_task(self._run_source(s), name=f"source:{s.name}") for s in self.sources]
                 batcher = tg.create_task(self.pipeline.batch_loop(), name="batcher")
                 player = tg.create_task(self.player.run(), name="player")
+                loop_watch = tg.create_task(LoopWatch(self._loop_lag).run(), name="loop watch")
                 watcher = None
                 if self.config_path is not None:
                     self.watcher = ConfigWatcher(self.config_path, self.cfg, self.apply_config)
@@ -216,6 +224,7 @@ class Daemon:
                 self.stopping.set()
                 for t in source_tasks:
                     t.cancel()
+                loop_watch.cancel()
                 if watcher is not None:
                     watcher.cancel()
                 await self._drain(batcher, player)

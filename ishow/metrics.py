@@ -42,6 +42,12 @@ class Metrics:
             "ishow_gc_pauses", "Garbage collections that stopped the daemon for 50 ms or more", ["generation"],
             registry=r,
         )  # fmt: skip
+        self.loop_lag = Histogram(
+            "ishow_loop_lag_seconds",
+            "How much later than due the event loop ran a timer (see ishow.loop_watch)",
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1),
+            registry=r,
+        )
         self.source_state = Gauge(
             "ishow_source_connected", "1 when the source is connected/running", ["source"], registry=r
         )
