@@ -57,6 +57,8 @@ def test_e2e_bench_runs_the_real_daemon(tmp_path: Path) -> None:
     assert r["burst"]["sent"] == r["burst"]["delivered"] == 4
     assert r["burst"]["first_ms"] <= r["burst"]["last_ms"]
     assert r["burst"]["answered_ms"] > 0 and "all posts answered after" in proc.stdout
+    assert r["burst"]["loop_lags_over_10ms"] >= r["burst"]["loop_lags_over_25ms"] >= 0
+    assert "event loop late during the burst" in proc.stdout
     assert r["sustained"]["sent"] == r["sustained"]["delivered"] == 4
     assert r["health_after"]["ready"] is True
     assert "ishow is running" in log.read_text(encoding="utf-8")
@@ -79,3 +81,15 @@ def test_capture_lines_of_a_json_log_are_read(tmp_path: Path) -> None:
     task = '{\\"label\\": \\"dit 1x768 nfe7\\", \\"s\\": 21.4, \\"ok\\": true, \\"reserved_mb\\": 258.0}'
     log.write_text(f'{{"event": "warm-up task {task}", "level": "info"}}\nnoise\n', encoding="utf-8")
     assert capture_records(log) == [{"label": "dit 1x768 nfe7", "s": 21.4, "ok": True, "reserved_mb": 258.0}]
+
+
+def test_loop_lags_over_reads_the_daemon_s_own_histogram() -> None:
+    from ishow.bench.e2e import loop_lags_over
+    from ishow.metrics import Metrics
+
+    m = Metrics()
+    for lag in (0.0004, 0.004, 0.012, 0.03, 0.2):
+        m.loop_lag.observe(lag)
+    text = m.render().decode()
+    assert (loop_lags_over(text, 0.01), loop_lags_over(text, 0.025)) == (3.0, 2.0)
+    assert loop_lags_over("", 0.01) == 0.0  # a daemon without the metric

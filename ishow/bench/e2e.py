@@ -334,6 +334,7 @@ async def measure(args: argparse.Namespace, url: str) -> dict[str, Any]:
             result["idle"] = {**summary(idle_ms), "lost": lost, "ms": [round(x, 1) for x in idle_ms]}
             # burst: all at once
             msgs = idle_messages(max(args.burst, 1))[: args.burst]
+            before = await metrics_text(http, url)
             sent = await asyncio.gather(*(answered(http, url, f"{t} {i}", v, f"burst{i}") for i, (t, v) in
                                           enumerate(msgs)))  # fmt: skip
             ids = [m for m, _, _ in sent if m is not None]
@@ -348,6 +349,10 @@ async def measure(args: argparse.Namespace, url: str) -> dict[str, Any]:
                 # when the daemon had answered every POST: the HTTP part of the burst, inside first/last
                 "answered_ms": round((max(a for _, _, a in sent) - t0) * 1000, 1) if sent else None,
             }
+            after = await metrics_text(http, url)
+            for ms in (10, 25):  # the daemon's event loop ran a timer this much late during the burst (loop_watch)
+                lags = loop_lags_over(after, ms / 1000) - loop_lags_over(before, ms / 1000)
+                result["burst"][f"loop_lags_over_{ms}ms"] = int(lags)
             await asyncio.sleep(args.idle_gap)
             # sustained: a fixed chat rate
             n = int(args.rate * args.sustain_s)
@@ -379,6 +384,19 @@ def batches_by_engine(metrics: str) -> dict[str, float]:
     """``ishow_batches_total`` per engine from the Prometheus text (a fallback to espeak shows here)."""
     found = re.findall(r'^ishow_batches_total\{engine="([^"]*)"\} ([0-9.e+]+)$', metrics, re.MULTILINE)
     return {name: float(n) for name, n in found}
+
+
+def loop_lags_over(metrics: str, threshold_s: float) -> float:
+    """How many of the daemon's event-loop lags (``ishow_loop_lag_seconds``) were over ``threshold_s`` (one of the
+    histogram's bucket bounds) so far, from the Prometheus text; 0 when the metric is not there."""
+    count = re.search(r"^ishow_loop_lag_seconds_count ([0-9.e+]+)$", metrics, re.MULTILINE)
+    le = re.search(rf'^ishow_loop_lag_seconds_bucket\{{le="{threshold_s}"\}} ([0-9.e+]+)$', metrics, re.MULTILINE)
+    return float(count.group(1)) - float(le.group(1)) if count and le else 0.0
+
+
+async def metrics_text(http: aiohttp.ClientSession, url: str) -> str:
+    async with http.get(f"{url}/metrics") as r:
+        return await r.text()
 
 
 def choose_engine(args: argparse.Namespace) -> str:
@@ -451,6 +469,9 @@ def table(r: dict[str, Any]) -> str:
             f"burst of {b['sent']}: delivered {b['delivered']}, first {b['first_ms']} ms, last {b['last_ms']} ms"
             + (f" (all posts answered after {b['answered_ms']} ms)" if b.get("answered_ms") is not None else "")
         )
+        if "loop_lags_over_10ms" in b:
+            lines.append(f"  event loop late during the burst: {b['loop_lags_over_10ms']} times > 10 ms, "
+                         f"{b['loop_lags_over_25ms']} > 25 ms")  # fmt: skip
     s = r.get("sustained", {})
     if s:
         lines.append(f"sustained {s['rate_per_s']}/s for {s['seconds']} s: delivered {s['delivered']}/{s['sent']}, "
