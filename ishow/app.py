@@ -29,7 +29,7 @@ from ishow.gc_watch import GcPause, GcWatch, freeze_heap, thaw_heap
 from ishow.intake import Intake
 from ishow.ledger import Ledger
 from ishow.lifecycle import bind_problem, bound_port, has_listener, install_signal_handlers, supervise
-from ishow.loop_watch import LOG_LAG_S, LoopWatch
+from ishow.loop_watch import LoopWatch, StallLog
 from ishow.metrics import Metrics
 from ishow.outputs.base import Sink
 from ishow.outputs.obs import ObsHub, ObsSettings
@@ -137,6 +137,7 @@ class Daemon:
         self.started = asyncio.Event()
         self._told_nobody = False
         self._shutdown_deadline = 0.0
+        self._stalls = StallLog()
 
     def _config(self) -> Config:
         return self.cfg
@@ -177,8 +178,9 @@ class Daemon:
     def _loop_lag(self, lag_s: float) -> None:
         """The event loop ran a timer this much late (see :mod:`ishow.loop_watch`)."""
         self.metrics.loop_lag.observe(lag_s)
-        if lag_s >= LOG_LAG_S:
-            log.warning("event loop stalled", ms=round(lag_s * 1000, 1))
+        line = self._stalls.note(lag_s, time.monotonic())
+        if line is not None:
+            log.warning("event loop stalled", **line)
 
     def _gc_pause(self, pause: GcPause) -> None:
         """A garbage collection stopped every thread this long (see :mod:`ishow.gc_watch`)."""

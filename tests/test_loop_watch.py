@@ -41,3 +41,15 @@ async def test_the_daemon_counts_a_stalled_loop_and_logs_it(start_daemon: Any) -
     assert values["ishow_loop_lag_seconds_count"] > values['ishow_loop_lag_seconds_bucket{le="0.1"}']  # one > 100 ms
     stalls = [e for e in logs if e["event"] == "event loop stalled"]
     assert stalls and stalls[0]["ms"] >= 100
+
+
+def test_stalls_are_logged_at_most_once_per_period_with_a_count_of_the_rest() -> None:
+    from ishow.loop_watch import StallLog
+
+    log = StallLog(threshold_s=0.05, every_s=10.0)
+    assert log.note(0.03, 0.0) is None  # short: not a stall
+    assert log.note(0.08, 1.0) == {"ms": 80.0}  # the first stall: logged
+    assert log.note(0.3, 2.0) is None and log.note(0.06, 5.0) is None  # within the period: counted
+    assert log.note(0.01, 12.0) is None  # short again
+    assert log.note(0.07, 12.5) == {"ms": 70.0, "more_since_last_line": 2, "worst_of_those_ms": 300.0}
+    assert log.note(0.09, 30.0) == {"ms": 90.0}  # nothing skipped in between
