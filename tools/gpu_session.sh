@@ -15,6 +15,9 @@ log() { echo "[$(( $(date +%s) - T0 ))s] $*" | tee -a "$OUT/session.log"; }
 cat "$OUT/env.txt"
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target .site .whl/*.whl >>"$OUT/session.log" 2>&1 || { log "wheel install failed"; exit 1; }
 export PYTHONPATH=$PWD:$PWD/.site
+# the GPU image sets PYTHONDONTWRITEBYTECODE=1 and ships torch without .pyc: every start would compile torch's
+# sources again (13.8-14.9 s of imports, session 10). A real install has the bytecode; so do the start-up numbers here.
+unset PYTHONDONTWRITEBYTECODE
 log "wheels installed"
 for phase in $PHASES; do
   case $phase in
