@@ -31,6 +31,7 @@ async def test_each_wake_up_reports_how_late_it_was() -> None:
 
 async def test_the_daemon_counts_a_stalled_loop_and_logs_it(start_daemon: Any) -> None:
     rd = await start_daemon(espeak_config())
+    await asyncio.sleep(0.05)  # the watch is running (asleep in its timer)
     with capture_logs() as logs:
         time.sleep(0.15)  # noqa: ASYNC251 - the stall under test: a callback that blocks the loop
         await asyncio.sleep(0.1)  # the watch wakes (late) and reports
