@@ -36,7 +36,7 @@ def torch_bytecode(source: Path | None = None, dont_write: bool | None = None) -
     cached = Path(importlib.util.cache_from_source(str(source)))
     if cached.is_file():
         return BytecodeState(True, f"torch's compiled bytecode is cached ({cached.parent})")
-    fix = f"run once: {Path(sys.executable).name} -m compileall -q {source.parent.parent}"
+    fix = f"run once: {sys.executable} -m compileall -q {source.parent.parent}"
     if dont_write if dont_write is not None else sys.dont_write_bytecode:
         detail = (
             "torch has no cached bytecode and this Python writes none (PYTHONDONTWRITEBYTECODE is set): every start "
