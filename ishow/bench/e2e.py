@@ -369,8 +369,7 @@ async def measure(args: argparse.Namespace, url: str) -> dict[str, Any]:
             lat = [(obs.headers[m] - t) * 1000 for m, t in posted if m is not None and m in obs.headers]
             result["sustained"] = {"rate_per_s": args.rate, "seconds": args.sustain_s, "sent": n,
                                    "delivered": len(lat), **summary(lat)}  # fmt: skip
-            async with http.get(f"{url}/metrics") as r:
-                result["batches_by_engine"] = batches_by_engine(await r.text())
+            result["batches_by_engine"] = batches_by_engine(await metrics_text(http, url))
             async with http.get(f"{url}/healthz") as r:
                 result["health_after"] = await r.json()
         finally:
